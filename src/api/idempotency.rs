@@ -1,0 +1,170 @@
+//! `repeatability-request-id` (contract §2.4, OASIS Repeatable Requests).
+//!
+//! Scope (caller, header value); window `--idempotency-window` from the first receipt; "same
+//! body" = equal as parsed JSON. The key is claimed in memory *before* the stored record is
+//! read, so a repeat arriving while the first is in flight gets 409 rather than running twice.
+//! A 2xx outcome is stored in the transaction of the change itself; a 4xx outcome right after.
+
+use std::future::Future;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::hub::commands::{IdemSlot, Replay};
+use crate::ids::now_ms;
+use crate::state::AppState;
+use crate::store::messages;
+use crate::store::models::IdempotencyRecord;
+
+pub const HEADER: &str = "repeatability-request-id";
+pub const FIRST_SENT: &str = "repeatability-first-sent";
+const MAX_KEY_CHARS: usize = 128;
+
+/// Releases the in-flight claim when the request ends, however it ends.
+struct Claim<'a> {
+    app: &'a AppState,
+    key: (String, String),
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.app.inflight.lock().remove(&self.key);
+    }
+}
+
+/// Hash of a JSON body as parsed (key order and whitespace do not matter).
+pub fn body_hash(body: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+    base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        Sha256::digest(canonical.as_bytes()),
+    )
+}
+
+pub fn respond(r: &Replay) -> HttpResponse {
+    let mut res = HttpResponse::build(StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK));
+    res.insert_header((header::CONTENT_TYPE, "application/json; charset=utf-8"));
+    if let Some(l) = &r.location {
+        res.insert_header((header::LOCATION, l.clone()));
+    }
+    res.body(r.body.clone())
+}
+
+/// Runs `run` at most once per (user, key) within the window, replaying the stored outcome.
+pub async fn once<F, Fut>(
+    req: &HttpRequest,
+    app: &AppState,
+    user: &str,
+    body: &[u8],
+    run: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(Option<IdemSlot>) -> Fut,
+    Fut: Future<Output = Result<Replay, ApiError>>,
+{
+    let Some(key) = req.headers().get(HEADER) else {
+        return run(None).await.map(|r| respond(&r));
+    };
+    let key = key
+        .to_str()
+        .map_err(|_| ApiError::invalid(HEADER, "repeatability-request-id must be ASCII."))?
+        .trim()
+        .to_string();
+    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
+        return Err(ApiError::invalid(
+            HEADER,
+            format!("repeatability-request-id must be 1 to {MAX_KEY_CHARS} characters."),
+        ));
+    }
+    let window_ms = app.config.idempotency_window.0.as_millis() as i64;
+    if let Some(first) = req.headers().get(FIRST_SENT) {
+        let sent = first
+            .to_str()
+            .ok()
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    FIRST_SENT,
+                    "repeatability-first-sent must be an IMF-fixdate.",
+                )
+            })?;
+        let sent_ms = sent
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        if now_ms() - sent_ms > window_ms {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "RepeatabilityFirstSentTooOld",
+                "The request was first sent longer ago than the repeatability window.",
+            ));
+        }
+    }
+    let claim_key = (user.to_string(), key.clone());
+    if !app.inflight.lock().insert(claim_key.clone()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "RepeatabilityRequestInProgress",
+            "A request with this repeatability-request-id is still being processed.",
+        ));
+    }
+    let _claim = Claim {
+        app,
+        key: claim_key,
+    };
+    let hash = body_hash(body);
+    let (u, k) = (user.to_string(), key.clone());
+    let stored = app
+        .store
+        .read(move |c| Ok(messages::idempotency_get(c, &u, &k)?))
+        .await?;
+    if let Some(rec) = stored.filter(|r| now_ms() - r.created_at < window_ms) {
+        if rec.body_hash != hash {
+            return Err(ApiError::bad_request(
+                "RepeatabilityRequestIdMismatch",
+                "This repeatability-request-id was used with a different request body.",
+            ));
+        }
+        let replay = Replay {
+            status: u16::try_from(rec.status).unwrap_or(200),
+            body: rec.response,
+            location: rec.location,
+        };
+        let mut res = respond(&replay);
+        res.headers_mut().insert(
+            header::HeaderName::from_static("repeatability-result"),
+            header::HeaderValue::from_static("accepted"),
+        );
+        return Ok(res);
+    }
+    let slot = IdemSlot {
+        user: user.to_string(),
+        request_id: key.clone(),
+        body_hash: hash.clone(),
+    };
+    match run(Some(slot)).await {
+        Ok(r) => Ok(respond(&r)),
+        Err(e) if e.status.is_client_error() => {
+            let rec = IdempotencyRecord {
+                user_id: user.to_string(),
+                request_id: key,
+                body_hash: hash,
+                status: i32::from(e.status.as_u16()),
+                response: e.envelope(),
+                location: None,
+                created_at: now_ms(),
+            };
+            // Best effort: if storing the 4xx fails, a repeat is simply evaluated again.
+            let _ = app
+                .store
+                .write(move |c| Ok(messages::idempotency_put(c, &rec)?))
+                .await;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,384 @@
+//! Every setting of confab: its flag, environment variable, TOML key and default.
+//!
+//! Precedence: CLI flags, then `CONFAB_*` environment variables, then the TOML file named by
+//! `--config`, then defaults. The TOML key is the flag without `--`. Secrets are wrapped in [`Secret`], whose
+//! `Debug` and `Display` never show the value.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// The published development access key (contract §4.3), identical in every install.
+pub const DEV_ACCESS_KEY: &str =
+    "GiHYTbr7Hthx7jH3sJUozAx8YxlDVfFRbDNOPvbIzRmDiWvlMHr1Wy90vwSk1VbWlMqhqOfmSHJbHCuIImtqrA==";
+
+/// A secret string: never printed by `Debug`/`Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+/// A duration written as `5m`, `30s`, `1h 30m` (humantime) or, in TOML, whole seconds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. 30s, 5m, 1h)"))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(HumanDuration(Duration::from_secs(s))),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitProfile {
+    /// ACS's published service limits, as fixed windows.
+    Acs,
+    /// Generous per-user and per-thread token buckets.
+    Default,
+    /// No rate limiting.
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit survives power loss.
+    Full,
+    /// Commits survive a crash of confab, not necessarily of the machine.
+    Normal,
+}
+
+/// Server settings. Each field is one flag; `--help` lists its environment variable.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// TOML file with settings (keys are the flag names without `--`)
+    #[arg(long, env = "CONFAB_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address the public listeners bind to
+    #[arg(long, env = "CONFAB_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port of the public HTTP listener (0 picks a free port)
+    #[arg(long, env = "CONFAB_HTTP_PORT", default_value_t = 8080)]
+    pub http_port: u16,
+
+    /// Directory of the SQLite database and the stored resource id
+    #[arg(long, env = "CONFAB_DATA_DIR", default_value = "./confab-data")]
+    pub data_dir: PathBuf,
+
+    /// Keep nothing: a throw-away database in a temporary directory and a new resource id
+    #[arg(long, env = "CONFAB_IN_MEMORY")]
+    pub in_memory: bool,
+
+    /// PostgreSQL URL (postgres://…); SQLite in --data-dir when unset
+    #[arg(long, env = "CONFAB_DATABASE_URL")]
+    pub database_url: Option<Secret>,
+
+    /// SQLite durability: full (fsync every commit) or normal
+    #[arg(long, env = "CONFAB_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
+    pub sqlite_synchronous: SqliteSynchronous,
+
+    /// Resource id (GUID) in user ids and tokens; generated once per data directory when unset
+    #[arg(long, env = "CONFAB_RESOURCE_ID")]
+    pub resource_id: Option<String>,
+
+    /// Primary access key (base64); the well-known development key when unset
+    #[arg(long, env = "CONFAB_ACCESS_KEY")]
+    pub access_key: Option<Secret>,
+
+    /// Secondary access key (base64), also accepted for HMAC
+    #[arg(long, env = "CONFAB_SECONDARY_ACCESS_KEY")]
+    pub secondary_access_key: Option<Secret>,
+
+    /// Allow the development access key on a non-loopback address
+    #[arg(long, env = "CONFAB_ALLOW_DEV_KEY")]
+    pub allow_dev_key: bool,
+
+    /// Secret that signs user tokens; derived from the primary access key when unset
+    #[arg(long, env = "CONFAB_TOKEN_SECRET")]
+    pub token_secret: Option<Secret>,
+
+    /// Accept any api-version value, or none
+    #[arg(long, env = "CONFAB_SKIP_API_VERSION_CHECK")]
+    pub skip_api_version_check: bool,
+
+    /// Rate limits: acs (ACS service limits), default (generous token buckets) or off
+    #[arg(long, env = "CONFAB_RATE_LIMIT_PROFILE", value_enum, default_value_t = RateLimitProfile::Default)]
+    pub rate_limit_profile: RateLimitProfile,
+
+    /// Most participants a thread may have
+    #[arg(long, env = "CONFAB_MAX_PARTICIPANTS", default_value_t = 250)]
+    pub max_participants: u32,
+
+    /// Read receipts and typing stop above this many participants (0 = unlimited)
+    #[arg(long, env = "CONFAB_RECEIPTS_MAX_PARTICIPANTS", default_value_t = 20)]
+    pub receipts_max_participants: u32,
+
+    /// Largest message content in UTF-8 bytes
+    #[arg(long, env = "CONFAB_MAX_MESSAGE_BYTES", default_value_t = 28672)]
+    pub max_message_bytes: u32,
+
+    /// How long a repeatability-request-id is remembered
+    #[arg(long, env = "CONFAB_IDEMPOTENCY_WINDOW", default_value = "5m")]
+    pub idempotency_window: HumanDuration,
+
+    /// Scheme and host used in Location, nextLink and as an HMAC host (e.g. https://chat.example.com)
+    #[arg(long, env = "CONFAB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// HTTP worker threads (0 = one per core)
+    #[arg(long, env = "CONFAB_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// How long an idle thread actor stays in memory
+    #[arg(long, env = "CONFAB_THREAD_IDLE_TIMEOUT", default_value = "5m")]
+    pub thread_idle_timeout: HumanDuration,
+
+    /// How often the retention sweeper looks for threads to delete
+    #[arg(long, env = "CONFAB_RETENTION_SWEEP_INTERVAL", default_value = "1m")]
+    pub retention_sweep_interval: HumanDuration,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. info or confab=debug)
+    #[arg(long, env = "CONFAB_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// Fills every setting that neither a flag nor an environment variable gave from the TOML
+    /// file named by `--config`, if any.
+    pub fn apply_config_file(&mut self, matches: &ArgMatches) -> Result<(), String> {
+        let Some(path) = self.config.clone() else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| format!("invalid TOML in {}: {e}", path.display()))?;
+        let mut current = serde_json::to_value(&*self).map_err(|e| e.to_string())?;
+        let obj = current
+            .as_object_mut()
+            .ok_or_else(|| "config is not an object".to_string())?;
+        for (key, value) in table {
+            let field = key.replace('-', "_");
+            if !obj.contains_key(&field) {
+                return Err(format!(
+                    "unknown setting {key:?} in {} (keys are the flag names without --)",
+                    path.display()
+                ));
+            }
+            let explicit = matches!(
+                matches.value_source(&field),
+                Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
+            );
+            if !explicit {
+                let json = serde_json::to_value(&value).map_err(|e| e.to_string())?;
+                obj.insert(field, json);
+            }
+        }
+        let config_path = self.config.take();
+        *self = serde_json::from_value(current)
+            .map_err(|e| format!("invalid value in {}: {e}", path.display()))?;
+        self.config = config_path;
+        Ok(())
+    }
+
+    /// The primary access key in use (the development key when none is configured).
+    pub fn primary_key(&self) -> &str {
+        self.access_key
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or(DEV_ACCESS_KEY)
+    }
+
+    pub fn uses_dev_key(&self) -> bool {
+        self.access_key.is_none()
+    }
+
+    /// Checks values that the types alone do not.
+    pub fn validate(&self) -> Result<(), String> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for (flag, key) in [
+            ("--access-key", self.access_key.as_ref()),
+            ("--secondary-access-key", self.secondary_access_key.as_ref()),
+        ] {
+            if let Some(k) = key {
+                match b64.decode(k.expose()) {
+                    Ok(bytes) if !bytes.is_empty() => {}
+                    _ => return Err(format!("{flag} must be non-empty base64")),
+                }
+            }
+        }
+        if let Some(r) = &self.resource_id {
+            uuid::Uuid::parse_str(r)
+                .map_err(|_| format!("--resource-id must be a GUID, got {r:?}"))?;
+        }
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!(
+                    "--public-url must start with http:// or https://, got {u:?}"
+                ));
+            }
+        }
+        if self.max_participants == 0 {
+            return Err("--max-participants must be at least 1".into());
+        }
+        if self.uses_dev_key() && !self.allow_dev_key && !is_loopback_host(&self.host) {
+            return Err(format!(
+                "refusing to listen on {} with the well-known development access key: set --access-key, \
+                 or pass --allow-dev-key to accept the risk",
+                self.host
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `host` is a loopback name or address.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> (Config, ArgMatches) {
+        let m = Cli::command().try_get_matches_from(args).unwrap();
+        (Cli::from_arg_matches(&m).unwrap().config, m)
+    }
+
+    /// Secrets never show in Debug output.
+    #[test]
+    fn debug_redacts_secrets() {
+        let (c, _) = parse(&[
+            "confab",
+            "--access-key",
+            "c2VjcmV0LWtleQ==",
+            "--token-secret",
+            "hunter2",
+        ]);
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("c2VjcmV0LWtleQ=="), "{dbg}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+    }
+
+    /// The TOML file fills what flags did not set, and flags win over it.
+    #[test]
+    fn toml_below_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "http-port = 9999\nmax-participants = 7\nidempotency-window = \"2m\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let (mut c, m) = parse(&["confab", "--config", p, "--http-port", "1234"]);
+        c.apply_config_file(&m).unwrap();
+        assert_eq!(c.http_port, 1234);
+        assert_eq!(c.max_participants, 7);
+        assert_eq!(c.idempotency_window.0, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn unknown_toml_key_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "no-such-flag = 1\n").unwrap();
+        let (mut c, m) = parse(&["confab", "--config", path.to_str().unwrap()]);
+        assert!(c
+            .apply_config_file(&m)
+            .unwrap_err()
+            .contains("no-such-flag"));
+    }
+
+    #[test]
+    fn dev_key_refused_off_loopback() {
+        let (c, _) = parse(&["confab", "--host", "0.0.0.0"]);
+        assert!(c.validate().unwrap_err().contains("--allow-dev-key"));
+        let (c, _) = parse(&["confab", "--host", "0.0.0.0", "--allow-dev-key"]);
+        assert!(c.validate().is_ok());
+        let (c, _) = parse(&["confab", "--host", "::1"]);
+        assert!(c.validate().is_ok());
+    }
+}

@@ -1,0 +1,179 @@
+//! Commands a request handler sends to a thread's actor, one struct per operation. Each is
+//! answered only after its change has committed.
+
+use std::collections::BTreeMap;
+
+use actix::Message;
+
+use crate::api::models::{InvalidParticipant, Metadata, RetentionPolicy};
+use crate::error::ApiError;
+
+/// A participant to add, with its identifier already resolved.
+#[derive(Debug, Clone)]
+pub struct NewParticipant {
+    pub raw_id: String,
+    pub is_communication_user: bool,
+    pub display_name: Option<String>,
+    pub metadata: Metadata,
+    /// `None` = all history.
+    pub share_history_time: Option<i64>,
+}
+
+/// Where to store the outcome of a request that carried `repeatability-request-id`.
+#[derive(Debug, Clone)]
+pub struct IdemSlot {
+    pub user: String,
+    pub request_id: String,
+    pub body_hash: String,
+}
+
+/// A response as sent, and as stored for an idempotent replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub status: u16,
+    pub body: String,
+    pub location: Option<String>,
+}
+
+/// A merge-patch of a metadata map (RFC 7396).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum MetaPatch {
+    #[default]
+    Keep,
+    /// `"metadata": null`
+    Clear,
+    /// `null` values remove keys.
+    Merge(BTreeMap<String, Option<String>>),
+}
+
+impl MetaPatch {
+    pub fn apply(&self, current: &Metadata) -> Metadata {
+        match self {
+            MetaPatch::Keep => current.clone(),
+            MetaPatch::Clear => Metadata::new(),
+            MetaPatch::Merge(m) => {
+                let mut out = current.clone();
+                for (k, v) in m {
+                    match v {
+                        Some(v) => out.insert(k.clone(), v.clone()),
+                        None => out.remove(k),
+                    };
+                }
+                out
+            }
+        }
+    }
+}
+
+/// POST /chat/threads → the new thread's actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Replay, ApiError>")]
+pub struct CreateThread {
+    pub creator: String,
+    pub topic: String,
+    pub participants: Vec<NewParticipant>,
+    pub metadata: Metadata,
+    pub retention: Option<RetentionPolicy>,
+    /// Absolute URL of the new thread (the `Location` header).
+    pub location: String,
+    pub idem: Option<IdemSlot>,
+}
+
+/// PATCH /chat/threads/{t} → thread actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct UpdateThread {
+    pub user: String,
+    pub topic: Option<String>,
+    pub metadata: MetaPatch,
+    /// `Some(RetentionPolicy::None)` for `"retentionPolicy": null`.
+    pub retention: Option<RetentionPolicy>,
+}
+
+impl UpdateThread {
+    pub fn is_empty(&self) -> bool {
+        self.topic.is_none() && self.metadata == MetaPatch::Keep && self.retention.is_none()
+    }
+}
+
+/// DELETE /chat/threads/{t} (or the retention sweeper) → thread actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct DeleteThread {
+    /// The deleting user, or [`crate::api::models::SYSTEM_ACTOR`] for the sweeper.
+    pub user: String,
+}
+
+/// POST /chat/threads/{t}/messages → thread actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Replay, ApiError>")]
+pub struct SendMessage {
+    pub user: String,
+    /// Already sanitized when `kind` is html.
+    pub content: String,
+    pub kind: &'static str,
+    pub display_name: Option<String>,
+    pub metadata: Metadata,
+    pub priority: &'static str,
+    /// `…/chat/threads/{t}/messages/`; the new id is appended for `Location`.
+    pub location_prefix: String,
+    pub idem: Option<IdemSlot>,
+}
+
+/// PATCH /chat/threads/{t}/messages/{m} → thread actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct EditMessage {
+    pub user: String,
+    pub message_id: i64,
+    /// Raw content; sanitized in the transaction if the message is html.
+    pub content: Option<String>,
+    pub metadata: MetaPatch,
+    pub priority: Option<&'static str>,
+}
+
+impl EditMessage {
+    pub fn is_empty(&self) -> bool {
+        self.content.is_none() && self.metadata == MetaPatch::Keep && self.priority.is_none()
+    }
+}
+
+/// DELETE /chat/threads/{t}/messages/{m} → thread actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct DeleteMessage {
+    pub user: String,
+    pub message_id: i64,
+}
+
+/// POST /chat/threads/{t}/participants/:add → thread actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<InvalidParticipant>, ApiError>")]
+pub struct AddParticipants {
+    pub user: String,
+    pub participants: Vec<NewParticipant>,
+}
+
+/// POST /chat/threads/{t}/participants/:remove → thread actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct RemoveParticipant {
+    pub user: String,
+    pub target: String,
+}
+
+/// POST /chat/threads/{t}/readReceipts → thread actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct SendReceipt {
+    pub user: String,
+    pub message_id: i64,
+}
+
+/// POST /chat/threads/{t}/typing → thread actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct Typing {
+    pub user: String,
+    pub display_name: Option<String>,
+}

@@ -1,0 +1,46 @@
+//! Actors. One [`thread::ThreadActor`] per live thread serializes every change to that thread;
+//! the [`registry::Registry`] spawns them on demand (spread over a few arbiters) and forgets
+//! them when they stop after being idle.
+//!
+//! ```text
+//!  handler ── Lookup ──► Registry ──► Addr<ThreadActor>
+//!  handler ── command ─► ThreadActor ── job ──► Writer (group commit) ── commit ──► reply
+//! ```
+//!
+//! Invariants enforced here:
+//! 1. One writer per thread: only a thread's actor changes its rows, one command at a time
+//!    (`AtomicResponse` holds the mailbox until the commit has answered).
+//! 2. Ack after durable commit: a command answers only after the writer's batch committed.
+//! 3. Sequence numbers come from the transaction: the job reads `threads.last_seq` inside it.
+
+pub mod commands;
+pub mod registry;
+pub mod thread;
+
+use actix::{Addr, Handler, Message};
+
+use crate::error::ApiError;
+use registry::{Lookup, Registry};
+use thread::ThreadActor;
+
+/// Sends `cmd` to the actor of `thread`, spawning it if needed. If the actor stopped between
+/// the lookup and the send (idle reaping), looks it up once more.
+pub async fn send<M, R>(registry: &Addr<Registry>, thread: &str, cmd: M) -> Result<R, ApiError>
+where
+    M: Message<Result = Result<R, ApiError>> + Clone + Send + 'static,
+    R: Send + 'static,
+    ThreadActor: Handler<M>,
+{
+    for _ in 0..3 {
+        let addr = registry
+            .send(Lookup(thread.to_string()))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("registry: {e}")))?;
+        match addr.send(cmd.clone()).await {
+            Ok(result) => return result,
+            Err(actix::MailboxError::Closed) => continue,
+            Err(e) => return Err(ApiError::unavailable(format!("thread actor: {e}"))),
+        }
+    }
+    Err(ApiError::unavailable("thread actor kept stopping"))
+}

@@ -1,0 +1,120 @@
+//! The registry actor: thread id → address of that thread's actor.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::thread::ThreadActor;
+use crate::store::Store;
+
+/// Limits and timings the thread actors need.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub max_participants: usize,
+    /// 0 = unlimited.
+    pub receipts_max_participants: usize,
+    pub idle_timeout: Duration,
+}
+
+/// What every thread actor shares.
+pub struct HubCtx {
+    pub store: Store,
+    pub config: HubConfig,
+    pub resource_id: String,
+}
+
+pub struct Registry {
+    ctx: Arc<HubCtx>,
+    threads: HashMap<String, Addr<ThreadActor>>,
+    arbiters: Vec<ArbiterHandle>,
+    next: usize,
+}
+
+impl Registry {
+    /// Thread actors are spread over `arbiters` event loops (at least one).
+    pub fn new(ctx: HubCtx, arbiters: usize) -> Registry {
+        let arbiters = (0..arbiters.max(1))
+            .map(|_| Arbiter::new().handle())
+            .collect();
+        Registry {
+            ctx: Arc::new(ctx),
+            threads: HashMap::new(),
+            arbiters,
+            next: 0,
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}
+
+/// Handler → Registry: the address of a thread's actor, spawned if not live.
+#[derive(Message)]
+#[rtype(result = "Addr<ThreadActor>")]
+pub struct Lookup(pub String);
+
+/// ThreadActor → Registry: this actor is stopping; forget it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reaped {
+    pub thread: String,
+    pub addr: Addr<ThreadActor>,
+}
+
+/// Anyone → Registry: how many thread actors are live.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct LiveCount;
+
+impl Handler<Lookup> for Registry {
+    type Result = MessageResult<Lookup>;
+
+    fn handle(&mut self, Lookup(thread): Lookup, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(addr) = self.threads.get(&thread) {
+            if addr.connected() {
+                return MessageResult(addr.clone());
+            }
+        }
+        let arbiter = &self.arbiters[self.next % self.arbiters.len()];
+        self.next = self.next.wrapping_add(1);
+        let hub = self.ctx.clone();
+        let me = ctx.address();
+        let id = thread.clone();
+        let addr = ThreadActor::start_in_arbiter(arbiter, move |_| ThreadActor::new(id, hub, me));
+        self.threads.insert(thread, addr.clone());
+        metrics::gauge!(crate::metrics::THREAD_ACTORS_LIVE).set(self.threads.len() as f64);
+        MessageResult(addr)
+    }
+}
+
+impl Handler<Reaped> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reaped, _ctx: &mut Self::Context) {
+        if self
+            .threads
+            .get(&msg.thread)
+            .is_some_and(|a| *a == msg.addr)
+        {
+            self.threads.remove(&msg.thread);
+            metrics::gauge!(crate::metrics::THREAD_ACTORS_LIVE).set(self.threads.len() as f64);
+        }
+    }
+}
+
+impl Handler<LiveCount> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: LiveCount, _ctx: &mut Self::Context) -> usize {
+        self.threads.len()
+    }
+}

@@ -1,0 +1,911 @@
+//! The thread actor: the only writer of its thread.
+//!
+//! It caches membership (loaded once when the actor starts, then kept in step with each
+//! committed change) so that permission checks need no database read, and it handles one
+//! command at a time: each handler returns an `AtomicResponse`, which holds the mailbox until
+//! the write has committed and the cache is updated.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::commands::*;
+use super::registry::{HubCtx, Reaped, Registry};
+use crate::api::models::{
+    self, check_metadata, participant_out, CimOut, CreateThreadResult, InvalidParticipant,
+    MessageContent, Metadata, ThreadProperties, SYSTEM_ACTOR,
+};
+use crate::error::ApiError;
+use crate::ids::{is_own_user_id, now_ms};
+use crate::store::models::{IdempotencyRecord, Message, Participant, Receipt, Thread};
+use crate::store::{
+    identities, messages, metadata_json, parse_metadata, participants, threads, DbConn,
+};
+
+/// A participant as the actor remembers it.
+#[derive(Debug, Clone)]
+struct Member {
+    share_history_time: i64,
+    removed_at: Option<i64>,
+}
+
+impl Member {
+    fn is_current(&self) -> bool {
+        self.removed_at.is_none()
+    }
+}
+
+enum State {
+    /// Not loaded yet (only before `started` finished).
+    Loading,
+    /// No such thread (yet): only `CreateThread` is accepted.
+    Missing,
+    Deleted,
+    Live {
+        members: HashMap<String, Member>,
+        current: usize,
+    },
+}
+
+pub struct ThreadActor {
+    id: String,
+    hub: Arc<HubCtx>,
+    registry: Addr<Registry>,
+    state: State,
+    last_active: Instant,
+}
+
+type Reply<T> = AtomicResponse<ThreadActor, Result<T, ApiError>>;
+
+fn reply<T: 'static>(r: Result<T, ApiError>) -> Reply<T> {
+    AtomicResponse::new(Box::pin(fut::ready(r)))
+}
+
+/// Holds the mailbox until the future is done.
+trait IntoAtomic<T> {
+    fn into_atomic(self) -> Reply<T>;
+}
+
+impl<T: 'static> IntoAtomic<T> for ResponseActFuture<ThreadActor, Result<T, ApiError>> {
+    fn into_atomic(self) -> Reply<T> {
+        AtomicResponse::new(self)
+    }
+}
+
+fn thread_not_found() -> ApiError {
+    ApiError::not_found("Thread")
+}
+
+impl ThreadActor {
+    pub fn new(id: String, hub: Arc<HubCtx>, registry: Addr<Registry>) -> ThreadActor {
+        ThreadActor {
+            id,
+            hub,
+            registry,
+            state: State::Loading,
+            last_active: Instant::now(),
+        }
+    }
+
+    /// The caller's membership if current; 404 for a missing or deleted thread, else 403.
+    fn current_member(&self, user: &str) -> Result<Member, ApiError> {
+        match &self.state {
+            State::Live { members, .. } => members
+                .get(user)
+                .filter(|m| m.is_current())
+                .cloned()
+                .ok_or_else(ApiError::forbidden),
+            _ => Err(thread_not_found()),
+        }
+    }
+
+    fn current_ids(&self) -> HashSet<String> {
+        match &self.state {
+            State::Live { members, .. } => members
+                .iter()
+                .filter(|(_, m)| m.is_current())
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => HashSet::new(),
+        }
+    }
+
+    fn current_count(&self) -> usize {
+        match &self.state {
+            State::Live { current, .. } => *current,
+            _ => 0,
+        }
+    }
+
+    /// Whether receipts and typing are suppressed (more current participants than the limit).
+    fn receipts_suppressed(&self) -> bool {
+        let limit = self.hub.config.receipts_max_participants;
+        limit != 0 && self.current_count() > limit
+    }
+
+    fn set_member(&mut self, user: String, member: Member) {
+        if let State::Live { members, current } = &mut self.state {
+            let was = members.get(&user).is_some_and(Member::is_current);
+            let is = member.is_current();
+            members.insert(user, member);
+            match (was, is) {
+                (false, true) => *current += 1,
+                (true, false) => *current -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs `job` in the writer, then `after` on the actor with the committed result; the
+    /// mailbox is held until both are done.
+    fn commit<T, J, A>(
+        &mut self,
+        job: J,
+        after: A,
+    ) -> ResponseActFuture<ThreadActor, Result<T, ApiError>>
+    where
+        T: Send + 'static,
+        J: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        A: FnOnce(&mut ThreadActor, &T) + 'static,
+    {
+        let store = self.hub.store.clone();
+        let fut =
+            async move { store.write(job).await }
+                .into_actor(self)
+                .map(move |res, act, _ctx| {
+                    if let Ok(v) = &res {
+                        after(act, v);
+                    }
+                    res
+                });
+        Box::pin(fut)
+    }
+
+    fn touch(&mut self) {
+        self.last_active = Instant::now();
+    }
+
+    fn reap(&mut self, ctx: &mut Context<Self>) {
+        self.registry.do_send(Reaped {
+            thread: self.id.clone(),
+            addr: ctx.address(),
+        });
+        ctx.stop();
+    }
+}
+
+impl Actor for ThreadActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let store = self.hub.store.clone();
+        let id = self.id.clone();
+        let load = async move {
+            store
+                .read(move |c| {
+                    let t = threads::get(c, &id)?;
+                    let ps = match &t {
+                        Some(t) if t.deleted_at.is_none() => participants::all(c, &id)?,
+                        _ => Vec::new(),
+                    };
+                    Ok((t, ps))
+                })
+                .await
+        };
+        ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
+            Ok((None, _)) => act.state = State::Missing,
+            Ok((Some(t), _)) if t.deleted_at.is_some() => act.state = State::Deleted,
+            Ok((Some(_), ps)) => {
+                let current = ps.iter().filter(|p| p.is_current()).count();
+                let members = ps
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p.user_id,
+                            Member {
+                                share_history_time: p.share_history_time,
+                                removed_at: p.removed_at,
+                            },
+                        )
+                    })
+                    .collect();
+                act.state = State::Live { members, current };
+            }
+            Err(e) => {
+                tracing::warn!(thread = %act.id, error = %e, "cannot load thread; stopping its actor");
+                act.reap(ctx);
+            }
+        }));
+        let tick = (self.hub.config.idle_timeout / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        ctx.run_interval(tick, |act, ctx| {
+            let idle = act.last_active.elapsed() >= act.hub.config.idle_timeout;
+            if idle || matches!(act.state, State::Missing | State::Deleted) {
+                act.reap(ctx);
+            }
+        });
+    }
+}
+
+/// The next (sequenceId, message id, createdOn) of a thread, advanced inside the transaction.
+struct Cursor {
+    seq: i64,
+    id: i64,
+    at: i64,
+}
+
+impl Cursor {
+    fn of(t: &Thread) -> Cursor {
+        Cursor {
+            seq: t.last_seq,
+            id: t.last_message_id,
+            at: t.last_message_at,
+        }
+    }
+
+    /// Sequence ids have no gaps; ids increase strictly; createdOn never decreases.
+    fn next(&mut self, now: i64) -> (i64, i64, i64) {
+        self.seq += 1;
+        self.id = now.max(self.id + 1);
+        self.at = now.max(self.at);
+        (self.seq, self.id, self.at)
+    }
+
+    fn save(&self, c: &mut DbConn, thread: &str) -> Result<(), ApiError> {
+        Ok(threads::set_last_message(
+            c, thread, self.seq, self.id, self.at,
+        )?)
+    }
+}
+
+/// Loads a live thread inside the transaction (404 if missing or deleted).
+fn live_thread(c: &mut DbConn, id: &str) -> Result<Thread, ApiError> {
+    threads::get(c, id)?
+        .filter(|t| t.deleted_at.is_none())
+        .ok_or_else(thread_not_found)
+}
+
+fn system_message(
+    thread: &str,
+    (seq, id, at): (i64, i64, i64),
+    kind: &str,
+    content: &MessageContent,
+) -> Message {
+    Message {
+        thread_id: thread.to_string(),
+        seq,
+        id,
+        kind: kind.to_string(),
+        content: None,
+        system: Some(serde_json::to_string(content).unwrap_or_default()),
+        sender_id: None,
+        sender_display_name: None,
+        metadata: "{}".into(),
+        priority: "normal".into(),
+        created_at: at,
+        version: id,
+        edited_at: None,
+        deleted_at: None,
+    }
+}
+
+fn store_idem(c: &mut DbConn, slot: &Option<IdemSlot>, replay: &Replay) -> Result<(), ApiError> {
+    if let Some(s) = slot {
+        messages::idempotency_put(
+            c,
+            &IdempotencyRecord {
+                user_id: s.user.clone(),
+                request_id: s.request_id.clone(),
+                body_hash: s.body_hash.clone(),
+                status: i32::from(replay.status),
+                response: replay.body.clone(),
+                location: replay.location.clone(),
+                created_at: now_ms(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Splits requested participants into those that may join and `invalidParticipants`.
+/// Duplicates merge by raw id; the first wins.
+fn validate_participants(
+    c: &mut DbConn,
+    resource_id: &str,
+    requested: Vec<NewParticipant>,
+) -> Result<(Vec<NewParticipant>, Vec<InvalidParticipant>), ApiError> {
+    let mut seen = HashSet::new();
+    let requested: Vec<NewParticipant> = requested
+        .into_iter()
+        .filter(|p| seen.insert(p.raw_id.clone()))
+        .collect();
+    let own: Vec<String> = requested
+        .iter()
+        .filter(|p| p.is_communication_user && is_own_user_id(&p.raw_id, resource_id))
+        .map(|p| p.raw_id.clone())
+        .collect();
+    let live: HashSet<String> = identities::live_among(c, &own)?.into_iter().collect();
+    let mut valid = Vec::new();
+    let mut invalid = Vec::new();
+    for p in requested {
+        if !(p.is_communication_user && is_own_user_id(&p.raw_id, resource_id)) {
+            invalid.push(InvalidParticipant::forbidden(&p.raw_id));
+        } else if !live.contains(&p.raw_id) {
+            invalid.push(InvalidParticipant::not_found(&p.raw_id));
+        } else {
+            valid.push(p);
+        }
+    }
+    Ok((valid, invalid))
+}
+
+fn too_many(n: usize, max: usize) -> ApiError {
+    ApiError::bad_request(
+        "TooManyParticipants",
+        format!("The thread would have {n} participants; the limit is {max}."),
+    )
+}
+
+/// Writes participant rows for an add at `(seq, _, at)` and returns their wire form.
+fn write_added(
+    c: &mut DbConn,
+    thread: &str,
+    added: &[NewParticipant],
+    (seq, _, at): (i64, i64, i64),
+) -> Result<Vec<models::ParticipantOut>, ApiError> {
+    let mut out = Vec::with_capacity(added.len());
+    for p in added {
+        // A time later than the add is clamped to it, so everyone sees their own add message.
+        let sht = p.share_history_time.unwrap_or(0).min(at);
+        participants::upsert(
+            c,
+            &Participant {
+                thread_id: thread.to_string(),
+                user_id: p.raw_id.clone(),
+                display_name: p.display_name.clone(),
+                metadata: metadata_json(&p.metadata),
+                share_history_time: sht,
+                added_at: at,
+                added_seq: seq,
+                removed_at: None,
+            },
+        )?;
+        out.push(participant_out(
+            &p.raw_id,
+            p.display_name.clone(),
+            sht,
+            p.metadata.clone(),
+        ));
+    }
+    Ok(out)
+}
+
+fn added_members(added: &[models::ParticipantOut], at: i64) -> Vec<(String, Member)> {
+    added
+        .iter()
+        .map(|p| {
+            let sht = crate::ids::parse_time(&p.share_history_time)
+                .unwrap_or(0)
+                .min(at);
+            (
+                p.communication_identifier.raw_id.clone(),
+                Member {
+                    share_history_time: sht,
+                    removed_at: None,
+                },
+            )
+        })
+        .collect()
+}
+
+impl Handler<CreateThread> for ThreadActor {
+    type Result = Reply<Replay>;
+
+    fn handle(&mut self, cmd: CreateThread, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if !matches!(self.state, State::Missing) {
+            return reply(Err(ApiError::internal(format!(
+                "thread id collision on {}",
+                self.id
+            ))));
+        }
+        let id = self.id.clone();
+        let resource_id = self.hub.resource_id.clone();
+        let max = self.hub.config.max_participants;
+        self.commit(
+            move |c| {
+                let now = now_ms();
+                let (valid, invalid) = validate_participants(c, &resource_id, cmd.participants)?;
+                // The creator is always a participant; a listed entry for the creator wins.
+                let mut members: Vec<NewParticipant> = Vec::with_capacity(valid.len() + 1);
+                let listed_creator = valid.iter().find(|p| p.raw_id == cmd.creator).cloned();
+                members.push(listed_creator.unwrap_or(NewParticipant {
+                    raw_id: cmd.creator.clone(),
+                    is_communication_user: true,
+                    display_name: None,
+                    metadata: Metadata::new(),
+                    share_history_time: None,
+                }));
+                members.extend(valid.into_iter().filter(|p| p.raw_id != cmd.creator));
+                if members.len() > max {
+                    return Err(too_many(members.len(), max));
+                }
+                let mut thread = Thread {
+                    id: id.clone(),
+                    topic: cmd.topic.clone(),
+                    created_by: cmd.creator.clone(),
+                    created_at: now,
+                    deleted_at: None,
+                    metadata: metadata_json(&cmd.metadata),
+                    retention: cmd
+                        .retention
+                        .as_ref()
+                        .map(|r| serde_json::to_string(r).unwrap_or_default()),
+                    delete_after: cmd.retention.as_ref().and_then(|r| r.delete_after(now)),
+                    last_seq: 0,
+                    last_message_id: 0,
+                    last_message_at: 0,
+                };
+                let mut cursor = Cursor::of(&thread);
+                let added_at = cursor.next(now);
+                let topic_at = cursor.next(now);
+                thread.last_seq = cursor.seq;
+                thread.last_message_id = cursor.id;
+                thread.last_message_at = cursor.at;
+                threads::insert(c, &thread)?;
+                let added = write_added(c, &id, &members, added_at)?;
+                let initiator = Some(CimOut::from_raw(&cmd.creator));
+                messages::insert(
+                    c,
+                    &system_message(
+                        &id,
+                        added_at,
+                        "participantAdded",
+                        &MessageContent {
+                            participants: Some(added.clone()),
+                            initiator_communication_identifier: initiator.clone(),
+                            ..Default::default()
+                        },
+                    ),
+                )?;
+                messages::insert(
+                    c,
+                    &system_message(
+                        &id,
+                        topic_at,
+                        "topicUpdated",
+                        &MessageContent {
+                            topic: Some(cmd.topic.clone()),
+                            initiator_communication_identifier: initiator,
+                            ..Default::default()
+                        },
+                    ),
+                )?;
+                let result = CreateThreadResult {
+                    chat_thread: ThreadProperties {
+                        id: id.clone(),
+                        topic: cmd.topic,
+                        created_on: crate::ids::fmt_ms(now),
+                        created_by_communication_identifier: models::Cim::from_raw(&cmd.creator),
+                        metadata: (!cmd.metadata.is_empty()).then_some(cmd.metadata),
+                        retention_policy: cmd.retention,
+                        deleted_on: None,
+                    },
+                    invalid_participants: invalid,
+                };
+                let replay = Replay {
+                    status: 201,
+                    body: serde_json::to_string(&result).map_err(ApiError::internal)?,
+                    location: Some(cmd.location),
+                };
+                store_idem(c, &cmd.idem, &replay)?;
+                Ok((replay, added_members(&added, added_at.2)))
+            },
+            |act, (_, members)| {
+                act.state = State::Live {
+                    current: members.len(),
+                    members: members.iter().cloned().collect(),
+                };
+            },
+        )
+        .map(|r, _, _| r.map(|(replay, _)| replay))
+        .boxed_local()
+        .into_atomic()
+    }
+}
+
+impl Handler<UpdateThread> for ThreadActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, cmd: UpdateThread, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if let Err(e) = self.current_member(&cmd.user) {
+            return reply(Err(e));
+        }
+        if cmd.is_empty() {
+            return reply(Ok(()));
+        }
+        let id = self.id.clone();
+        self.commit(
+            move |c| {
+                let now = now_ms();
+                let mut t = live_thread(c, &id)?;
+                let metadata = cmd.metadata.apply(&parse_metadata(&t.metadata));
+                check_metadata(&metadata, models::MAX_THREAD_METADATA_BYTES, "Thread")?;
+                t.metadata = metadata_json(&metadata);
+                if let Some(r) = &cmd.retention {
+                    t.retention = Some(serde_json::to_string(r).map_err(ApiError::internal)?);
+                    t.delete_after = r.delete_after(t.created_at);
+                }
+                if let Some(topic) = &cmd.topic {
+                    t.topic = topic.clone();
+                    let mut cursor = Cursor::of(&t);
+                    let at = cursor.next(now);
+                    messages::insert(
+                        c,
+                        &system_message(
+                            &id,
+                            at,
+                            "topicUpdated",
+                            &MessageContent {
+                                topic: Some(topic.clone()),
+                                initiator_communication_identifier: Some(CimOut::from_raw(
+                                    &cmd.user,
+                                )),
+                                ..Default::default()
+                            },
+                        ),
+                    )?;
+                    cursor.save(c, &id)?;
+                }
+                threads::update_properties(c, &t)?;
+                Ok(())
+            },
+            |_, _| {},
+        )
+        .into_atomic()
+    }
+}
+
+impl Handler<DeleteThread> for ThreadActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, cmd: DeleteThread, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if cmd.user == SYSTEM_ACTOR {
+            if !matches!(self.state, State::Live { .. }) {
+                return reply(Err(thread_not_found()));
+            }
+        } else if let Err(e) = self.current_member(&cmd.user) {
+            return reply(Err(e));
+        }
+        let id = self.id.clone();
+        self.commit(
+            move |c| {
+                live_thread(c, &id)?;
+                threads::mark_deleted(c, &id, now_ms())?;
+                Ok(())
+            },
+            |act, _| act.state = State::Deleted,
+        )
+        .into_atomic()
+    }
+}
+
+impl Handler<SendMessage> for ThreadActor {
+    type Result = Reply<Replay>;
+
+    fn handle(&mut self, cmd: SendMessage, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if let Err(e) = self.current_member(&cmd.user) {
+            return reply(Err(e));
+        }
+        let id = self.id.clone();
+        self.commit(
+            move |c| {
+                let now = now_ms();
+                let t = live_thread(c, &id)?;
+                let mut cursor = Cursor::of(&t);
+                let (seq, mid, at) = cursor.next(now);
+                messages::insert(
+                    c,
+                    &Message {
+                        thread_id: id.clone(),
+                        seq,
+                        id: mid,
+                        kind: cmd.kind.to_string(),
+                        content: Some(cmd.content),
+                        system: None,
+                        sender_id: Some(cmd.user),
+                        sender_display_name: cmd.display_name,
+                        metadata: metadata_json(&cmd.metadata),
+                        priority: cmd.priority.to_string(),
+                        created_at: at,
+                        version: mid,
+                        edited_at: None,
+                        deleted_at: None,
+                    },
+                )?;
+                cursor.save(c, &id)?;
+                let replay = Replay {
+                    status: 201,
+                    body: serde_json::json!({ "id": mid.to_string() }).to_string(),
+                    location: Some(format!("{}{mid}", cmd.location_prefix)),
+                };
+                store_idem(c, &cmd.idem, &replay)?;
+                Ok(replay)
+            },
+            |_, _| {},
+        )
+        .into_atomic()
+    }
+}
+
+/// Loads a message the caller may change: visible (else 404), not deleted (404), not a system
+/// message (403), sent by the caller (403).
+fn own_message(
+    c: &mut DbConn,
+    thread: &str,
+    id: i64,
+    user: &str,
+    member: &Member,
+) -> Result<Message, ApiError> {
+    let m = messages::get(c, thread, id)?
+        .filter(|m| m.deleted_at.is_none() && m.created_at >= member.share_history_time)
+        .ok_or_else(|| ApiError::not_found("Message"))?;
+    if m.is_system() || m.sender_id.as_deref() != Some(user) {
+        return Err(ApiError::forbidden());
+    }
+    Ok(m)
+}
+
+impl Handler<EditMessage> for ThreadActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, cmd: EditMessage, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let member = match self.current_member(&cmd.user) {
+            Ok(m) => m,
+            Err(e) => return reply(Err(e)),
+        };
+        let id = self.id.clone();
+        self.commit(
+            move |c| {
+                let now = now_ms();
+                live_thread(c, &id)?;
+                let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
+                if cmd.is_empty() {
+                    return Ok(());
+                }
+                if let Some(content) = cmd.content {
+                    m.content = Some(if m.kind == "html" {
+                        ammonia::clean(&content)
+                    } else {
+                        content
+                    });
+                }
+                let metadata = cmd.metadata.apply(&parse_metadata(&m.metadata));
+                check_metadata(&metadata, models::MAX_MESSAGE_METADATA_BYTES, "Message")?;
+                m.metadata = metadata_json(&metadata);
+                if let Some(p) = cmd.priority {
+                    m.priority = p.to_string();
+                }
+                m.version = now.max(m.version + 1);
+                m.edited_at = Some(now);
+                messages::update(c, &m)?;
+                Ok(())
+            },
+            |_, _| {},
+        )
+        .into_atomic()
+    }
+}
+
+impl Handler<DeleteMessage> for ThreadActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, cmd: DeleteMessage, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let member = match self.current_member(&cmd.user) {
+            Ok(m) => m,
+            Err(e) => return reply(Err(e)),
+        };
+        let id = self.id.clone();
+        self.commit(
+            move |c| {
+                let now = now_ms();
+                live_thread(c, &id)?;
+                let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
+                m.content = None;
+                m.metadata = "{}".into();
+                m.version = now.max(m.version + 1);
+                m.deleted_at = Some(now);
+                messages::update(c, &m)?;
+                Ok(())
+            },
+            |_, _| {},
+        )
+        .into_atomic()
+    }
+}
+
+impl Handler<AddParticipants> for ThreadActor {
+    type Result = Reply<Vec<InvalidParticipant>>;
+
+    fn handle(&mut self, cmd: AddParticipants, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if let Err(e) = self.current_member(&cmd.user) {
+            return reply(Err(e));
+        }
+        let id = self.id.clone();
+        let resource_id = self.hub.resource_id.clone();
+        let max = self.hub.config.max_participants;
+        let current = self.current_ids();
+        self.commit(
+            move |c| {
+                let now = now_ms();
+                let t = live_thread(c, &id)?;
+                let (valid, invalid) = validate_participants(c, &resource_id, cmd.participants)?;
+                // Adding a current participant does nothing (its display name is not updated).
+                let new: Vec<NewParticipant> = valid
+                    .into_iter()
+                    .filter(|p| !current.contains(&p.raw_id))
+                    .collect();
+                if current.len() + new.len() > max {
+                    return Err(too_many(current.len() + new.len(), max));
+                }
+                if new.is_empty() {
+                    return Ok((invalid, Vec::new()));
+                }
+                let mut cursor = Cursor::of(&t);
+                let at = cursor.next(now);
+                let added = write_added(c, &id, &new, at)?;
+                messages::insert(
+                    c,
+                    &system_message(
+                        &id,
+                        at,
+                        "participantAdded",
+                        &MessageContent {
+                            participants: Some(added.clone()),
+                            initiator_communication_identifier: Some(CimOut::from_raw(&cmd.user)),
+                            ..Default::default()
+                        },
+                    ),
+                )?;
+                cursor.save(c, &id)?;
+                Ok((invalid, added_members(&added, at.2)))
+            },
+            |act, (_, added)| {
+                for (user, m) in added {
+                    act.set_member(user.clone(), m.clone());
+                }
+            },
+        )
+        .map(|r, _, _| r.map(|(invalid, _)| invalid))
+        .boxed_local()
+        .into_atomic()
+    }
+}
+
+impl Handler<RemoveParticipant> for ThreadActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, cmd: RemoveParticipant, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if let Err(e) = self.current_member(&cmd.user) {
+            return reply(Err(e));
+        }
+        let Ok(target) = self.current_member(&cmd.target) else {
+            // Removing someone who is not current is a no-op.
+            return reply(Ok(()));
+        };
+        let id = self.id.clone();
+        self.commit(
+            move |c| {
+                let now = now_ms();
+                let t = live_thread(c, &id)?;
+                let row = participants::get(c, &id, &cmd.target)?
+                    .ok_or_else(|| ApiError::not_found("Participant"))?;
+                let mut cursor = Cursor::of(&t);
+                let at = cursor.next(now);
+                let removed = participant_out(
+                    &row.user_id,
+                    row.display_name.clone(),
+                    row.share_history_time,
+                    parse_metadata(&row.metadata),
+                );
+                messages::insert(
+                    c,
+                    &system_message(
+                        &id,
+                        at,
+                        "participantRemoved",
+                        &MessageContent {
+                            participants: Some(vec![removed]),
+                            initiator_communication_identifier: Some(CimOut::from_raw(&cmd.user)),
+                            ..Default::default()
+                        },
+                    ),
+                )?;
+                participants::mark_removed(c, &id, &cmd.target, at.2)?;
+                cursor.save(c, &id)?;
+                Ok((cmd.target, at.2))
+            },
+            move |act, (user, at)| {
+                act.set_member(
+                    user.clone(),
+                    Member {
+                        share_history_time: target.share_history_time,
+                        removed_at: Some(*at),
+                    },
+                );
+            },
+        )
+        .map(|r, _, _| r.map(|_| ()))
+        .boxed_local()
+        .into_atomic()
+    }
+}
+
+impl Handler<SendReceipt> for ThreadActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, cmd: SendReceipt, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        let member = match self.current_member(&cmd.user) {
+            Ok(m) => m,
+            Err(e) => return reply(Err(e)),
+        };
+        let id = self.id.clone();
+        let suppressed = self.receipts_suppressed();
+        self.commit(
+            move |c| {
+                live_thread(c, &id)?;
+                // Tombstones and system messages count; messages the caller can't see don't.
+                let m = messages::get(c, &id, cmd.message_id)?
+                    .filter(|m| m.created_at >= member.share_history_time)
+                    .ok_or_else(|| ApiError::not_found("Message"))?;
+                if suppressed {
+                    metrics::counter!(crate::metrics::RECEIPTS_SUPPRESSED).increment(1);
+                    return Ok(());
+                }
+                let existing = participants::receipt(c, &id, &cmd.user)?;
+                if existing.is_some_and(|r| r.seq >= m.seq) {
+                    return Ok(());
+                }
+                participants::upsert_receipt(
+                    c,
+                    &Receipt {
+                        thread_id: id.clone(),
+                        user_id: cmd.user,
+                        message_id: m.id,
+                        seq: m.seq,
+                        read_at: now_ms(),
+                    },
+                )?;
+                Ok(())
+            },
+            |_, _| {},
+        )
+        .into_atomic()
+    }
+}
+
+impl Handler<Typing> for ThreadActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, cmd: Typing, _ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if let Err(e) = self.current_member(&cmd.user) {
+            return reply(Err(e));
+        }
+        if self.receipts_suppressed() {
+            metrics::counter!(crate::metrics::TYPING_SUPPRESSED).increment(1);
+        }
+        // Typing is never stored; with nothing to commit the actor answers at once.
+        reply(Ok(()))
+    }
+}

@@ -1,0 +1,137 @@
+//! Identifier and time formats of the wire contract (§1).
+//!
+//! - thread: `19:<32 lowercase hex>@thread.v2`
+//! - user: `8:acs:<resourceId>_<uuid>`
+//! - message: epoch milliseconds as a decimal string, unique per thread
+//! - time out: RFC 3339 UTC with exactly 3 fraction digits and `Z`
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Characters left as they are when an id goes into a URL path segment.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes an id for a path segment (`19:ab@thread.v2` → `19%3Aab%40thread.v2`).
+pub fn encode_segment(s: &str) -> String {
+    utf8_percent_encode(s, PATH_SEGMENT).to_string()
+}
+
+/// Percent-encodes a query value.
+pub fn encode_query(s: &str) -> String {
+    utf8_percent_encode(s, PATH_SEGMENT).to_string()
+}
+
+/// A new random thread id.
+pub fn new_thread_id() -> String {
+    format!("19:{}@thread.v2", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether `s` has the thread id shape. Anything else cannot name a thread (→ 404).
+pub fn is_thread_id(s: &str) -> bool {
+    s.strip_prefix("19:")
+        .and_then(|r| r.strip_suffix("@thread.v2"))
+        .is_some_and(|hex| {
+            hex.len() == 32
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// A new user id under `resource_id`.
+pub fn new_user_id(resource_id: &str) -> String {
+    format!("8:acs:{resource_id}_{}", uuid::Uuid::new_v4())
+}
+
+/// Whether `raw` is a user id of this resource (`8:acs:<resourceId>_<uuid>`).
+pub fn is_own_user_id(raw: &str, resource_id: &str) -> bool {
+    raw.strip_prefix("8:acs:")
+        .and_then(|r| r.strip_prefix(resource_id))
+        .and_then(|r| r.strip_prefix('_'))
+        .is_some_and(|u| uuid::Uuid::parse_str(u).is_ok())
+}
+
+/// Parses a message id (decimal epoch ms). Anything else cannot name a message (→ 404).
+pub fn parse_message_id(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Formats epoch ms as `2026-11-27T11:07:47.443Z`.
+pub fn fmt_ms(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses any RFC 3339 value to epoch ms. A space where the offset sign belongs (a `+` that a
+/// query string decoded to a space) is read as `+`.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let fixed;
+    let s = if s.len() > 19 && s[19..].contains(' ') {
+        fixed = format!("{}{}", &s[..19], s[19..].replace(' ', "+"));
+        fixed.as_str()
+    } else {
+        s
+    };
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc).timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_ids() {
+        let t = new_thread_id();
+        assert!(is_thread_id(&t), "{t}");
+        assert!(!is_thread_id(
+            "19:ABCDEF00000000000000000000000000@thread.v2"
+        ));
+        assert!(!is_thread_id("19:abc@thread.v2"));
+        assert_eq!(encode_segment("19:ab@thread.v2"), "19%3Aab%40thread.v2");
+    }
+
+    #[test]
+    fn user_ids() {
+        let r = "2b1c4a1e-0000-4000-8000-000000000001";
+        let u = new_user_id(r);
+        assert!(is_own_user_id(&u, r));
+        assert!(!is_own_user_id(&u, "other"));
+        assert!(!is_own_user_id("8:acs:x", r));
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(fmt_ms(1_795_000_000_443), "2026-11-18T11:06:40.443Z");
+        assert_eq!(fmt_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            parse_time("2026-11-18T11:06:40.443Z"),
+            Some(1_795_000_000_443)
+        );
+        assert_eq!(
+            parse_time("2026-11-18T12:06:40.443 01:00"),
+            Some(1_795_000_000_443)
+        );
+        assert_eq!(
+            parse_time("2026-11-18T12:06:40.443+01:00"),
+            Some(1_795_000_000_443)
+        );
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}

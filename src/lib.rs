@@ -1,0 +1,272 @@
+//! confab: a self-hosted chat hub that speaks the Azure Communication Services Chat and
+//! Identity REST APIs.
+//!
+//! ```text
+//!  HTTP (actix-web)
+//!   │ prelude middleware: request id, original target, trailing slash
+//!   ▼
+//!  api/  one file per resource ── reads ──► store/ (r2d2 pool, diesel, SQLite | PostgreSQL)
+//!   │ commands                                  ▲
+//!   ▼                                           │ one transaction per batch (group commit)
+//!  hub::Registry ── thread id → Addr<ThreadActor>
+//!   │                                           │
+//!   ▼                                           │
+//!  ThreadActor (one per live thread) ── job ──► store::Writer: change + last_seq, atomically;
+//!     serializes membership, messages, receipts for its thread; answers only after commit
+//! ```
+//!
+//! Module map: [`config`] (every flag), [`error`] (the wire error), [`ids`] (id and time
+//! formats), [`api`] (URL table and handlers), [`auth`] (HMAC, tokens), [`hub`] (actors),
+//! [`store`] (database), [`ratelimit`], [`metrics`].
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod ids;
+pub mod metrics;
+pub mod ratelimit;
+pub mod state;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::{middleware, web, App, HttpServer};
+
+use auth::hmac::AccessKeys;
+use auth::token::{derive_secret, Tokens};
+use config::Config;
+use hub::registry::{HubConfig, HubCtx, Registry};
+use state::AppState;
+use store::connection::SqliteSync;
+use store::Store;
+
+/// How long in-flight requests may take to finish at shutdown.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// How often expired idempotency records are purged.
+const IDEMPOTENCY_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// Threads deleted per retention sweep.
+const RETENTION_BATCH: i64 = 500;
+
+/// A started server: its bound addresses and the handles to stop or await it.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub server: actix_web::dev::Server,
+    pub state: web::Data<AppState>,
+    /// Where the data lives, for the banner (`./confab-data (sqlite)`).
+    pub data_location: String,
+    /// Kept alive for `--in-memory`; removed when the server is dropped.
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+/// Storage, hub and shared state, before any listener is bound.
+pub struct Opened {
+    pub state: web::Data<AppState>,
+    pub data_location: String,
+    temp_dir: Option<tempfile::TempDir>,
+}
+
+/// Opens storage (applying migrations), starts the hub and builds the shared state. Must run
+/// inside an actix system.
+pub async fn open(config: Config) -> Result<Opened, String> {
+    config.validate()?;
+    let sync = match config.sqlite_synchronous {
+        config::SqliteSynchronous::Full => SqliteSync::Full,
+        config::SqliteSynchronous::Normal => SqliteSync::Normal,
+    };
+    let (url, sync, data_location, temp_dir) = if let Some(db) = &config.database_url {
+        let backend = store::Backend::from_url(db.expose())?;
+        (
+            db.expose().to_string(),
+            sync,
+            format!("database ({})", backend.name()),
+            None,
+        )
+    } else if config.in_memory {
+        let dir = tempfile::Builder::new()
+            .prefix("confab-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let url = Store::sqlite_url(dir.path());
+        let location = format!(
+            "{} (sqlite, in-memory: removed at exit)",
+            dir.path().display()
+        );
+        // Nothing is meant to survive: no fsync at all.
+        (url, SqliteSync::Off, location, Some(dir))
+    } else {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+        let url = Store::sqlite_url(&config.data_dir);
+        (
+            url,
+            sync,
+            format!("{} (sqlite)", config.data_dir.display()),
+            None,
+        )
+    };
+    let store = web::block(move || Store::open(&url, sync))
+        .await
+        .map_err(|e| e.to_string())??;
+    let resource_id = store
+        .resource_id(config.resource_id.clone())
+        .await
+        .map_err(|e| format!("cannot read the resource id: {e}"))?;
+    let keys = AccessKeys::new(
+        std::iter::once(config.primary_key())
+            .chain(config.secondary_access_key.as_ref().map(|k| k.expose())),
+    );
+    let secret = match &config.token_secret {
+        Some(s) => s.expose().as_bytes().to_vec(),
+        None => derive_secret(keys.primary()),
+    };
+    let registry = Registry::new(
+        HubCtx {
+            store: store.clone(),
+            config: HubConfig {
+                max_participants: config.max_participants as usize,
+                receipts_max_participants: config.receipts_max_participants as usize,
+                idle_timeout: config.thread_idle_timeout.0,
+            },
+            resource_id: resource_id.clone(),
+        },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+    )
+    .start();
+    metrics::describe();
+    let state = web::Data::new(AppState {
+        limiter: ratelimit::RateLimiter::new(config.rate_limit_profile),
+        tokens: Tokens::new(secret, resource_id.clone()),
+        keys,
+        resource_id,
+        store,
+        registry,
+        inflight: Default::default(),
+        draining: AtomicBool::new(false),
+        config,
+    });
+    Ok(Opened {
+        state,
+        data_location,
+        temp_dir,
+    })
+}
+
+/// Opens everything and binds the listeners. Must run inside an actix system.
+pub async fn start(config: Config) -> Result<Running, String> {
+    let Opened {
+        state,
+        data_location,
+        temp_dir,
+    } = open(config).await?;
+    spawn_housekeeping(state.clone());
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .wrap(middleware::from_fn(api::prelude))
+            .configure(api::routes)
+            .default_service(web::to(api::not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+    if state.config.workers > 0 {
+        server = server.workers(state.config.workers);
+    }
+    let host = state
+        .config
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let server = server
+        .bind((host.as_str(), state.config.http_port))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", host, state.config.http_port))?;
+    let http_addr = *server
+        .addrs()
+        .first()
+        .ok_or_else(|| "no listening address".to_string())?;
+    Ok(Running {
+        http_addr,
+        server: server.run(),
+        state,
+        data_location,
+        _temp_dir: temp_dir,
+    })
+}
+
+/// The retention sweeper and the idempotency purge.
+fn spawn_housekeeping(state: web::Data<AppState>) {
+    let sweeper = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(sweeper.config.retention_sweep_interval.0);
+        loop {
+            tick.tick().await;
+            if let Err(e) = sweep_retention(&sweeper).await {
+                tracing::warn!(error = %e, "retention sweep failed");
+            }
+        }
+    });
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(IDEMPOTENCY_PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let before = ids::now_ms() - state.config.idempotency_window.0.as_millis() as i64;
+            let purge = state
+                .store
+                .write(move |c| Ok(store::messages::idempotency_expire(c, before)?))
+                .await;
+            if let Err(e) = purge {
+                tracing::warn!(error = %e, "idempotency purge failed");
+            }
+        }
+    });
+}
+
+/// Deletes every thread whose retention time has passed, exactly as DELETE does, acting as
+/// the system identity.
+async fn sweep_retention(state: &AppState) -> Result<(), error::ApiError> {
+    let now = ids::now_ms();
+    let due = state
+        .store
+        .read(move |c| Ok(store::threads::due_for_retention(c, now, RETENTION_BATCH)?))
+        .await?;
+    for thread in due {
+        let cmd = hub::commands::DeleteThread {
+            user: api::models::SYSTEM_ACTOR.to_string(),
+        };
+        match hub::send(&state.registry, &thread, cmd).await {
+            Ok(()) => tracing::info!(%thread, "thread deleted by its retention policy"),
+            Err(e) if e.status == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The start-up banner (contract §8.1).
+pub fn banner(r: &Running) -> String {
+    let c = &r.state.config;
+    let http = format!("http://{}/", r.http_addr);
+    let mut b = format!(
+        "confab {} ready\n  connection string : endpoint={http};accesskey={}\n  http              : {http}\n  data              : {}        resourceId: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        c.primary_key(),
+        r.data_location,
+        r.state.resource_id,
+    );
+    if c.uses_dev_key() {
+        b.push_str("  WARNING: using the well-known development access key (not for production)\n");
+    }
+    b
+}

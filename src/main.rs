@@ -1,0 +1,196 @@
+//! The `confab` binary: parse flags/env/TOML into a `Config`, then serve or run a command.
+
+use std::process::ExitCode;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use confab::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "confab",
+    version,
+    about = "Self-hosted real-time chat hub speaking the Azure Communication Services Chat and Identity APIs",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (what `confab` with no subcommand does)
+    Serve {
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Create identities and tokens without writing HMAC code
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an identity and print its id and an access token
+    Create {
+        /// Token scopes, comma-separated (chat, voip, chat.join, chat.join.limited, voip.join)
+        #[arg(long, value_delimiter = ',', default_value = "chat")]
+        scopes: Vec<String>,
+        /// A label printed with the result, to tell several identities apart
+        #[arg(long)]
+        name: Option<String>,
+        /// Token lifetime in minutes (60..1440)
+        #[arg(long, default_value_t = 1440)]
+        expires_in_minutes: i64,
+        #[command(flatten)]
+        config: Config,
+    },
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let (mut config, sub): (Config, &ArgMatches) = match (cli.command, matches.subcommand()) {
+        (Some(Command::Serve { config }), Some((_, m))) => (config, m),
+        (Some(Command::Token { command }), Some((_, m))) => {
+            let TokenCommand::Create {
+                scopes,
+                name,
+                expires_in_minutes,
+                config,
+            } = command;
+            let m = m.subcommand().map(|(_, m)| m).unwrap_or(m);
+            return match prepare(config, m) {
+                Ok(config) => run(token_create(config, scopes, name, expires_in_minutes)),
+                Err(e) => fail(&e),
+            };
+        }
+        _ => (cli.config, &matches),
+    };
+    config = match prepare(config, sub) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    run(serve(config))
+}
+
+fn prepare(mut config: Config, matches: &ArgMatches) -> Result<Config, String> {
+    config.apply_config_file(matches)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .map_err(|e| format!("invalid --log filter {:?}: {e}", config.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(config)
+}
+
+fn fail(e: &str) -> ExitCode {
+    eprintln!("confab: {e}");
+    ExitCode::from(2)
+}
+
+fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    match actix_web::rt::System::new().block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("confab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let running = confab::start(config).await?;
+    print!("{}", confab::banner(&running));
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let handle = running.server.handle();
+    let state = running.state.clone();
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        handle.stop(true).await;
+    });
+    running.server.await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn token_create(
+    config: Config,
+    scopes: Vec<String>,
+    name: Option<String>,
+    minutes: i64,
+) -> Result<(), String> {
+    let opened = confab::open(config).await?;
+    let state = opened.state.clone();
+    let scopes: Vec<_> = scopes
+        .iter()
+        .map(|s| {
+            confab::auth::token::Scope::parse(s.trim())
+                .ok_or_else(|| format!("unknown scope {s:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    if scopes.is_empty() {
+        return Err("at least one scope is required".into());
+    }
+    if !(60..=1440).contains(&minutes) {
+        return Err("--expires-in-minutes must be between 60 and 1440".into());
+    }
+    let id = confab::ids::new_user_id(&state.resource_id);
+    let insert = id.clone();
+    state
+        .store
+        .write(move |c| {
+            Ok(confab::store::identities::insert(
+                c,
+                &insert,
+                confab::ids::now_ms(),
+            )?)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let (token, exp) = state
+        .tokens
+        .issue(&id, &scopes, confab::ids::now_ms() / 1000, minutes);
+    if let Some(n) = name {
+        println!("name      : {n}");
+    }
+    println!("id        : {id}");
+    println!("expiresOn : {}", confab::ids::fmt_ms(exp * 1000));
+    println!("token     : {token}");
+    Ok(())
+}

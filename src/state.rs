@@ -1,0 +1,42 @@
+//! What every handler shares: configuration, store, hub, credentials, limiter.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix::Addr;
+use parking_lot::Mutex;
+
+use crate::auth::hmac::AccessKeys;
+use crate::auth::token::Tokens;
+use crate::config::Config;
+use crate::hub::registry::Registry;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub registry: Addr<Registry>,
+    pub tokens: Tokens,
+    pub keys: AccessKeys,
+    pub resource_id: String,
+    pub limiter: RateLimiter,
+    /// (user, repeatability-request-id) pairs being processed right now (→ 409 on a repeat).
+    pub inflight: Mutex<HashSet<(String, String)>>,
+    /// Set on SIGINT/SIGTERM: `/readyz` answers 503 while in-flight requests finish.
+    pub draining: AtomicBool,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The authority of `--public-url`, if set (an extra HMAC host candidate).
+    pub fn public_host(&self) -> Option<&str> {
+        self.config.public_url.as_deref().map(|u| {
+            let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
+            rest.split('/').next().unwrap_or(rest)
+        })
+    }
+}

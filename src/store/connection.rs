@@ -1,0 +1,203 @@
+//! One connection type over both backends (diesel `MultiConnection`), the r2d2 pool and
+//! per-connection set-up.
+//!
+//! The backend is chosen from the URL scheme here rather than by `MultiConnection::establish`,
+//! which tries variants in order and lets SQLite accept almost any string as a file name.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+#[cfg(feature = "postgres")]
+use diesel::pg::PgConnection;
+
+/// A connection to whichever backend the operator configured.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    #[cfg(feature = "postgres")]
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = r2d2::Pool<Manager>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+#[cfg(feature = "postgres")]
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// How long a SQLite connection waits for a lock before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+/// How long a request waits for a pooled connection (r2d2's default would be 30 s).
+const POOL_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which backend a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Backend, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if cfg!(feature = "postgres") {
+                Ok(Backend::Postgres)
+            } else {
+                Err("this confab was built without the `postgres` feature".into())
+            }
+        } else if let Some(rest) = url.strip_prefix("sqlite://") {
+            if rest.is_empty() {
+                Err("sqlite:// URL has no file name".into())
+            } else {
+                Ok(Backend::Sqlite)
+            }
+        } else if url.contains("://") {
+            Err(format!(
+                "unsupported database URL scheme in {:?}: use postgres://… (or leave --database-url unset for SQLite)",
+                url.split("://").next().unwrap_or_default()
+            ))
+        } else {
+            Ok(Backend::Sqlite)
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
+}
+
+/// SQLite `synchronous` setting: FULL makes every commit durable across power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSync {
+    Full,
+    Normal,
+    /// Only for `--in-memory`, where nothing is meant to survive anyway.
+    Off,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+            SqliteSync::Off => "OFF",
+        }
+    }
+}
+
+/// Per-connection set-up for SQLite (r2d2 `on_acquire` and the writer's own connection).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnSetup {
+    pub sync: SqliteSync,
+}
+
+impl ConnSetup {
+    pub fn apply(&self, conn: &mut DbConn) -> diesel::QueryResult<()> {
+        match conn {
+            DbConn::Sqlite(c) => c.batch_execute(&format!(
+                "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                self.sync.pragma()
+            )),
+            #[cfg(feature = "postgres")]
+            DbConn::Pg(_) => Ok(()),
+        }
+    }
+}
+
+/// Opens one connection, with a useful error (the derived `establish` swallows the real one).
+pub fn connect(url: &str, setup: ConnSetup) -> Result<DbConn, String> {
+    let backend = Backend::from_url(url)?;
+    let mut conn = match backend {
+        Backend::Sqlite => {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            DbConn::Sqlite(
+                SqliteConnection::establish(path)
+                    .map_err(|e| format!("cannot open SQLite database {path}: {e}"))?,
+            )
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => DbConn::Pg(
+            PgConnection::establish(url)
+                .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?,
+        ),
+        #[cfg(not(feature = "postgres"))]
+        Backend::Postgres => unreachable!("rejected by Backend::from_url"),
+    };
+    setup
+        .apply(&mut conn)
+        .map_err(|e| format!("cannot configure the database connection: {e}"))?;
+    Ok(conn)
+}
+
+/// Applies the embedded migrations of the connection's backend.
+pub fn migrate(conn: &mut DbConn) -> Result<(), String> {
+    let result = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|_| ()),
+    };
+    result.map_err(|e| format!("database migration failed: {e}"))
+}
+
+/// Whether every embedded migration has been applied (for `/readyz`).
+pub fn migrations_applied(conn: &mut DbConn) -> bool {
+    match conn {
+        DbConn::Sqlite(c) => c
+            .has_pending_migration(SQLITE_MIGRATIONS)
+            .map(|p| !p)
+            .unwrap_or(false),
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(c) => c
+            .has_pending_migration(PG_MIGRATIONS)
+            .map(|p| !p)
+            .unwrap_or(false),
+    }
+}
+
+/// r2d2 manager that opens connections through [`connect`], so the backend is always the one
+/// the URL names and every connection gets the same set-up.
+#[derive(Debug)]
+pub struct Manager {
+    url: String,
+    setup: ConnSetup,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = diesel::ConnectionError;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        connect(&self.url, self.setup).map_err(diesel::ConnectionError::BadConnection)
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+/// Builds the read pool.
+pub fn pool(url: &str, size: u32, setup: ConnSetup) -> Result<DbPool, String> {
+    // Connect once directly so that a wrong URL fails start-up with the backend's own message.
+    drop(connect(url, setup)?);
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(POOL_CONNECTION_TIMEOUT)
+        .build(Manager {
+            url: url.to_string(),
+            setup,
+        })
+        .map_err(|e| format!("cannot build the connection pool: {e}"))
+}

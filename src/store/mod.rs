@@ -1,0 +1,145 @@
+//! Storage: diesel over SQLite (default) or PostgreSQL, one code path for both.
+//!
+//! Storage conventions, the same on both backends:
+//! - every time is epoch **milliseconds** in a BIGINT column (`tokens_revoked_at`: seconds);
+//! - metadata maps and system-message content are JSON text;
+//! - only the types diesel's `MultiConnection` supports (BigInt, Integer, Text) and no
+//!   RETURNING clauses.
+//!
+//! Writes go through [`Writer`] (one thread, group commit); reads take a pooled connection on
+//! actix's blocking pool via [`Store::read`], never on an actor's or worker's event loop.
+
+pub mod connection;
+pub mod identities;
+pub mod messages;
+pub mod models;
+pub mod participants;
+pub mod schema;
+pub mod threads;
+pub mod writer;
+
+use std::path::Path;
+
+use diesel::prelude::*;
+
+pub use connection::{Backend, DbConn, DbPool};
+pub use writer::Writer;
+
+use crate::error::ApiError;
+
+/// Read pool size.
+const POOL_SIZE: u32 = 8;
+
+/// The database: a read pool and the writer.
+#[derive(Clone)]
+pub struct Store {
+    pool: DbPool,
+    writer: Writer,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens the database named by `url`, applies the embedded migrations and starts the writer.
+    pub fn open(url: &str, sync: connection::SqliteSync) -> Result<Store, String> {
+        let backend = Backend::from_url(url)?;
+        let setup = connection::ConnSetup { sync };
+        let mut conn = connection::connect(url, setup)?;
+        connection::migrate(&mut conn)?;
+        let pool = connection::pool(url, POOL_SIZE, setup)?;
+        let writer = Writer::start(conn);
+        Ok(Store {
+            pool,
+            writer,
+            backend,
+        })
+    }
+
+    /// The SQLite URL for a file in `dir`.
+    pub fn sqlite_url(dir: &Path) -> String {
+        dir.join("confab.db").to_string_lossy().into_owned()
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs a read on the blocking pool with a pooled connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+
+    /// Runs a change in the writer's next batch; resolves once it is committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer.run(f).await
+    }
+
+    /// `/readyz`: storage reachable and every migration applied.
+    pub async fn ready(&self) -> Result<(), String> {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| format!("database unreachable: {e}"))?;
+            if connection::migrations_applied(&mut conn) {
+                Ok(())
+            } else {
+                Err("database migrations are not applied".to_string())
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// The resource id stored in this database, stored now if there is none yet.
+    pub async fn resource_id(&self, wanted: Option<String>) -> Result<String, ApiError> {
+        use schema::meta;
+        self.write(move |c| {
+            let stored: Option<String> = meta::table
+                .filter(meta::key.eq("resource_id"))
+                .select(meta::value)
+                .first(c)
+                .optional()?;
+            match (stored, wanted) {
+                (Some(s), None) => Ok(s),
+                (Some(s), Some(w)) if s == w => Ok(s),
+                (stored, wanted) => {
+                    let id = wanted.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                    if stored.is_some() {
+                        diesel::update(meta::table.filter(meta::key.eq("resource_id")))
+                            .set(meta::value.eq(&id))
+                            .execute(c)?;
+                    } else {
+                        diesel::insert_into(meta::table)
+                            .values((meta::key.eq("resource_id"), meta::value.eq(&id)))
+                            .execute(c)?;
+                    }
+                    Ok(id)
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Parses a stored JSON metadata map (empty on bad data rather than failing a read).
+pub fn parse_metadata(s: &str) -> crate::api::models::Metadata {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+pub fn metadata_json(m: &crate::api::models::Metadata) -> String {
+    serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
+}

@@ -1,0 +1,102 @@
+//! Row structs (what queries load) and insert forms, one per table.
+
+use diesel::prelude::*;
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = identities)]
+pub struct Identity {
+    pub id: String,
+    pub created_at: i64,
+    pub deleted_at: Option<i64>,
+    pub tokens_revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = threads)]
+pub struct Thread {
+    pub id: String,
+    pub topic: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub deleted_at: Option<i64>,
+    pub metadata: String,
+    pub retention: Option<String>,
+    pub delete_after: Option<i64>,
+    pub last_seq: i64,
+    pub last_message_id: i64,
+    pub last_message_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = participants)]
+pub struct Participant {
+    pub thread_id: String,
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub metadata: String,
+    pub share_history_time: i64,
+    pub added_at: i64,
+    pub added_seq: i64,
+    pub removed_at: Option<i64>,
+}
+
+impl Participant {
+    pub fn is_current(&self) -> bool {
+        self.removed_at.is_none()
+    }
+
+    /// Contract §3.2: visible when `createdOn >= shareHistoryTime` and (current or
+    /// `createdOn <= removedOn`).
+    pub fn can_see(&self, created_at: i64) -> bool {
+        created_at >= self.share_history_time && self.removed_at.is_none_or(|r| created_at <= r)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = messages)]
+pub struct Message {
+    pub thread_id: String,
+    pub seq: i64,
+    pub id: i64,
+    pub kind: String,
+    pub content: Option<String>,
+    pub system: Option<String>,
+    pub sender_id: Option<String>,
+    pub sender_display_name: Option<String>,
+    pub metadata: String,
+    pub priority: String,
+    pub created_at: i64,
+    pub version: i64,
+    pub edited_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+}
+
+impl Message {
+    pub fn is_system(&self) -> bool {
+        !matches!(self.kind.as_str(), "text" | "html")
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = read_receipts)]
+pub struct Receipt {
+    pub thread_id: String,
+    pub user_id: String,
+    pub message_id: i64,
+    pub seq: i64,
+    pub read_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = idempotency)]
+pub struct IdempotencyRecord {
+    pub user_id: String,
+    pub request_id: String,
+    pub body_hash: String,
+    pub status: i32,
+    pub response: String,
+    pub location: Option<String>,
+    pub created_at: i64,
+}

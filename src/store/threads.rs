@@ -1,0 +1,85 @@
+//! Queries on `threads`.
+
+use diesel::prelude::*;
+
+use super::models::{Participant, Thread};
+use super::schema::{participants, threads};
+use super::DbConn;
+
+pub fn get(c: &mut DbConn, id: &str) -> QueryResult<Option<Thread>> {
+    threads::table
+        .find(id)
+        .select(Thread::as_select())
+        .first(c)
+        .optional()
+}
+
+pub fn insert(c: &mut DbConn, t: &Thread) -> QueryResult<()> {
+    diesel::insert_into(threads::table)
+        .values(t)
+        .execute(c)
+        .map(drop)
+}
+
+/// Writes the mutable properties of a thread.
+pub fn update_properties(c: &mut DbConn, t: &Thread) -> QueryResult<()> {
+    diesel::update(threads::table.find(&t.id))
+        .set((
+            threads::topic.eq(&t.topic),
+            threads::metadata.eq(&t.metadata),
+            threads::retention.eq(&t.retention),
+            threads::delete_after.eq(t.delete_after),
+        ))
+        .execute(c)
+        .map(drop)
+}
+
+/// Records the last message handed out (sequence, id and time), in the writing transaction.
+pub fn set_last_message(
+    c: &mut DbConn,
+    id: &str,
+    seq: i64,
+    message_id: i64,
+    at: i64,
+) -> QueryResult<()> {
+    diesel::update(threads::table.find(id))
+        .set((
+            threads::last_seq.eq(seq),
+            threads::last_message_id.eq(message_id),
+            threads::last_message_at.eq(at),
+        ))
+        .execute(c)
+        .map(drop)
+}
+
+pub fn mark_deleted(c: &mut DbConn, id: &str, at: i64) -> QueryResult<()> {
+    diesel::update(threads::table.find(id))
+        .set(threads::deleted_at.eq(at))
+        .execute(c)
+        .map(drop)
+}
+
+/// Every thread `user` is or was in, with the user's participant row. Deleted threads only where
+/// the user was current at deletion.
+pub fn for_user(c: &mut DbConn, user: &str) -> QueryResult<Vec<(Thread, Participant)>> {
+    threads::table
+        .inner_join(participants::table.on(participants::thread_id.eq(threads::id)))
+        .filter(participants::user_id.eq(user))
+        .filter(
+            threads::deleted_at
+                .is_null()
+                .or(participants::removed_at.is_null()),
+        )
+        .select((Thread::as_select(), Participant::as_select()))
+        .load(c)
+}
+
+/// Ids of live threads whose retention time has come.
+pub fn due_for_retention(c: &mut DbConn, now: i64, limit: i64) -> QueryResult<Vec<String>> {
+    threads::table
+        .filter(threads::delete_after.le(now))
+        .filter(threads::deleted_at.is_null())
+        .select(threads::id)
+        .limit(limit)
+        .load(c)
+}
