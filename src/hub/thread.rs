@@ -356,7 +356,7 @@ fn write_added(
     (seq, _, at): (i64, i64, i64),
 ) -> Result<Vec<models::ParticipantOut>, ApiError> {
     let mut out = Vec::with_capacity(added.len());
-    for p in added {
+    for (index, p) in added.iter().enumerate() {
         // A time later than the add is clamped to it, so everyone sees their own add message.
         let sht = p.share_history_time.unwrap_or(0).min(at);
         participants::upsert(
@@ -369,6 +369,7 @@ fn write_added(
                 share_history_time: sht,
                 added_at: at,
                 added_seq: seq,
+                add_index: i32::try_from(index).unwrap_or(i32::MAX),
                 removed_at: None,
             },
         )?;

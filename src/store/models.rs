@@ -39,6 +39,7 @@ pub struct Participant {
     pub share_history_time: i64,
     pub added_at: i64,
     pub added_seq: i64,
+    pub add_index: i32,
     pub removed_at: Option<i64>,
 }
 

@@ -31,6 +31,7 @@ pub fn upsert(c: &mut DbConn, p: &Participant) -> QueryResult<()> {
             participants::share_history_time.eq(p.share_history_time),
             participants::added_at.eq(p.added_at),
             participants::added_seq.eq(p.added_seq),
+            participants::add_index.eq(p.add_index),
             participants::removed_at.eq(p.removed_at),
         ))
         .execute(c)?;
@@ -59,7 +60,7 @@ pub fn current_page(
     participants::table
         .filter(participants::thread_id.eq(thread))
         .filter(participants::removed_at.is_null())
-        .order((participants::added_seq.asc(), participants::user_id.asc()))
+        .order((participants::added_seq.asc(), participants::add_index.asc()))
         .offset(skip)
         .limit(limit)
         .select(Participant::as_select())

@@ -41,6 +41,7 @@ diesel::table! {
         share_history_time -> BigInt,
         added_at -> BigInt,
         added_seq -> BigInt,
+        add_index -> Integer,
         removed_at -> Nullable<BigInt>,
     }
 }

@@ -1,1 +1,11 @@
+//! One integration test binary: each module drives a real confab over HTTP.
 
+mod auth;
+mod common;
+mod errors;
+mod identity;
+mod messages;
+mod participants;
+mod process;
+mod receipts;
+mod threads;

@@ -34,6 +34,7 @@ CREATE TABLE participants (
     share_history_time BIGINT NOT NULL,
     added_at           BIGINT NOT NULL,
     added_seq          BIGINT NOT NULL, -- sequenceId of the participantAdded message: "order added"
+    add_index          INTEGER NOT NULL, -- position within that add request
     removed_at         BIGINT,          -- NULL while current
     PRIMARY KEY (thread_id, user_id)
 );

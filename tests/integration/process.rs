@@ -1,0 +1,269 @@
+//! The binary as an operator runs it: banner, `/livez`, `--help`, graceful stop, and
+//! durability across SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_confab");
+
+/// A server process, killed (SIGKILL) when dropped so a failing test leaves no orphan.
+struct Server(Child);
+
+impl Server {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `confab serve` and reads the port from its banner.
+fn serve(args: &[&str]) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(["--http-port", "0", "--log", "warn"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut base = None;
+    let mut banner = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("http              : ") {
+            base = Some(rest.trim_end_matches('/').to_string());
+            break;
+        }
+    }
+    assert!(banner.contains("confab "), "{banner}");
+    assert!(banner.contains("endpoint=http://127.0.0.1:"), "{banner}");
+    // keep draining stdout so the child never blocks on a full pipe
+    std::thread::spawn(move || for _ in lines {});
+    (Server(child), base.expect("banner prints the http address"))
+}
+
+fn app_for(base: &str, dir: tempfile::TempDir) -> TestApp {
+    TestApp {
+        base: base.to_string(),
+        client: reqwest::Client::new(),
+        key: DEV_KEY.to_string(),
+        resource_id: String::new(),
+        _dir: dir,
+    }
+}
+
+/// `confab serve --http-port 0` prints the chosen port, /livez answers, SIGTERM exits 0.
+#[tokio::test]
+async fn serve_banner_livez_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = serve(&["--data-dir", dir.path().to_str().unwrap()]);
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    assert_ne!(port, 0);
+    let r = reqwest::get(format!("{base}/livez")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+    let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// `confab --help` lists every flag with its environment variable.
+#[test]
+fn help_lists_env_vars() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for env in [
+        "CONFAB_HOST",
+        "CONFAB_HTTP_PORT",
+        "CONFAB_DATA_DIR",
+        "CONFAB_IN_MEMORY",
+        "CONFAB_DATABASE_URL",
+        "CONFAB_ACCESS_KEY",
+        "CONFAB_SECONDARY_ACCESS_KEY",
+        "CONFAB_TOKEN_SECRET",
+        "CONFAB_RESOURCE_ID",
+        "CONFAB_ALLOW_DEV_KEY",
+        "CONFAB_SKIP_API_VERSION_CHECK",
+        "CONFAB_RATE_LIMIT_PROFILE",
+        "CONFAB_MAX_PARTICIPANTS",
+        "CONFAB_RECEIPTS_MAX_PARTICIPANTS",
+        "CONFAB_MAX_MESSAGE_BYTES",
+        "CONFAB_IDEMPOTENCY_WINDOW",
+        "CONFAB_SQLITE_SYNCHRONOUS",
+        "CONFAB_PUBLIC_URL",
+        "CONFAB_CONFIG",
+    ] {
+        assert!(text.contains(env), "--help does not mention {env}:\n{text}");
+    }
+    // the dev key is refused on a non-loopback address
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--in-memory",
+            "--http-port",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-dev-key"));
+}
+
+/// `confab token create` prints an id and a token that works against a server on the same
+/// data directory.
+#[tokio::test]
+async fn token_create_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "create",
+            "--scopes",
+            "chat",
+            "--name",
+            "alice",
+            "--data-dir",
+            &d,
+            "--log",
+            "warn",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .map(|r| r.trim_start_matches([' ', ':']).trim().to_string())
+            })
+            .unwrap()
+    };
+    let user = User {
+        id: field("id"),
+        token: field("token"),
+    };
+    let (mut child, base) = serve(&["--data-dir", &d]);
+    let app = app_for(&base, dir);
+    let r = app
+        .chat(
+            &user,
+            reqwest::Method::POST,
+            "/chat/threads",
+            Some(json!({"topic": "cli"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    child.kill();
+}
+
+/// N messages acknowledged with 201 survive SIGKILL right after the last answer, with their
+/// sequenceIds and ids.
+#[tokio::test]
+async fn durable_across_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let mut args = vec![
+        "--data-dir".to_string(),
+        d,
+        "--rate-limit-profile".into(),
+        "off".into(),
+    ];
+    if let Some(url) = test_database() {
+        args.extend(["--database-url".to_string(), url]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Rate limits off: this test is about durability, not throttling.
+    let (mut child, base) = serve(&args);
+    let app = app_for(&base, dir);
+    let u = app.user().await;
+    let t = app.thread(&u, &[]).await;
+    const N: usize = 200;
+    // concurrent senders so that several messages share each group commit
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (base, token, t) = (base.clone(), u.token.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut acked = Vec::new();
+            for i in 0..N / 8 {
+                let r = client
+                    .post(format!(
+                        "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
+                        enc(&t)
+                    ))
+                    .bearer_auth(&token)
+                    .json(&json!({"content": format!("w{w} m{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                acked.push(
+                    r.json::<Value>().await.unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(task.await.unwrap());
+    }
+    child.kill(); // SIGKILL
+
+    let (mut child, base) = serve(&args);
+    let app = TestApp { base, ..app };
+    let msgs = app.all_messages(&u, &t, 200).await;
+    let texts: Vec<&Value> = msgs.iter().filter(|m| m["type"] == "text").collect();
+    assert_eq!(texts.len(), N);
+    let mut ids: Vec<String> = texts
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    acked.sort();
+    assert_eq!(ids, acked);
+    let mut seqs: Vec<u64> = msgs
+        .iter()
+        .map(|m| m["sequenceId"].as_str().unwrap().parse().unwrap())
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=(N as u64 + 2)).collect::<Vec<_>>());
+    child.kill();
+}

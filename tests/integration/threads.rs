@@ -1,0 +1,389 @@
+//! Threads: create, get, update, delete, list, idempotency (operations 1–5, §2.4, §2.6).
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// Create answers 201 with Location and the properties; writes participantAdded (seq 1) and
+/// topicUpdated (seq 2); the creator listed in participants gets the listed display name;
+/// unknown and foreign identities come back in invalidParticipants keyed by rawId.
+#[tokio::test]
+async fn create_thread() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let b = app.user().await;
+    let unknown = format!(
+        "8:acs:{}_00000000-0000-4000-8000-000000000000",
+        app.resource_id
+    );
+    let body = json!({
+        "topic": "launch 🚀",
+        "metadata": {"k": "v"},
+        "retentionPolicy": {"kind": "threadCreationDate", "deleteThreadAfterDays": 40},
+        "participants": [
+            {"communicationIdentifier": {"rawId": a.id}, "displayName": "Alice"},
+            {"communicationIdentifier": {"communicationUser": {"id": b.id}}, "displayName": "Bob"},
+            {"communicationIdentifier": {"rawId": unknown}},
+            {"communicationIdentifier": {"phoneNumber": {"value": "+15551234"}, "kind": "phoneNumber"}},
+        ]
+    });
+    let r = app
+        .chat(&a, Method::POST, "/chat/threads", Some(body))
+        .await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let v: Value = r.json().await.unwrap();
+    let t = v["chatThread"]["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("{}/chat/threads/{}", app.base, enc(&t)));
+    assert_eq!(v["chatThread"]["topic"], "launch 🚀");
+    assert_eq!(v["chatThread"]["metadata"], json!({"k": "v"}));
+    assert_eq!(
+        v["chatThread"]["retentionPolicy"]["deleteThreadAfterDays"],
+        40
+    );
+    assert_eq!(
+        v["chatThread"]["createdByCommunicationIdentifier"]["rawId"],
+        a.id.as_str()
+    );
+    let invalid = v["invalidParticipants"].as_array().unwrap();
+    assert_eq!(invalid.len(), 2);
+    assert_eq!(
+        invalid[0],
+        json!({"target": unknown, "code": "404", "message": "Not found"})
+    );
+    assert_eq!(invalid[1]["target"], "4:+15551234");
+    assert_eq!(invalid[1]["code"], "403");
+
+    let msgs = app.all_messages(&a, &t, 50).await;
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(msgs[1]["sequenceId"], "1");
+    assert_eq!(msgs[1]["type"], "participantAdded");
+    let added = msgs[1]["content"]["participants"].as_array().unwrap();
+    assert_eq!(added.len(), 2);
+    assert_eq!(added[0]["displayName"], "Alice");
+    assert_eq!(added[0]["shareHistoryTime"], "1970-01-01T00:00:00.000Z");
+    assert_eq!(
+        msgs[1]["content"]["initiatorCommunicationIdentifier"]["rawId"],
+        a.id.as_str()
+    );
+    assert!(msgs[1].get("senderCommunicationIdentifier").is_none());
+    assert_eq!(msgs[0]["sequenceId"], "2");
+    assert_eq!(msgs[0]["type"], "topicUpdated");
+    assert_eq!(msgs[0]["content"]["topic"], "launch 🚀");
+    assert_eq!(msgs[0]["priority"], "normal");
+
+    let r = app
+        .chat(&b, Method::GET, &format!("/chat/threads/{}", enc(&t)), None)
+        .await;
+    assert_eq!(r.status(), 200);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["id"], t.as_str());
+    assert!(p["createdOn"].as_str().unwrap().ends_with('Z'));
+    // raw (unencoded) ids work too
+    let r = app
+        .chat(&b, Method::GET, &format!("/chat/threads/{t}"), None)
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// PATCH is a merge-patch: topic writes a topicUpdated message, metadata keys merge and null
+/// removes, `{}` changes nothing, `"topic": null` is refused.
+#[tokio::test]
+async fn update_thread() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let t = app.thread(&a, &[]).await;
+    let p = format!("/chat/threads/{}", enc(&t));
+    let r = app
+        .chat(
+            &a,
+            Method::PATCH,
+            &p,
+            Some(json!({"topic": "new", "metadata": {"x": "1", "y": "2"}})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = app
+        .chat(
+            &a,
+            Method::PATCH,
+            &p,
+            Some(json!({"metadata": {"x": null}})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let v: Value = app
+        .chat(&a, Method::GET, &p, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["topic"], "new");
+    assert_eq!(v["metadata"], json!({"y": "2"}));
+    assert!(v.get("retentionPolicy").is_none());
+    let r = app
+        .chat(
+            &a,
+            Method::PATCH,
+            &p,
+            Some(json!({"retentionPolicy": null})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let v: Value = app
+        .chat(&a, Method::GET, &p, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["retentionPolicy"], json!({"kind": "none"}));
+    let before = app.all_messages(&a, &t, 50).await.len();
+    assert_eq!(
+        app.chat(&a, Method::PATCH, &p, Some(json!({})))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(app.all_messages(&a, &t, 50).await.len(), before);
+    let msgs = app.all_messages(&a, &t, 50).await;
+    assert_eq!(msgs[0]["type"], "topicUpdated");
+    assert_eq!(msgs[0]["content"]["topic"], "new");
+    assert_eq!(msgs.len(), 3);
+    assert_error(
+        app.chat(&a, Method::PATCH, &p, Some(json!({"topic": null})))
+            .await,
+        400,
+        "InvalidRequest",
+    )
+    .await;
+    let bad =
+        json!({"retentionPolicy": {"kind": "threadCreationDate", "deleteThreadAfterDays": 10}});
+    assert_error(
+        app.chat(&a, Method::PATCH, &p, Some(bad)).await,
+        400,
+        "InvalidRequest",
+    )
+    .await;
+    let big = json!({"metadata": {"k": "x".repeat(1100)}});
+    assert_error(
+        app.chat(&a, Method::PATCH, &p, Some(big)).await,
+        400,
+        "MetadataTooLarge",
+    )
+    .await;
+}
+
+/// A deleted thread is gone for every route but stays in the list with deletedOn.
+#[tokio::test]
+async fn delete_thread() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let b = app.user().await;
+    let t = app.thread(&a, &[&b]).await;
+    let p = format!("/chat/threads/{}", enc(&t));
+    let r = app.chat(&b, Method::DELETE, &p, None).await;
+    assert_eq!(r.status(), 204);
+    assert_error(app.chat(&a, Method::GET, &p, None).await, 404, "NotFound").await;
+    assert_error(
+        app.chat(&a, Method::DELETE, &p, None).await,
+        404,
+        "NotFound",
+    )
+    .await;
+    let r = app
+        .chat(&a, Method::GET, &format!("{p}/messages"), None)
+        .await;
+    assert_error(r, 404, "NotFound").await;
+    let r = app
+        .chat(
+            &a,
+            Method::POST,
+            &format!("{p}/messages"),
+            Some(json!({"content": "x"})),
+        )
+        .await;
+    assert_error(r, 404, "NotFound").await;
+    let v: Value = app
+        .chat(&a, Method::GET, "/chat/threads", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let item = &v["value"][0];
+    assert_eq!(item["id"], t.as_str());
+    assert!(item["deletedOn"].as_str().unwrap().ends_with('Z'));
+}
+
+/// List threads: newest activity first, paged with an absolute nextLink carrying
+/// api-version, and filtered by startTime.
+#[tokio::test]
+async fn list_threads_paging() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.thread(&a, &[]).await);
+    }
+    // activity in the first thread moves it to the top
+    app.send(&a, &ids[0], "bump").await;
+    let mut seen = Vec::new();
+    let mut url = "/chat/threads?maxPageSize=2".to_string();
+    let mut pages = 0;
+    loop {
+        let v: Value = app
+            .chat(&a, Method::GET, &url, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        pages += 1;
+        for item in v["value"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_string());
+            assert!(item["lastMessageReceivedOn"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z'));
+        }
+        match v["nextLink"].as_str() {
+            Some(n) => {
+                assert!(n.starts_with(&app.base), "{n}");
+                assert!(n.contains(&format!("api-version={CHAT_V}")), "{n}");
+                url = n.to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen[0], ids[0]);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 5);
+    let r = app
+        .chat(
+            &a,
+            Method::GET,
+            "/chat/threads?startTime=2999-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["value"].as_array().unwrap().len(), 0);
+    assert!(v.get("nextLink").is_none());
+    let r = app
+        .chat(&a, Method::GET, "/chat/threads?syncState=bm9wZQ", None)
+        .await;
+    let e = assert_error(r, 400, "InvalidRequest").await;
+    assert_eq!(e["error"]["target"], "syncState");
+}
+
+/// repeatability-request-id: a replay returns the identical response and creates nothing; the
+/// same id with another body is 400; the same id from another user is independent.
+#[tokio::test]
+async fn idempotent_create() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let b = app.user().await;
+    let body = json!({"topic": "once", "participants": [participant(&b.id)]}).to_string();
+    let id = uuid::Uuid::new_v4().to_string();
+    let h = [("repeatability-request-id", id.as_str())];
+    let r1 = app
+        .chat_raw(
+            &a.token,
+            Method::POST,
+            "/chat/threads",
+            Some(body.clone()),
+            &h,
+        )
+        .await;
+    assert_eq!(r1.status(), 201);
+    let l1 = r1.headers()["location"].clone();
+    let b1 = r1.text().await.unwrap();
+    // same JSON, other key order and spacing
+    let reordered = json!({"participants": [participant(&b.id)], "topic": "once"}).to_string();
+    let r2 = app
+        .chat_raw(&a.token, Method::POST, "/chat/threads", Some(reordered), &h)
+        .await;
+    assert_eq!(r2.status(), 201);
+    assert_eq!(r2.headers()["location"], l1);
+    assert_eq!(r2.text().await.unwrap(), b1);
+    let v: Value = app
+        .chat(&a, Method::GET, "/chat/threads", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["value"].as_array().unwrap().len(), 1, "one thread only");
+    let other = json!({"topic": "different"}).to_string();
+    let r = app
+        .chat_raw(&a.token, Method::POST, "/chat/threads", Some(other), &h)
+        .await;
+    assert_error(r, 400, "RepeatabilityRequestIdMismatch").await;
+    let r = app
+        .chat_raw(
+            &b.token,
+            Method::POST,
+            "/chat/threads",
+            Some(body.clone()),
+            &h,
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let long = "x".repeat(129);
+    let r = app
+        .chat_raw(
+            &a.token,
+            Method::POST,
+            "/chat/threads",
+            Some(body.clone()),
+            &[("repeatability-request-id", &long)],
+        )
+        .await;
+    assert_error(r, 400, "InvalidRequest").await;
+    let old =
+        httpdate::fmt_http_date(std::time::SystemTime::now() - std::time::Duration::from_secs(600));
+    let fresh = uuid::Uuid::new_v4().to_string();
+    let r = app
+        .chat_raw(
+            &a.token,
+            Method::POST,
+            "/chat/threads",
+            Some(body),
+            &[
+                ("repeatability-request-id", &fresh),
+                ("repeatability-first-sent", &old),
+            ],
+        )
+        .await;
+    assert_error(r, 412, "RepeatabilityFirstSentTooOld").await;
+}
+
+/// Sending with repeatability-request-id also replays instead of sending twice.
+#[tokio::test]
+async fn idempotent_send() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let t = app.thread(&a, &[]).await;
+    let p = format!("/chat/threads/{}/messages", enc(&t));
+    let h = [("repeatability-request-id", "send-1")];
+    let body = json!({"content": "once"}).to_string();
+    let r1 = app
+        .chat_raw(&a.token, Method::POST, &p, Some(body.clone()), &h)
+        .await;
+    assert_eq!(r1.status(), 201);
+    let id1 = r1.json::<Value>().await.unwrap()["id"].clone();
+    let r2 = app
+        .chat_raw(&a.token, Method::POST, &p, Some(body), &h)
+        .await;
+    assert_eq!(r2.status(), 201);
+    assert_eq!(r2.json::<Value>().await.unwrap()["id"], id1);
+    let texts: Vec<Value> = app
+        .all_messages(&a, &t, 50)
+        .await
+        .into_iter()
+        .filter(|m| m["type"] == "text")
+        .collect();
+    assert_eq!(texts.len(), 1);
+}
