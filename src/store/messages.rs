@@ -65,25 +65,6 @@ pub fn visible_page(
         .load(c)
 }
 
-/// Time of the newest message `viewer` may see (for a former participant's thread list).
-pub fn last_visible_at(
-    c: &mut DbConn,
-    thread: &str,
-    viewer: &Participant,
-) -> QueryResult<Option<i64>> {
-    let mut q = messages::table
-        .filter(messages::thread_id.eq(thread))
-        .filter(messages::created_at.ge(viewer.share_history_time))
-        .into_boxed();
-    if let Some(removed) = viewer.removed_at {
-        q = q.filter(messages::created_at.le(removed));
-    }
-    q.order(messages::seq.desc())
-        .select(messages::created_at)
-        .first(c)
-        .optional()
-}
-
 pub fn idempotency_get(
     c: &mut DbConn,
     user: &str,

@@ -46,7 +46,8 @@ impl Store {
         let mut conn = connection::connect(url, setup)?;
         connection::migrate(&mut conn)?;
         let pool = connection::pool(url, POOL_SIZE, setup)?;
-        let writer = Writer::start(conn);
+        let reopen = url.to_string();
+        let writer = Writer::start(conn, Box::new(move || connection::connect(&reopen, setup)));
         Ok(Store {
             pool,
             writer,

@@ -8,6 +8,7 @@
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread;
 
+use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use tokio::sync::oneshot;
 
@@ -18,10 +19,14 @@ use crate::error::ApiError;
 pub const WRITER_QUEUE: usize = 16_384;
 /// Most jobs committed in one transaction.
 pub const MAX_BATCH: usize = 512;
+/// Pause between reconnection attempts while the database is unreachable.
+const RECONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Answers a job once its batch has committed (Ok) or failed to commit (Err).
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&mut DbConn) -> Completion + Send>;
+/// Opens a fresh writing connection after the old one broke.
+pub type Reconnect = Box<dyn Fn() -> Result<DbConn, String> + Send>;
 
 /// Handle to the writer thread.
 #[derive(Clone)]
@@ -30,12 +35,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub fn start(conn: DbConn) -> Writer {
+    /// Starts the writer thread on `conn`; `reconnect` replaces it if it breaks.
+    pub fn start(conn: DbConn, reconnect: Reconnect) -> Writer {
         let (tx, rx) = mpsc::sync_channel::<Job>(WRITER_QUEUE);
         thread::Builder::new()
             .name("confab-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, reconnect))
             .expect("spawn writer thread");
         Writer { tx }
     }
@@ -68,12 +73,13 @@ impl Writer {
                 return Err(ApiError::unavailable("writer has stopped"));
             }
         }
+        // A job is dropped unanswered only while the database is unreachable (see `run`).
         rx.await
-            .unwrap_or_else(|_| Err(ApiError::internal("writer dropped a job")))
+            .unwrap_or_else(|_| Err(ApiError::unavailable("the database is unreachable")))
     }
 }
 
-fn run(mut conn: DbConn, rx: Receiver<Job>) {
+fn run(mut conn: DbConn, rx: Receiver<Job>, reconnect: Reconnect) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut completions: Vec<Completion> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
@@ -102,6 +108,36 @@ fn run(mut conn: DbConn, rx: Receiver<Job>) {
         for done in completions.drain(..) {
             done(status.clone());
         }
+        if status.is_err() && conn.batch_execute("SELECT 1").is_err() {
+            match reconnect_loop(&rx, &reconnect) {
+                Some(c) => conn = c,
+                None => break,
+            }
+        }
     }
     tracing::debug!("writer stopped");
+}
+
+/// Reopens the connection, failing queued jobs fast (503) instead of letting callers hang
+/// while the database is down. `None` when every sender is gone.
+fn reconnect_loop(rx: &Receiver<Job>, reconnect: &Reconnect) -> Option<DbConn> {
+    loop {
+        match reconnect() {
+            Ok(c) => {
+                tracing::info!("database writer reconnected");
+                return Some(c);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "database writer cannot reconnect; retrying");
+                loop {
+                    match rx.try_recv() {
+                        Ok(job) => drop(job),
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => return None,
+                    }
+                }
+                thread::sleep(RECONNECT_BACKOFF);
+            }
+        }
+    }
 }

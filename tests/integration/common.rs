@@ -46,6 +46,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub key: String,
     pub resource_id: String,
+    /// The database the server uses (SQLite file or PostgreSQL URL), for tests that reach in.
+    pub db_url: String,
     pub _dir: tempfile::TempDir,
 }
 
@@ -66,7 +68,7 @@ pub fn postgres_schema(base_url: &str) -> String {
         .execute(&mut c)
         .expect("create schema");
     let sep = if base_url.contains('?') { '&' } else { '?' };
-    format!("{base_url}{sep}options=-csearch_path%3D{schema}")
+    format!("{base_url}{sep}options=-csearch_path%3D{schema}&application_name={schema}")
 }
 
 /// A fresh PostgreSQL schema when `CONFAB_TEST_DATABASE_URL` is set, else `None` (SQLite).
@@ -91,6 +93,10 @@ impl TestApp {
             cfg.database_url = test_database().map(|u| u.parse().unwrap());
         }
         let key = cfg.primary_key().to_string();
+        let db_url = match &cfg.database_url {
+            Some(u) => u.expose().to_string(),
+            None => confab::store::Store::sqlite_url(&cfg.data_dir),
+        };
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
@@ -113,6 +119,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             key,
             resource_id,
+            db_url,
             _dir: dir,
         }
     }

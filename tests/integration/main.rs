@@ -8,4 +8,5 @@ mod messages;
 mod participants;
 mod process;
 mod receipts;
+mod storage;
 mod threads;

@@ -66,6 +66,7 @@ fn app_for(base: &str, dir: tempfile::TempDir) -> TestApp {
         client: reqwest::Client::new(),
         key: DEV_KEY.to_string(),
         resource_id: String::new(),
+        db_url: String::new(),
         _dir: dir,
     }
 }

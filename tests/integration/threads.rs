@@ -387,3 +387,52 @@ async fn idempotent_send() {
         .collect();
     assert_eq!(texts.len(), 1);
 }
+
+/// The retention sweeper deletes a thread whose time has come, exactly as DELETE does.
+#[tokio::test]
+async fn retention_sweeper_deletes() {
+    use confab::store::schema::threads;
+    use diesel::prelude::*;
+    let app = TestApp::spawn_with(&["--retention-sweep-interval", "100ms"]).await;
+    let a = app.user().await;
+    let body = json!({"topic": "short-lived", "retentionPolicy": {"kind": "threadCreationDate", "deleteThreadAfterDays": 30}});
+    let r = app
+        .chat(&a, Method::POST, "/chat/threads", Some(body))
+        .await;
+    let t = r.json::<Value>().await.unwrap()["chatThread"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let keep = app.thread(&a, &[]).await;
+    let p = format!("/chat/threads/{}", enc(&t));
+    assert_eq!(app.chat(&a, Method::GET, &p, None).await.status(), 200);
+    // Thirty days pass: move the thread's deletion time into the past.
+    let setup = confab::store::connection::ConnSetup {
+        sync: confab::store::connection::SqliteSync::Normal,
+    };
+    let mut c = confab::store::connection::connect(&app.db_url, setup).unwrap();
+    diesel::update(threads::table.find(&t))
+        .set(threads::delete_after.eq(Some(1_i64)))
+        .execute(&mut c)
+        .unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app.chat(&a, Method::GET, &p, None).await.status().as_u16();
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 404);
+    let v: Value = app
+        .chat(&a, Method::GET, "/chat/threads", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = v["value"].as_array().unwrap();
+    let gone = items.iter().find(|i| i["id"] == t.as_str()).unwrap();
+    assert!(gone["deletedOn"].is_string());
+    let kept = items.iter().find(|i| i["id"] == keep.as_str()).unwrap();
+    assert!(kept.get("deletedOn").is_none());
+}

@@ -1,0 +1,58 @@
+//! Storage resilience.
+
+use reqwest::Method;
+
+use crate::common::*;
+
+/// When PostgreSQL drops every connection, writes answer a retryable 503 (never a hang or a
+/// 500) until the writer has reconnected, and then succeed again.
+#[tokio::test]
+async fn writer_reconnects_after_postgres_drops_connections() {
+    use diesel::{Connection, RunQueryDsl};
+    let Ok(base) = std::env::var("CONFAB_TEST_DATABASE_URL") else {
+        eprintln!("CONFAB_TEST_DATABASE_URL not set: PostgreSQL-only test skipped");
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let t = app.thread(&a, &[]).await;
+    let app_name = app
+        .db_url
+        .rsplit("application_name=")
+        .next()
+        .unwrap()
+        .to_string();
+    let mut admin = diesel::PgConnection::establish(&base).unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app_name}'"
+    ))
+    .execute(&mut admin)
+    .unwrap();
+    let path = format!("/chat/threads/{}/messages", enc(&t));
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let r = app
+            .chat(
+                &a,
+                Method::POST,
+                &path,
+                Some(serde_json::json!({"content": "after the outage"})),
+            )
+            .await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 201 {
+            break;
+        }
+        assert_eq!(
+            r.status(),
+            503,
+            "only a retryable status while reconnecting: {statuses:?}"
+        );
+        assert!(r.headers().get("retry-after").is_some());
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    eprintln!("statuses after the outage: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&201), "{statuses:?}");
+    let texts = app.all_messages(&a, &t, 50).await;
+    assert_eq!(texts.iter().filter(|m| m["type"] == "text").count(), 1);
+}
