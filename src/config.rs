@@ -194,6 +194,27 @@ pub struct Config {
     #[arg(long, env = "CONFAB_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Origins allowed to open real-time connections (comma-separated; `*` = any); the
+    /// loopback hosts on any scheme and port when unset
+    #[arg(long, env = "CONFAB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Events kept per user for resume
+    #[arg(long, env = "CONFAB_REALTIME_RING_EVENTS", default_value_t = 1000)]
+    pub realtime_ring_events: usize,
+
+    /// How long events are kept per user for resume
+    #[arg(long, env = "CONFAB_REALTIME_RING_TTL", default_value = "10m")]
+    pub realtime_ring_ttl: HumanDuration,
+
+    /// Most real-time connections (WebSocket + SSE) per user
+    #[arg(
+        long,
+        env = "CONFAB_REALTIME_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 16
+    )]
+    pub realtime_max_connections_per_user: usize,
+
     /// HTTP worker threads (0 = one per core)
     #[arg(long, env = "CONFAB_WORKERS", default_value_t = 0)]
     pub workers: usize,

@@ -32,6 +32,7 @@ pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Actor;
@@ -128,9 +129,14 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         Some(s) => s.expose().as_bytes().to_vec(),
         None => derive_secret(keys.primary()),
     };
+    let users = Arc::new(hub::users::Users::new(hub::users::RingLimits {
+        events: config.realtime_ring_events,
+        ttl: config.realtime_ring_ttl.0,
+    }));
     let registry = Registry::new(
         HubCtx {
             store: store.clone(),
+            users: users.clone(),
             config: HubConfig {
                 max_participants: config.max_participants as usize,
                 receipts_max_participants: config.receipts_max_participants as usize,
@@ -152,6 +158,7 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         store,
         registry,
         inflight: Default::default(),
+        users,
         draining: AtomicBool::new(false),
         config,
     });

@@ -120,6 +120,9 @@ async fn serve(config: Config) -> Result<(), String> {
         state
             .draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        state
+            .users
+            .close_all(confab::hub::users::CloseReason::Shutdown);
         handle.stop(true).await;
     });
     running.server.await.map_err(|e| e.to_string())?;

@@ -11,6 +11,10 @@ pub const RATE_LIMITED: &str = "confab_rate_limited_total";
 pub const WRITER_BATCH_SIZE: &str = "confab_writer_batch_size";
 pub const WRITER_COMMIT_SECONDS: &str = "confab_writer_commit_duration_seconds";
 pub const THREAD_ACTORS_LIVE: &str = "confab_thread_actors_live";
+pub const REALTIME_SESSIONS: &str = "confab_realtime_sessions";
+pub const TYPING_SENT: &str = "confab_typing_notifications_total";
+pub const EVENTS_DELIVERED: &str = "confab_realtime_events_delivered_total";
+pub const SLOW_CONSUMERS: &str = "confab_realtime_slow_consumer_disconnects_total";
 
 /// Describes every metric (so exporters print HELP lines).
 pub fn describe() {
@@ -34,6 +38,19 @@ pub fn describe() {
         "Time to run and commit one write batch"
     );
     metrics::describe_gauge!(THREAD_ACTORS_LIVE, "Thread actors in memory");
+    metrics::describe_gauge!(REALTIME_SESSIONS, "Open real-time sessions by transport");
+    metrics::describe_counter!(
+        TYPING_SENT,
+        "Typing notifications delivered to the other participants"
+    );
+    metrics::describe_counter!(
+        EVENTS_DELIVERED,
+        "Real-time events appended to a user's stream"
+    );
+    metrics::describe_counter!(
+        SLOW_CONSUMERS,
+        "Real-time sessions closed with 4008 because their queue overflowed"
+    );
 }
 
 /// Records one committed write batch.

@@ -21,6 +21,8 @@ pub struct AppState {
     pub keys: AccessKeys,
     pub resource_id: String,
     pub limiter: RateLimiter,
+    /// Per-user real-time streams.
+    pub users: std::sync::Arc<crate::hub::users::Users>,
     /// (user, repeatability-request-id) pairs being processed right now (→ 409 on a repeat).
     pub inflight: Mutex<HashSet<(String, String)>>,
     /// Set on SIGINT/SIGTERM: `/readyz` answers 503 while in-flight requests finish.

@@ -134,9 +134,12 @@ pub async fn revoke_tokens(
     let id = path_identity(&req, &app)?;
     live_identity(&app, &id).await?;
     let secs = now_ms() / 1000;
+    let revoked = id.clone();
     app.store
-        .write(move |c| Ok(identities::revoke(c, &id, secs)?))
+        .write(move |c| Ok(identities::revoke(c, &revoked, secs)?))
         .await?;
+    app.users
+        .close_user(&id, crate::hub::users::CloseReason::Revoked);
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -149,9 +152,12 @@ pub async fn delete(
     prologue(&req, &app, &body.0, Op::DeleteIdentity)?;
     let id = path_identity(&req, &app)?;
     live_identity(&app, &id).await?;
+    let deleted = id.clone();
     app.store
-        .write(move |c| Ok(identities::delete(c, &id, now_ms())?))
+        .write(move |c| Ok(identities::delete(c, &deleted, now_ms())?))
         .await?;
+    app.users
+        .close_user(&id, crate::hub::users::CloseReason::Revoked);
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

@@ -12,6 +12,7 @@ pub mod identities;
 pub mod messages;
 pub mod models;
 pub mod participants;
+pub mod realtime;
 pub mod receipts;
 pub mod threads;
 
@@ -158,6 +159,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         ])
         .to(|| async { Err::<HttpResponse, _>(ApiError::feature_not_supported("Image upload")) }),
     )
+    .service(resource(
+        "/realtime",
+        vec![(M::GET, web::route().to(realtime::websocket))],
+    ))
+    .service(resource(
+        "/realtime/poll",
+        vec![(M::GET, web::route().to(realtime::poll))],
+    ))
+    .service(resource(
+        "/realtime/sse",
+        vec![(M::GET, web::route().to(realtime::sse))],
+    ))
     .service(resource(
         "/identities",
         vec![(M::POST, web::route().to(identities::create))],

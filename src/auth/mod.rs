@@ -17,6 +17,8 @@ use token::Scope;
 pub struct ChatUser {
     pub id: String,
     pub scopes: Vec<Scope>,
+    /// Token expiry, epoch seconds (real-time connections close with 4001 then).
+    pub exp: i64,
 }
 
 impl ChatUser {
@@ -81,6 +83,7 @@ pub async fn authenticate_token(token: &str, app: &AppState) -> Result<ChatUser,
     let user = ChatUser {
         id: user_id,
         scopes: claims.scopes(),
+        exp: claims.exp,
     };
     if !user.can_chat() {
         return Err(ApiError::forbidden());

@@ -14,8 +14,11 @@
 //! 3. Sequence numbers come from the transaction: the job reads `threads.last_seq` inside it.
 
 pub mod commands;
+pub mod events;
 pub mod registry;
+pub mod session;
 pub mod thread;
+pub mod users;
 
 use actix::{Addr, Handler, Message};
 

@@ -21,6 +21,8 @@ pub struct HubConfig {
 /// What every thread actor shares.
 pub struct HubCtx {
     pub store: Store,
+    /// Per-user real-time streams that committed changes are published to.
+    pub users: Arc<super::users::Users>,
     pub config: HubConfig,
     pub resource_id: String,
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::commands::*;
+use super::events::{self, P};
 use super::registry::{HubCtx, Reaped, Registry};
 use crate::api::models::{
     self, check_metadata, participant_out, CimOut, CreateThreadResult, InvalidParticipant,
@@ -24,9 +25,11 @@ use crate::store::{
     identities, messages, metadata_json, parse_metadata, participants, threads, DbConn,
 };
 
-/// A participant as the actor remembers it.
+/// A participant as the actor remembers it (enough for permission checks and events).
 #[derive(Debug, Clone)]
 struct Member {
+    display_name: Option<String>,
+    metadata: Metadata,
     share_history_time: i64,
     removed_at: Option<i64>,
 }
@@ -34,6 +37,24 @@ struct Member {
 impl Member {
     fn is_current(&self) -> bool {
         self.removed_at.is_none()
+    }
+
+    fn p(&self, raw: &str) -> P {
+        P {
+            raw_id: raw.to_string(),
+            display_name: self.display_name.clone(),
+            share_history_time: Some(self.share_history_time),
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    fn of(p: &Participant) -> Member {
+        Member {
+            display_name: p.display_name.clone(),
+            metadata: parse_metadata(&p.metadata),
+            share_history_time: p.share_history_time,
+            removed_at: p.removed_at,
+        }
     }
 }
 
@@ -102,14 +123,35 @@ impl ThreadActor {
     }
 
     fn current_ids(&self) -> HashSet<String> {
+        self.current_list().into_iter().collect()
+    }
+
+    /// Current participants: the recipients of most events (membership as of commit).
+    fn current_list(&self) -> Vec<String> {
         match &self.state {
             State::Live { members, .. } => members
                 .iter()
                 .filter(|(_, m)| m.is_current())
                 .map(|(k, _)| k.clone())
                 .collect(),
-            _ => HashSet::new(),
+            _ => Vec::new(),
         }
+    }
+
+    /// The event form of a participant (or of the sweeper's `system` identity).
+    fn p(&self, user: &str) -> P {
+        match &self.state {
+            State::Live { members, .. } => members
+                .get(user)
+                .map(|m| m.p(user))
+                .unwrap_or_else(|| P::bare(user)),
+            _ => P::bare(user),
+        }
+    }
+
+    /// Publishes to the current participants.
+    fn publish_current(&self, event: &Arc<super::users::Event>) {
+        self.hub.users.publish(&self.current_list(), event);
     }
 
     fn current_count(&self) -> usize {
@@ -199,18 +241,7 @@ impl Actor for ThreadActor {
             Ok((Some(t), _)) if t.deleted_at.is_some() => act.state = State::Deleted,
             Ok((Some(_), ps)) => {
                 let current = ps.iter().filter(|p| p.is_current()).count();
-                let members = ps
-                    .into_iter()
-                    .map(|p| {
-                        (
-                            p.user_id,
-                            Member {
-                                share_history_time: p.share_history_time,
-                                removed_at: p.removed_at,
-                            },
-                        )
-                    })
-                    .collect();
+                                let members = ps.iter().map(|p| (p.user_id.clone(), Member::of(p))).collect();
                 act.state = State::Live { members, current };
             }
             Err(e) => {
@@ -393,6 +424,8 @@ fn added_members(added: &[models::ParticipantOut], at: i64) -> Vec<(String, Memb
             (
                 p.communication_identifier.raw_id.clone(),
                 Member {
+                    display_name: p.display_name.clone(),
+                    metadata: p.metadata.clone().unwrap_or_default(),
                     share_history_time: sht,
                     removed_at: None,
                 },
@@ -484,6 +517,7 @@ impl Handler<CreateThread> for ThreadActor {
                         },
                     ),
                 )?;
+                let (cmd_metadata, cmd_retention) = (cmd.metadata.clone(), cmd.retention.clone());
                 let result = CreateThreadResult {
                     chat_thread: ThreadProperties {
                         id: id.clone(),
@@ -502,16 +536,26 @@ impl Handler<CreateThread> for ThreadActor {
                     location: Some(cmd.location),
                 };
                 store_idem(c, &cmd.idem, &replay)?;
-                Ok((replay, added_members(&added, added_at.2)))
+                let props = events::properties(&thread.topic, &cmd_metadata, &cmd_retention);
+                Ok((
+                    replay,
+                    added_members(&added, added_at.2),
+                    now,
+                    props,
+                    cmd.creator,
+                ))
             },
-            |act, (_, members)| {
+            |act, (_, members, at, props, creator)| {
                 act.state = State::Live {
                     current: members.len(),
                     members: members.iter().cloned().collect(),
                 };
+                let ps: Vec<P> = members.iter().map(|(u, m)| m.p(u)).collect();
+                let e = events::thread_created(&act.id, *at, props.clone(), &ps, &act.p(creator));
+                act.publish_current(&e);
             },
         )
-        .map(|r, _, _| r.map(|(replay, _)| replay))
+        .map(|r, _, _| r.map(|(replay, ..)| replay))
         .boxed_local()
         .into_atomic()
     }
@@ -540,10 +584,12 @@ impl Handler<UpdateThread> for ThreadActor {
                     t.retention = Some(serde_json::to_string(r).map_err(ApiError::internal)?);
                     t.delete_after = r.delete_after(t.created_at);
                 }
+                let mut seq = None;
                 if let Some(topic) = &cmd.topic {
                     t.topic = topic.clone();
                     let mut cursor = Cursor::of(&t);
                     let at = cursor.next(now);
+                    seq = Some(at.0);
                     messages::insert(
                         c,
                         &system_message(
@@ -562,10 +608,20 @@ impl Handler<UpdateThread> for ThreadActor {
                     cursor.save(c, &id)?;
                 }
                 threads::update_properties(c, &t)?;
-                Ok(())
+                let retention = t
+                    .retention
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str(r).ok());
+                let props = events::properties(&t.topic, &metadata, &retention);
+                Ok((now, props, seq, cmd.user))
             },
-            |_, _| {},
+            |act, (at, props, seq, user)| {
+                let e = events::thread_updated(&act.id, *at, props.clone(), &act.p(user), *seq);
+                act.publish_current(&e);
+            },
         )
+        .map(|r, _, _| r.map(|_| ()))
+        .boxed_local()
         .into_atomic()
     }
 }
@@ -586,11 +642,18 @@ impl Handler<DeleteThread> for ThreadActor {
         self.commit(
             move |c| {
                 live_thread(c, &id)?;
-                threads::mark_deleted(c, &id, now_ms())?;
-                Ok(())
+                let now = now_ms();
+                threads::mark_deleted(c, &id, now)?;
+                Ok((now, cmd.user))
             },
-            |act, _| act.state = State::Deleted,
+            |act, (at, user)| {
+                let e = events::thread_deleted(&act.id, *at, &act.p(user));
+                act.publish_current(&e);
+                act.state = State::Deleted;
+            },
         )
+        .map(|r, _, _| r.map(|_| ()))
+        .boxed_local()
         .into_atomic()
     }
 }
@@ -610,25 +673,23 @@ impl Handler<SendMessage> for ThreadActor {
                 let t = live_thread(c, &id)?;
                 let mut cursor = Cursor::of(&t);
                 let (seq, mid, at) = cursor.next(now);
-                messages::insert(
-                    c,
-                    &Message {
-                        thread_id: id.clone(),
-                        seq,
-                        id: mid,
-                        kind: cmd.kind.to_string(),
-                        content: Some(cmd.content),
-                        system: None,
-                        sender_id: Some(cmd.user),
-                        sender_display_name: cmd.display_name,
-                        metadata: metadata_json(&cmd.metadata),
-                        priority: cmd.priority.to_string(),
-                        created_at: at,
-                        version: mid,
-                        edited_at: None,
-                        deleted_at: None,
-                    },
-                )?;
+                let message = Message {
+                    thread_id: id.clone(),
+                    seq,
+                    id: mid,
+                    kind: cmd.kind.to_string(),
+                    content: Some(cmd.content),
+                    system: None,
+                    sender_id: Some(cmd.user),
+                    sender_display_name: cmd.display_name,
+                    metadata: metadata_json(&cmd.metadata),
+                    priority: cmd.priority.to_string(),
+                    created_at: at,
+                    version: mid,
+                    edited_at: None,
+                    deleted_at: None,
+                };
+                messages::insert(c, &message)?;
                 cursor.save(c, &id)?;
                 let replay = Replay {
                     status: 201,
@@ -636,10 +697,12 @@ impl Handler<SendMessage> for ThreadActor {
                     location: Some(format!("{}{mid}", cmd.location_prefix)),
                 };
                 store_idem(c, &cmd.idem, &replay)?;
-                Ok(replay)
+                Ok((replay, message))
             },
-            |_, _| {},
+            |act, (_, m)| act.publish_current(&events::message_received(m)),
         )
+        .map(|r, _, _| r.map(|(replay, _)| replay))
+        .boxed_local()
         .into_atomic()
     }
 }
@@ -678,7 +741,7 @@ impl Handler<EditMessage> for ThreadActor {
                 live_thread(c, &id)?;
                 let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
                 if cmd.is_empty() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 if let Some(content) = cmd.content {
                     m.content = Some(if m.kind == "html" {
@@ -696,10 +759,16 @@ impl Handler<EditMessage> for ThreadActor {
                 m.version = now.max(m.version + 1);
                 m.edited_at = Some(now);
                 messages::update(c, &m)?;
-                Ok(())
+                Ok(Some(m))
             },
-            |_, _| {},
+            |act, m| {
+                if let Some(m) = m {
+                    act.publish_current(&events::message_edited(m));
+                }
+            },
         )
+        .map(|r, _, _| r.map(|_| ()))
+        .boxed_local()
         .into_atomic()
     }
 }
@@ -724,10 +793,12 @@ impl Handler<DeleteMessage> for ThreadActor {
                 m.version = now.max(m.version + 1);
                 m.deleted_at = Some(now);
                 messages::update(c, &m)?;
-                Ok(())
+                Ok(m)
             },
-            |_, _| {},
+            |act, m| act.publish_current(&events::message_deleted(m)),
         )
+        .map(|r, _, _| r.map(|_| ()))
+        .boxed_local()
         .into_atomic()
     }
 }
@@ -758,7 +829,7 @@ impl Handler<AddParticipants> for ThreadActor {
                     return Err(too_many(current.len() + new.len(), max));
                 }
                 if new.is_empty() {
-                    return Ok((invalid, Vec::new()));
+                    return Ok((invalid, Vec::new(), None, cmd.user));
                 }
                 let mut cursor = Cursor::of(&t);
                 let at = cursor.next(now);
@@ -777,15 +848,26 @@ impl Handler<AddParticipants> for ThreadActor {
                     ),
                 )?;
                 cursor.save(c, &id)?;
-                Ok((invalid, added_members(&added, at.2)))
+                Ok((
+                    invalid,
+                    added_members(&added, at.2),
+                    Some((at.0, at.2)),
+                    cmd.user,
+                ))
             },
-            |act, (_, added)| {
-                for (user, m) in added {
-                    act.set_member(user.clone(), m.clone());
+            |act, (_, added, at, user)| {
+                for (u, m) in added {
+                    act.set_member(u.clone(), m.clone());
+                }
+                if let Some((seq, at)) = at {
+                    let ps: Vec<P> = added.iter().map(|(u, m)| m.p(u)).collect();
+                    let e = events::participants_added(&act.id, *at, &ps, &act.p(user), *seq);
+                    // every participant after the add, the new ones included
+                    act.publish_current(&e);
                 }
             },
         )
-        .map(|r, _, _| r.map(|(invalid, _)| invalid))
+        .map(|r, _, _| r.map(|(invalid, ..)| invalid))
         .boxed_local()
         .into_atomic()
     }
@@ -833,14 +915,23 @@ impl Handler<RemoveParticipant> for ThreadActor {
                 )?;
                 participants::mark_removed(c, &id, &cmd.target, at.2)?;
                 cursor.save(c, &id)?;
-                Ok((cmd.target, at.2))
+                Ok((cmd.target, at, cmd.user))
             },
-            move |act, (user, at)| {
+            move |act, (removed, (seq, _, at), by)| {
+                // every participant before the removal, the removed one included; nothing after
+                let e = events::participants_removed(
+                    &act.id,
+                    *at,
+                    &[target.p(removed)],
+                    &act.p(by),
+                    *seq,
+                );
+                act.publish_current(&e);
                 act.set_member(
-                    user.clone(),
+                    removed.clone(),
                     Member {
-                        share_history_time: target.share_history_time,
                         removed_at: Some(*at),
+                        ..target.clone()
                     },
                 );
             },
@@ -871,26 +962,40 @@ impl Handler<SendReceipt> for ThreadActor {
                     .ok_or_else(|| ApiError::not_found("Message"))?;
                 if suppressed {
                     metrics::counter!(crate::metrics::RECEIPTS_SUPPRESSED).increment(1);
-                    return Ok(());
+                    return Ok(None);
                 }
                 let existing = participants::receipt(c, &id, &cmd.user)?;
                 if existing.is_some_and(|r| r.seq >= m.seq) {
-                    return Ok(());
+                    return Ok(None);
                 }
+                let read_at = now_ms();
                 participants::upsert_receipt(
                     c,
                     &Receipt {
                         thread_id: id.clone(),
-                        user_id: cmd.user,
+                        user_id: cmd.user.clone(),
                         message_id: m.id,
                         seq: m.seq,
-                        read_at: now_ms(),
+                        read_at,
                     },
                 )?;
-                Ok(())
+                Ok(Some((cmd.user, m.id, read_at)))
             },
-            |_, _| {},
+            |act, moved| {
+                if let Some((reader, message_id, at)) = moved {
+                    let name = act.p(reader).display_name.unwrap_or_default();
+                    act.publish_current(&events::read_receipt(
+                        &act.id,
+                        reader,
+                        &name,
+                        *message_id,
+                        *at,
+                    ));
+                }
+            },
         )
+        .map(|r, _, _| r.map(|_| ()))
+        .boxed_local()
         .into_atomic()
     }
 }
@@ -905,8 +1010,21 @@ impl Handler<Typing> for ThreadActor {
         }
         if self.receipts_suppressed() {
             metrics::counter!(crate::metrics::TYPING_SUPPRESSED).increment(1);
+            return reply(Ok(()));
         }
-        // Typing is never stored; with nothing to commit the actor answers at once.
+        // Typing is never stored: the actor publishes and answers at once.
+        let name = cmd
+            .display_name
+            .or_else(|| self.p(&cmd.user).display_name)
+            .unwrap_or_default();
+        let e = events::typing(&self.id, &cmd.user, &name, now_ms());
+        let others: Vec<String> = self
+            .current_list()
+            .into_iter()
+            .filter(|u| *u != cmd.user)
+            .collect();
+        self.hub.users.publish(&others, &e);
+        metrics::counter!(crate::metrics::TYPING_SENT).increment(1);
         reply(Ok(()))
     }
 }

@@ -49,6 +49,16 @@ pub struct TestApp {
     /// The database the server uses (SQLite file or PostgreSQL URL), for tests that reach in.
     pub db_url: String,
     pub _dir: tempfile::TempDir,
+    /// Stops the in-process server (and closes its database connections) when dropped.
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// A user with a token.
@@ -98,13 +108,20 @@ impl TestApp {
             None => confab::store::Store::sqlite_url(&cfg.data_dir),
         };
         let (tx, rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 match confab::start(cfg).await {
                     Ok(r) => {
                         tx.send(Ok((r.http_addr, r.state.resource_id.clone())))
                             .unwrap();
-                        let _ = r.server.await;
+                        let handle = r.server.handle();
+                        let server = r.server;
+                        tokio::select! {
+                            _ = server => {}
+                            _ = stop_rx => handle.stop(false).await,
+                        }
+                        actix_web::rt::System::current().stop();
                     }
                     Err(e) => tx.send(Err(e)).unwrap(),
                 }
@@ -121,6 +138,7 @@ impl TestApp {
             resource_id,
             db_url,
             _dir: dir,
+            stop: Some(stop_tx),
         }
     }
 

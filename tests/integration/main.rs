@@ -7,6 +7,7 @@ mod identity;
 mod messages;
 mod participants;
 mod process;
+mod realtime;
 mod receipts;
 mod storage;
 mod threads;

@@ -68,6 +68,7 @@ fn app_for(base: &str, dir: tempfile::TempDir) -> TestApp {
         resource_id: String::new(),
         db_url: String::new(),
         _dir: dir,
+        stop: None,
     }
 }
 
@@ -249,7 +250,8 @@ async fn durable_across_sigkill() {
     child.kill(); // SIGKILL
 
     let (mut child, base) = serve(&args);
-    let app = TestApp { base, ..app };
+    let mut app = app;
+    app.base = base;
     let msgs = app.all_messages(&u, &t, 200).await;
     let texts: Vec<&Value> = msgs.iter().filter(|m| m["type"] == "text").collect();
     assert_eq!(texts.len(), N);

@@ -1,0 +1,202 @@
+//! The ten real-time event types (contract §6.4), built from committed rows. Each `data` is
+//! serialized once; the per-recipient `recipient` member is added by the frame header.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::users::Event;
+use crate::api::models::{Cim, Metadata, RetentionPolicy};
+use crate::ids::fmt_ms;
+use crate::store::models::Message;
+
+/// A participant as events carry it: `{"id", "displayName"?, "shareHistoryTime"?, "metadata"?}`.
+#[derive(Debug, Clone)]
+pub struct P {
+    pub raw_id: String,
+    pub display_name: Option<String>,
+    pub share_history_time: Option<i64>,
+    pub metadata: Metadata,
+}
+
+impl P {
+    /// The acting identity with nothing else known (the retention sweeper's `system`).
+    pub fn bare(raw: &str) -> P {
+        P {
+            raw_id: raw.to_string(),
+            display_name: None,
+            share_history_time: None,
+            metadata: Metadata::new(),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(Cim::from_raw(&self.raw_id)));
+        if let Some(d) = &self.display_name {
+            m.insert("displayName".into(), json!(d));
+        }
+        if let Some(t) = self.share_history_time {
+            m.insert("shareHistoryTime".into(), json!(fmt_ms(t)));
+        }
+        if !self.metadata.is_empty() {
+            m.insert("metadata".into(), json!(self.metadata));
+        }
+        Value::Object(m)
+    }
+}
+
+fn ps(list: &[P]) -> Value {
+    Value::Array(list.iter().map(P::to_json).collect())
+}
+
+/// The fields shared by the three message events.
+fn message_fields(m: &Message) -> Map<String, Value> {
+    let mut d = Map::new();
+    d.insert("threadId".into(), json!(m.thread_id));
+    d.insert(
+        "sender".into(),
+        json!(Cim::from_raw(m.sender_id.as_deref().unwrap_or_default())),
+    );
+    d.insert(
+        "senderDisplayName".into(),
+        json!(m.sender_display_name.clone().unwrap_or_default()),
+    );
+    d.insert("id".into(), json!(m.id.to_string()));
+    d.insert("createdOn".into(), json!(fmt_ms(m.created_at)));
+    d.insert("version".into(), json!(m.version.to_string()));
+    d.insert("type".into(), json!(m.kind));
+    d.insert("sequenceId".into(), json!(m.seq.to_string()));
+    d.insert("priority".into(), json!(m.priority));
+    d
+}
+
+fn with_body(mut d: Map<String, Value>, m: &Message) -> Map<String, Value> {
+    d.insert(
+        "message".into(),
+        json!(m.content.clone().unwrap_or_default()),
+    );
+    d.insert(
+        "metadata".into(),
+        json!(crate::store::parse_metadata(&m.metadata)),
+    );
+    d
+}
+
+pub fn message_received(m: &Message) -> Arc<Event> {
+    Event::new(
+        "chatMessageReceived",
+        Value::Object(with_body(message_fields(m), m)),
+    )
+}
+
+pub fn message_edited(m: &Message) -> Arc<Event> {
+    let mut d = with_body(message_fields(m), m);
+    d.insert("editedOn".into(), json!(m.edited_at.map(fmt_ms)));
+    Event::new("chatMessageEdited", Value::Object(d))
+}
+
+pub fn message_deleted(m: &Message) -> Arc<Event> {
+    let mut d = message_fields(m);
+    d.insert("deletedOn".into(), json!(m.deleted_at.map(fmt_ms)));
+    Event::new("chatMessageDeleted", Value::Object(d))
+}
+
+pub fn typing(thread: &str, sender: &str, display_name: &str, at: i64) -> Arc<Event> {
+    Event::new(
+        "typingIndicatorReceived",
+        json!({
+            "threadId": thread, "sender": Cim::from_raw(sender), "senderDisplayName": display_name,
+            "version": at.to_string(), "receivedOn": fmt_ms(at),
+        }),
+    )
+}
+
+pub fn read_receipt(
+    thread: &str,
+    reader: &str,
+    display_name: &str,
+    message_id: i64,
+    at: i64,
+) -> Arc<Event> {
+    Event::new(
+        "readReceiptReceived",
+        json!({
+            "threadId": thread, "sender": Cim::from_raw(reader), "senderDisplayName": display_name,
+            "chatMessageId": message_id.to_string(), "readOn": fmt_ms(at),
+        }),
+    )
+}
+
+/// Thread properties as events carry them: `topic`, `metadata`?, `retentionPolicy`?.
+pub fn properties(topic: &str, metadata: &Metadata, retention: &Option<RetentionPolicy>) -> Value {
+    let mut m = Map::new();
+    m.insert("topic".into(), json!(topic));
+    if !metadata.is_empty() {
+        m.insert("metadata".into(), json!(metadata));
+    }
+    if let Some(r) = retention {
+        m.insert("retentionPolicy".into(), json!(r));
+    }
+    Value::Object(m)
+}
+
+pub fn thread_created(
+    thread: &str,
+    at: i64,
+    properties: Value,
+    participants: &[P],
+    by: &P,
+) -> Arc<Event> {
+    Event::new(
+        "chatThreadCreated",
+        json!({
+            "threadId": thread, "version": at.to_string(), "createdOn": fmt_ms(at),
+            "properties": properties, "participants": ps(participants), "createdBy": by.to_json(),
+        }),
+    )
+}
+
+pub fn thread_updated(
+    thread: &str,
+    at: i64,
+    properties: Value,
+    by: &P,
+    sequence_id: Option<i64>,
+) -> Arc<Event> {
+    let mut d = json!({
+        "threadId": thread, "version": at.to_string(), "properties": properties,
+        "updatedOn": fmt_ms(at), "updatedBy": by.to_json(),
+    });
+    if let Some(s) = sequence_id {
+        d["sequenceId"] = json!(s.to_string());
+    }
+    Event::new("chatThreadPropertiesUpdated", d)
+}
+
+pub fn thread_deleted(thread: &str, at: i64, by: &P) -> Arc<Event> {
+    Event::new(
+        "chatThreadDeleted",
+        json!({"threadId": thread, "version": at.to_string(), "deletedOn": fmt_ms(at), "deletedBy": by.to_json()}),
+    )
+}
+
+pub fn participants_added(thread: &str, at: i64, added: &[P], by: &P, seq: i64) -> Arc<Event> {
+    Event::new(
+        "participantsAdded",
+        json!({
+            "threadId": thread, "version": at.to_string(), "addedOn": fmt_ms(at),
+            "participantsAdded": ps(added), "addedBy": by.to_json(), "sequenceId": seq.to_string(),
+        }),
+    )
+}
+
+pub fn participants_removed(thread: &str, at: i64, removed: &[P], by: &P, seq: i64) -> Arc<Event> {
+    Event::new(
+        "participantsRemoved",
+        json!({
+            "threadId": thread, "version": at.to_string(), "removedOn": fmt_ms(at),
+            "participantsRemoved": ps(removed), "removedBy": by.to_json(), "sequenceId": seq.to_string(),
+        }),
+    )
+}

@@ -1,0 +1,155 @@
+//! The WebSocket session actor: one per connection. The only module that uses
+//! actix-web-actors, so that a later switch to actix-ws touches one file.
+//!
+//! It attaches to the user's stream in `started` (connected frame and any replay are queued
+//! under the user's lock), drains its bounded [`Outbox`] when woken, pings every 15 s and
+//! closes with 4002 after 30 s of silence, with 4001 when the token expires, with 4008 when its
+//! outbox overflowed, 4003 on revocation, 1003 for anything but `{"type":"ping"}` and 1009 for
+//! frames over 4 KiB.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+
+use super::users::{Cursor, Outbox, OutboxLimits, Users};
+
+/// How often the server pings.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How long a client may stay silent before 4002.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest client frame.
+pub const MAX_FRAME: usize = 4096;
+
+pub struct WsSession {
+    user: String,
+    users: Arc<Users>,
+    after: Option<Cursor>,
+    expires_in: Duration,
+    limits: OutboxLimits,
+    outbox: Option<Arc<Outbox>>,
+    session: u64,
+    last_seen: Instant,
+}
+
+/// Outbox → session: frames are waiting (sent once per empty → non-empty transition).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Wake;
+
+fn close(ctx: &mut ws::WebsocketContext<WsSession>, code: u16, reason: &str) {
+    ctx.close(Some(ws::CloseReason {
+        code: ws::CloseCode::Other(code),
+        description: Some(reason.to_string()),
+    }));
+    ctx.stop();
+}
+
+impl WsSession {
+    fn drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(outbox) = &self.outbox else { return };
+        let (frames, closed) = outbox.drain();
+        for f in frames {
+            ctx.text(f.json.to_string());
+        }
+        if let Some(reason) = closed {
+            close(ctx, reason.code(), reason.text());
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let addr = ctx.address();
+        let outbox = Outbox::new(self.limits, Box::new(move || addr.do_send(Wake)));
+        let (id, _) =
+            self.users
+                .attach(&self.user, &self.after, outbox.clone(), HEARTBEAT.as_secs());
+        self.session = id;
+        self.outbox = Some(outbox);
+        metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "websocket")
+            .increment(1.0);
+        ctx.run_interval(HEARTBEAT, |act, ctx| {
+            if act.last_seen.elapsed() > CLIENT_TIMEOUT {
+                close(ctx, 4002, "heartbeat timeout");
+                return;
+            }
+            ctx.ping(b"");
+        });
+        ctx.run_later(self.expires_in, |_, ctx| close(ctx, 4001, "token expired"));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.users.detach(&self.user, self.session);
+        metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "websocket")
+            .decrement(1.0);
+    }
+}
+
+impl Handler<Wake> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.drain(ctx);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match msg {
+            Ok(ws::Message::Ping(p)) => ctx.pong(&p),
+            Ok(ws::Message::Pong(_)) => {}
+            Ok(ws::Message::Text(t)) => {
+                let is_ping = serde_json::from_str::<serde_json::Value>(&t).is_ok_and(|v| {
+                    v.as_object()
+                        .is_some_and(|o| o.len() == 1 && o.get("type").is_some_and(|t| t == "ping"))
+                });
+                if is_ping {
+                    ctx.text(r#"{"type":"pong"}"#);
+                } else {
+                    close(ctx, 1003, "only {\"type\":\"ping\"} may be sent");
+                }
+            }
+            Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
+                close(ctx, 1003, "binary frames are not accepted")
+            }
+            Ok(ws::Message::Close(_)) => {
+                ctx.close(Some(ws::CloseCode::Normal.into()));
+                ctx.stop();
+            }
+            Ok(ws::Message::Nop) => {}
+            Err(ws::ProtocolError::Overflow) => close(ctx, 1009, "frame too large"),
+            Err(_) => ctx.stop(),
+        }
+    }
+}
+
+/// Upgrades an authenticated request to a WebSocket session.
+pub fn start(
+    req: &HttpRequest,
+    stream: web::Payload,
+    user: String,
+    users: Arc<Users>,
+    after: Option<Cursor>,
+    expires_in: Duration,
+) -> Result<HttpResponse, actix_web::Error> {
+    let session = WsSession {
+        user,
+        users,
+        after,
+        expires_in,
+        limits: OutboxLimits::default(),
+        outbox: None,
+        session: 0,
+        last_seen: Instant::now(),
+    };
+    ws::WsResponseBuilder::new(session, req, stream)
+        .frame_size(MAX_FRAME)
+        .protocols(&["confab.v1"])
+        .start()
+}

@@ -1,0 +1,604 @@
+//! Per-user event streams (contract §6.2): every event delivered to a user takes the next
+//! cursor `n` of that user's stream; a bounded ring (count and age) serves resume; all of a
+//! user's connections (any transport) see the same events with the same cursors.
+//!
+//! The table is sharded by user id. Publishing takes one shard lock per recipient, appends to
+//! the ring, pushes the frame into each session's bounded [`Outbox`] and wakes long-poll
+//! waiters. An event's payload is serialized once ([`Event::body`]); only the small header
+//! (type, cursor, recipient) is formatted per recipient.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::api::models::Cim;
+
+const SHARDS: usize = 32;
+/// Most events returned by one long-poll.
+pub const MAX_POLL_EVENTS: usize = 100;
+
+/// A committed change as the real-time protocol carries it.
+#[derive(Debug)]
+pub struct Event {
+    /// `chatMessageReceived`, `participantsAdded`, …
+    pub kind: &'static str,
+    /// The `data` members except `recipient`, serialized once: `"threadId":…,"id":…`.
+    pub body: String,
+}
+
+impl Event {
+    /// Builds an event from its data object (which must not contain `recipient`).
+    pub fn new(kind: &'static str, data: Value) -> Arc<Event> {
+        let text = data.to_string();
+        let inner = text
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or_default()
+            .to_string();
+        Arc::new(Event { kind, body: inner })
+    }
+
+    /// The frame for `recipient` at `cursor`: `{"type","cursor","data":{"recipient",…}}`.
+    pub fn frame(&self, cursor: &str, recipient_json: &str) -> String {
+        let mut s = String::with_capacity(self.body.len() + recipient_json.len() + 64);
+        s.push_str("{\"type\":\"");
+        s.push_str(self.kind);
+        s.push_str("\",\"cursor\":\"");
+        s.push_str(cursor);
+        s.push_str("\",\"data\":{\"recipient\":");
+        s.push_str(recipient_json);
+        if !self.body.is_empty() {
+            s.push(',');
+            s.push_str(&self.body);
+        }
+        s.push_str("}}");
+        s
+    }
+}
+
+/// One frame ready to send, with its cursor and type (SSE needs both).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub cursor: Arc<str>,
+    pub kind: &'static str,
+    pub json: Arc<str>,
+}
+
+/// Why a session's outbox stopped accepting frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// 4008: the client did not read fast enough.
+    SlowConsumer,
+    /// 4003: tokens revoked or identity deleted.
+    Revoked,
+    /// 1001: the server is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::SlowConsumer => 4008,
+            CloseReason::Revoked => 4003,
+            CloseReason::Shutdown => 1001,
+        }
+    }
+
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::SlowConsumer => "slow consumer",
+            CloseReason::Revoked => "tokens revoked or identity deleted",
+            CloseReason::Shutdown => "server shutting down",
+        }
+    }
+}
+
+/// Limits of one session's outbound queue.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxLimits {
+    pub frames: usize,
+    pub bytes: usize,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        OutboxLimits {
+            frames: 1000,
+            bytes: 1024 * 1024,
+        }
+    }
+}
+
+struct OutboxInner {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    closed: Option<CloseReason>,
+    /// A wake-up was sent and not yet consumed: don't send another.
+    wake_pending: bool,
+}
+
+/// A session's bounded outbound queue. The publisher pushes; the session drains when woken.
+pub struct Outbox {
+    inner: Mutex<OutboxInner>,
+    limits: OutboxLimits,
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Outbox {
+    /// `wake` is called when the queue becomes non-empty or closes.
+    pub fn new(limits: OutboxLimits, wake: Box<dyn Fn() + Send + Sync>) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            inner: Mutex::new(OutboxInner {
+                frames: VecDeque::new(),
+                bytes: 0,
+                closed: None,
+                wake_pending: false,
+            }),
+            limits,
+            wake,
+        })
+    }
+
+    /// Queues a frame; on overflow the outbox closes as a slow consumer. Returns false once
+    /// closed.
+    pub fn push(&self, frame: Frame) -> bool {
+        let mut g = self.inner.lock();
+        if g.closed.is_some() {
+            return false;
+        }
+        if g.frames.len() >= self.limits.frames || g.bytes + frame.json.len() > self.limits.bytes {
+            g.closed = Some(CloseReason::SlowConsumer);
+            g.frames.clear();
+            g.bytes = 0;
+            metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
+        } else {
+            g.bytes += frame.json.len();
+            g.frames.push_back(frame);
+        }
+        let wake = !g.wake_pending;
+        g.wake_pending = true;
+        let open = g.closed.is_none();
+        drop(g);
+        if wake {
+            (self.wake)();
+        }
+        open
+    }
+
+    /// Closes the outbox for `reason` (the session closes when it next drains).
+    pub fn close(&self, reason: CloseReason) {
+        let mut g = self.inner.lock();
+        if g.closed.is_none() {
+            g.closed = Some(reason);
+        }
+        let wake = !g.wake_pending;
+        g.wake_pending = true;
+        drop(g);
+        if wake {
+            (self.wake)();
+        }
+    }
+
+    /// Takes every queued frame, and the close reason if the outbox closed.
+    pub fn drain(&self) -> (Vec<Frame>, Option<CloseReason>) {
+        let mut g = self.inner.lock();
+        g.wake_pending = false;
+        g.bytes = 0;
+        (g.frames.drain(..).collect(), g.closed)
+    }
+}
+
+/// A parsed cursor `<epoch>.<n>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub epoch: String,
+    pub n: u64,
+}
+
+impl Cursor {
+    /// Parses a client cursor; `None` if malformed (→ 400 `InvalidRequest`, target `cursor`).
+    pub fn parse(s: &str) -> Option<Cursor> {
+        let (epoch, n) = s.split_once('.')?;
+        let ok_epoch = (8..=16).contains(&epoch.len())
+            && epoch
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !ok_epoch || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Cursor {
+            epoch: epoch.to_string(),
+            n: n.parse().ok()?,
+        })
+    }
+}
+
+struct Stream {
+    /// Last `n` handed out.
+    head: u64,
+    ring: VecDeque<(u64, Instant, Arc<Event>)>,
+    sessions: Vec<(u64, Arc<Outbox>)>,
+    /// Long-poll waiters (woken on every new event).
+    notify: Arc<Notify>,
+    polls: usize,
+    recipient_json: Arc<str>,
+    last_used: Instant,
+}
+
+/// Ring limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RingLimits {
+    pub events: usize,
+    pub ttl: Duration,
+}
+
+/// Result of attaching a session or a poll at a cursor.
+pub struct Attached {
+    pub recovered: bool,
+    /// Where following frames continue from (`<epoch>.<n>`).
+    pub cursor: String,
+}
+
+/// All users' streams.
+pub struct Users {
+    epoch: String,
+    shards: Vec<Mutex<HashMap<String, Stream>>>,
+    hasher: std::collections::hash_map::RandomState,
+    ring: RingLimits,
+    next_session: AtomicU64,
+}
+
+impl Users {
+    pub fn new(ring: RingLimits) -> Users {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        let epoch: String = (0..12)
+            .map(|_| {
+                let i = rng.gen_range(0..36u8);
+                (if i < 10 { b'0' + i } else { b'a' + i - 10 }) as char
+            })
+            .collect();
+        Users {
+            epoch,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            ring,
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn shard(&self, user: &str) -> &Mutex<HashMap<String, Stream>> {
+        &self.shards[self.hasher.hash_one(user) as usize % SHARDS]
+    }
+
+    fn cursor(&self, n: u64) -> String {
+        format!("{}.{n}", self.epoch)
+    }
+
+    fn stream<'a>(&self, map: &'a mut HashMap<String, Stream>, user: &str) -> &'a mut Stream {
+        map.entry(user.to_string()).or_insert_with(|| Stream {
+            head: 0,
+            ring: VecDeque::new(),
+            sessions: Vec::new(),
+            notify: Arc::new(Notify::new()),
+            polls: 0,
+            recipient_json: serde_json::to_string(&Cim::from_raw(user))
+                .unwrap_or_default()
+                .into(),
+            last_used: Instant::now(),
+        })
+    }
+
+    /// Whether `after` can be resumed: same epoch, and every event after it is in the ring.
+    fn resumable(&self, s: &Stream, after: &Option<Cursor>) -> Option<u64> {
+        let c = after.as_ref()?;
+        if c.epoch != self.epoch || c.n > s.head {
+            return None;
+        }
+        let oldest = s.ring.front().map(|(n, _, _)| *n).unwrap_or(s.head + 1);
+        (c.n + 1 >= oldest).then_some(c.n)
+    }
+
+    fn expire(&self, s: &mut Stream, now: Instant) {
+        while s.ring.len() > self.ring.events
+            || s.ring
+                .front()
+                .is_some_and(|(_, at, _)| now.duration_since(*at) > self.ring.ttl)
+        {
+            s.ring.pop_front();
+        }
+    }
+
+    /// Registers a session at `after`; queues the connected frame then the missed events into
+    /// `outbox`, all under the user's lock so nothing falls in between. Returns the session id.
+    pub fn attach(
+        &self,
+        user: &str,
+        after: &Option<Cursor>,
+        outbox: Arc<Outbox>,
+        heartbeat_secs: u64,
+    ) -> (u64, Attached) {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.shard(user).lock();
+        let s = self.stream(&mut map, user);
+        self.expire(s, Instant::now());
+        s.last_used = Instant::now();
+        let from = self.resumable(s, after);
+        let start = from.unwrap_or(s.head);
+        let cursor = self.cursor(start);
+        let connected = serde_json::json!({
+            "type": "realTimeNotificationConnected",
+            "cursor": cursor,
+            "data": {"recovered": from.is_some(), "userId": user, "heartbeatSeconds": heartbeat_secs},
+        })
+        .to_string();
+        outbox.push(Frame {
+            cursor: cursor.clone().into(),
+            kind: "realTimeNotificationConnected",
+            json: connected.into(),
+        });
+        if from.is_some() {
+            for (n, _, e) in s.ring.iter().filter(|(n, _, _)| *n > start) {
+                let c = self.cursor(*n);
+                outbox.push(Frame {
+                    json: e.frame(&c, &s.recipient_json).into(),
+                    cursor: c.into(),
+                    kind: e.kind,
+                });
+            }
+        }
+        s.sessions.push((id, outbox));
+        (
+            id,
+            Attached {
+                recovered: from.is_some(),
+                cursor,
+            },
+        )
+    }
+
+    pub fn detach(&self, user: &str, session: u64) {
+        let mut map = self.shard(user).lock();
+        if let Some(s) = map.get_mut(user) {
+            s.sessions.retain(|(id, _)| *id != session);
+            s.last_used = Instant::now();
+        }
+    }
+
+    /// Live sessions of a user (WebSocket and SSE).
+    pub fn session_count(&self, user: &str) -> usize {
+        self.shard(user)
+            .lock()
+            .get(user)
+            .map_or(0, |s| s.sessions.len())
+    }
+
+    /// Delivers `event` to each recipient's stream (in the order given).
+    pub fn publish(&self, recipients: &[String], event: &Arc<Event>) {
+        let now = Instant::now();
+        for user in recipients {
+            let mut map = self.shard(user).lock();
+            let s = self.stream(&mut map, user);
+            s.head += 1;
+            let n = s.head;
+            s.ring.push_back((n, now, event.clone()));
+            self.expire(s, now);
+            if !s.sessions.is_empty() {
+                let c: Arc<str> = self.cursor(n).into();
+                let frame = Frame {
+                    json: event.frame(&c, &s.recipient_json).into(),
+                    cursor: c,
+                    kind: event.kind,
+                };
+                s.sessions.retain(|(_, o)| o.push(frame.clone()));
+            }
+            s.notify.notify_waiters();
+            metrics::counter!(crate::metrics::EVENTS_DELIVERED).increment(1);
+        }
+    }
+
+    /// Closes every session of `user` (revocation, deletion).
+    pub fn close_user(&self, user: &str, reason: CloseReason) {
+        let mut map = self.shard(user).lock();
+        if let Some(s) = map.get_mut(user) {
+            for (_, o) in s.sessions.drain(..) {
+                o.close(reason);
+            }
+        }
+    }
+
+    /// Closes every session (shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        for shard in &self.shards {
+            for s in shard.lock().values_mut() {
+                for (_, o) in s.sessions.drain(..) {
+                    o.close(reason);
+                }
+            }
+        }
+    }
+
+    /// Starts a long-poll; false when the user already has `max` polls running.
+    pub fn begin_poll(&self, user: &str, max: usize) -> bool {
+        let mut map = self.shard(user).lock();
+        let s = self.stream(&mut map, user);
+        if s.polls >= max {
+            return false;
+        }
+        s.polls += 1;
+        true
+    }
+
+    pub fn end_poll(&self, user: &str) {
+        if let Some(s) = self.shard(user).lock().get_mut(user) {
+            s.polls = s.polls.saturating_sub(1);
+            s.last_used = Instant::now();
+        }
+    }
+
+    /// Events after `after` for a long-poll: `(attached, events)` where events are
+    /// `(cursor, frame)`. When nothing is pending, also returns a `Notified` future registered
+    /// *before* the lock is released, so no event can fall between the check and the wait.
+    pub fn poll(&self, user: &str, after: &Option<Cursor>) -> PollState {
+        let mut map = self.shard(user).lock();
+        let s = self.stream(&mut map, user);
+        self.expire(s, Instant::now());
+        s.last_used = Instant::now();
+        let Some(from) = self.resumable(s, after) else {
+            return PollState::Unrecoverable {
+                head: self.cursor(s.head),
+            };
+        };
+        let events: Vec<Frame> = s
+            .ring
+            .iter()
+            .filter(|(n, _, _)| *n > from)
+            .take(MAX_POLL_EVENTS)
+            .map(|(n, _, e)| {
+                let c = self.cursor(*n);
+                Frame {
+                    json: e.frame(&c, &s.recipient_json).into(),
+                    cursor: c.into(),
+                    kind: e.kind,
+                }
+            })
+            .collect();
+        if events.is_empty() {
+            PollState::Wait {
+                notify: s.notify.clone(),
+                cursor: self.cursor(from),
+            }
+        } else {
+            PollState::Ready { events }
+        }
+    }
+
+    /// Forgets streams with no sessions, no polls and nothing left in the ring.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in &self.shards {
+            shard.lock().retain(|_, s| {
+                self.expire(s, now);
+                !(s.sessions.is_empty()
+                    && s.polls == 0
+                    && s.ring.is_empty()
+                    && now.duration_since(s.last_used) > self.ring.ttl)
+            });
+        }
+    }
+}
+
+/// What a long-poll finds.
+pub enum PollState {
+    /// The cursor can't be resumed: answer at once with the head and `recovered: false`.
+    Unrecoverable { head: String },
+    /// Events are pending.
+    Ready { events: Vec<Frame> },
+    /// Nothing pending: wait on `notify` (a `Notified` must be created before re-checking).
+    Wait { notify: Arc<Notify>, cursor: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users() -> Users {
+        Users::new(RingLimits {
+            events: 3,
+            ttl: Duration::from_secs(600),
+        })
+    }
+
+    fn outbox() -> Arc<Outbox> {
+        Outbox::new(
+            OutboxLimits {
+                frames: 4,
+                bytes: 1 << 20,
+            },
+            Box::new(|| {}),
+        )
+    }
+
+    #[test]
+    fn cursors_parse() {
+        assert_eq!(
+            Cursor::parse("abcd1234.42"),
+            Some(Cursor {
+                epoch: "abcd1234".into(),
+                n: 42
+            })
+        );
+        for bad in [
+            "",
+            "abc.1",
+            "ABCD1234.1",
+            "abcd1234.",
+            "abcd1234.x",
+            "abcd1234",
+        ] {
+            assert!(Cursor::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resume_within_ring_and_not_beyond() {
+        let u = users();
+        let e = Event::new("chatMessageReceived", serde_json::json!({"threadId": "t"}));
+        let who = vec!["8:acs:u".to_string()];
+        for _ in 0..5 {
+            u.publish(&who, &e);
+        }
+        // ring holds 3..=5
+        let at = |n| {
+            Some(Cursor {
+                epoch: u.epoch().to_string(),
+                n,
+            })
+        };
+        let o = outbox();
+        let (_, a) = u.attach("8:acs:u", &at(2), o.clone(), 15);
+        assert!(a.recovered);
+        let (frames, _) = o.drain();
+        assert_eq!(frames.len(), 4, "connected + 3 missed");
+        assert!(frames[1]
+            .json
+            .contains("\"recipient\":{\"kind\":\"communicationUser\""));
+        let (_, a) = u.attach("8:acs:u", &at(1), outbox(), 15);
+        assert!(!a.recovered, "event 2 fell out of the ring");
+        let stale = Some(Cursor {
+            epoch: "zzzzzzzz".into(),
+            n: 5,
+        });
+        let (_, a) = u.attach("8:acs:u", &stale, outbox(), 15);
+        assert!(!a.recovered);
+    }
+
+    #[test]
+    fn overflow_closes_as_slow_consumer() {
+        let u = users();
+        let o = outbox();
+        u.attach("8:acs:u", &None, o.clone(), 15);
+        let e = Event::new("typingIndicatorReceived", serde_json::json!({}));
+        for _ in 0..10 {
+            u.publish(&["8:acs:u".to_string()], &e);
+        }
+        let (frames, closed) = o.drain();
+        assert!(frames.is_empty());
+        assert_eq!(closed, Some(CloseReason::SlowConsumer));
+        assert_eq!(
+            u.session_count("8:acs:u"),
+            0,
+            "the session is dropped from the stream"
+        );
+    }
+}
