@@ -6,6 +6,7 @@
 //! contract's (§2.8): body size 413 → api-version 400 → auth 401 → scope 403 → body shape 400
 //! → thread 404 → membership 403 → target 404 → ownership 403 → limits 400 → idempotency.
 
+pub mod demo;
 pub mod health;
 pub mod idempotency;
 pub mod identities;
@@ -159,6 +160,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         ])
         .to(|| async { Err::<HttpResponse, _>(ApiError::feature_not_supported("Image upload")) }),
     )
+    .service(resource(
+        "/demo",
+        vec![(M::GET, web::route().to(demo::page))],
+    ))
+    .service(resource(
+        "/static/{file}",
+        vec![(M::GET, web::route().to(demo::asset))],
+    ))
     .service(resource(
         "/realtime",
         vec![(M::GET, web::route().to(realtime::websocket))],

@@ -710,3 +710,35 @@ async fn server_sent_events() {
     assert_eq!(data["cursor"], id);
     assert_eq!(data["data"]["message"], "over sse");
 }
+
+/// `/demo` and its assets are served from the binary.
+#[tokio::test]
+async fn demo_page_is_served() {
+    let app = TestApp::spawn().await;
+    for (path, ct, needle) in [
+        ("/demo", "text/html; charset=utf-8", "/static/demo.js"),
+        (
+            "/static/demo.js",
+            "text/javascript; charset=utf-8",
+            "/realtime/poll",
+        ),
+        ("/static/demo.css", "text/css; charset=utf-8", "#messages"),
+    ] {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], ct);
+        assert!(r.text().await.unwrap().contains(needle), "{path}");
+    }
+    let r = app
+        .client
+        .get(format!("{}/static/nope.js", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "NotFound").await;
+}

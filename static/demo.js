@@ -1,0 +1,371 @@
+// confab demo client: vanilla JS, no build step. WebSocket with long-poll fallback
+// (?transport=poll forces it), resume by cursor, REST for every command.
+"use strict";
+
+const CHAT_V = "2025-03-15";
+const IDENTITY_V = "2023-10-01";
+const params = new URLSearchParams(location.search);
+const forcePoll = params.get("transport") === "poll";
+
+const state = {
+  token: null, userId: null, cursor: null, transport: null,
+  threads: new Map(), current: null, messages: new Map(), lastTypingSent: 0, typingTimers: new Map(),
+};
+
+const $ = (id) => document.getElementById(id);
+
+function setStatus(text, kind) {
+  const s = $("status");
+  s.textContent = text;
+  s.className = "status " + kind;
+  s.dataset.state = kind === "on" ? "online" : kind === "wait" ? "resuming" : "offline";
+}
+
+// ---- REST -------------------------------------------------------------------------------
+
+async function api(method, path, body) {
+  const sep = path.includes("?") ? "&" : "?";
+  const res = await fetch(`${path}${sep}api-version=${CHAT_V}`, {
+    method,
+    headers: { "Authorization": `Bearer ${state.token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  if (!res.ok) {
+    const err = await res.json().catch(() => ({}));
+    throw new Error(`${res.status} ${err.error ? err.error.code + ": " + err.error.message : ""}`);
+  }
+  const text = await res.text();
+  return text ? JSON.parse(text) : null;
+}
+
+const enc = (id) => encodeURIComponent(id);
+
+// ---- identity through the access key (HMAC-SHA256 with WebCrypto) ----------------------
+
+function b64(bytes) { return btoa(String.fromCharCode(...new Uint8Array(bytes))); }
+
+async function signedFetch(endpoint, accessKey, method, pathAndQuery, body) {
+  const url = new URL(pathAndQuery, endpoint);
+  const date = new Date().toUTCString();
+  const hash = b64(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(body)));
+  // The browser sends Host itself: it is the endpoint's host[:port].
+  const toSign = `${method}\n${url.pathname}${url.search}\n${date};${url.host};${hash}`;
+  const keyBytes = Uint8Array.from(atob(accessKey), (c) => c.charCodeAt(0));
+  const key = await crypto.subtle.importKey("raw", keyBytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const sig = b64(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(toSign)));
+  return fetch(url, {
+    method,
+    headers: {
+      "x-ms-date": date, "x-ms-content-sha256": hash, "Content-Type": "application/json",
+      "Authorization": `HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=${sig}`,
+    },
+    body,
+  });
+}
+
+function parseConnectionString(cs) {
+  const parts = Object.fromEntries(cs.split(";").filter(Boolean).map((p) => {
+    const i = p.indexOf("=");
+    return [p.slice(0, i).trim().toLowerCase(), p.slice(i + 1).trim()];
+  }));
+  if (!parts.endpoint || !parts.accesskey) throw new Error("expected endpoint=…;accesskey=…");
+  return { endpoint: parts.endpoint.replace(/\/$/, "") + "/", accessKey: parts.accesskey };
+}
+
+async function createUser(cs) {
+  const { endpoint, accessKey } = parseConnectionString(cs);
+  const body = JSON.stringify({ createTokenWithScopes: ["chat"] });
+  const res = await signedFetch(endpoint, accessKey, "POST", `/identities?api-version=${IDENTITY_V}`, body);
+  if (!res.ok) throw new Error(`identity: ${res.status}`);
+  const v = await res.json();
+  return v.accessToken.token;
+}
+
+function userIdOf(token) {
+  const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+  return "8:" + JSON.parse(atob(payload)).skypeid;
+}
+
+// ---- real time ----------------------------------------------------------------------------
+
+function onFrame(f) {
+  if (f.type === "pong") return;
+  if (f.type === "realTimeNotificationConnected") {
+    setStatus(`${state.transport}: connected`, "on");
+    state.cursor = f.cursor;
+    if (!f.data.recovered) resync();
+    return;
+  }
+  if (f.cursor) state.cursor = f.cursor;
+  const d = f.data;
+  switch (f.type) {
+    case "chatMessageReceived":
+    case "chatMessageEdited":
+      if (d.threadId === state.current) upsertMessage(fromEvent(d, f.type === "chatMessageEdited"));
+      touchThread(d.threadId, d.createdOn);
+      if (d.threadId === state.current && d.sender.rawId !== state.userId) sendReceipt(d.id);
+      break;
+    case "chatMessageDeleted":
+      if (d.threadId === state.current) {
+        const m = state.messages.get(d.id);
+        if (m) { m.deletedOn = d.deletedOn; delete m.content; renderMessages(); }
+      }
+      break;
+    case "typingIndicatorReceived":
+      if (d.threadId === state.current) showTyping(d.senderDisplayName || d.sender.rawId.slice(-6));
+      break;
+    case "readReceiptReceived":
+      if (d.threadId === state.current && d.sender.rawId !== state.userId) {
+        const m = state.messages.get(d.chatMessageId);
+        if (m) { m.readBy = true; renderMessages(); }
+      }
+      break;
+    case "chatThreadCreated":
+      state.threads.set(d.threadId, { id: d.threadId, topic: d.properties.topic, lastMessageReceivedOn: d.createdOn });
+      renderThreads();
+      break;
+    case "chatThreadPropertiesUpdated":
+      if (state.threads.has(d.threadId)) { state.threads.get(d.threadId).topic = d.properties.topic; renderThreads(); }
+      if (d.threadId === state.current) { $("topic").textContent = d.properties.topic; loadMessages(); }
+      break;
+    case "participantsAdded":
+      if (!state.threads.has(d.threadId)) loadThreads();
+      else if (d.threadId === state.current) loadMessages();
+      break;
+    case "participantsRemoved":
+      if (d.participantsRemoved.some((p) => p.id.rawId === state.userId)) loadThreads();
+      else if (d.threadId === state.current) loadMessages();
+      break;
+    case "chatThreadDeleted":
+      if (state.threads.has(d.threadId)) { state.threads.get(d.threadId).deletedOn = d.deletedOn; renderThreads(); }
+      if (d.threadId === state.current) { $("thread").hidden = true; state.current = null; }
+      break;
+  }
+}
+
+let retry = 0;
+function connect() {
+  if (forcePoll || state.transport === "poll") return startPolling();
+  state.transport = "websocket";
+  setStatus("websocket: connecting", "wait");
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const q = new URLSearchParams({ access_token: state.token });
+  if (state.cursor) q.set("cursor", state.cursor);
+  let opened = false;
+  const ws = new WebSocket(`${scheme}://${location.host}/realtime?${q}`);
+  ws.onopen = () => { opened = true; retry = 0; };
+  ws.onmessage = (e) => onFrame(JSON.parse(e.data));
+  ws.onclose = (e) => {
+    if (!opened) { state.transport = "poll"; return startPolling(); } // WebSocket unusable here: fall back
+    if (e.code === 4003) return setStatus("signed out (tokens revoked)", "off");
+    if (e.code === 4001) return setStatus("token expired: sign in again", "off");
+    setStatus(`websocket: disconnected (${e.code}), resuming…`, "wait");
+    setTimeout(connect, Math.min(1000 * 2 ** retry++, 15000));
+  };
+}
+
+async function startPolling() {
+  state.transport = "long-poll";
+  setStatus("long-poll: connecting", "wait");
+  for (;;) {
+    try {
+      const q = new URLSearchParams({ timeout: "25" });
+      if (state.cursor) q.set("cursor", state.cursor);
+      const res = await fetch(`/realtime/poll?${q}`, { headers: { "Authorization": `Bearer ${state.token}` } });
+      if (res.status === 401) return setStatus("token expired: sign in again", "off");
+      if (!res.ok) throw new Error(String(res.status));
+      const v = await res.json();
+      setStatus("long-poll: connected", "on");
+      if (!v.recovered) { state.cursor = v.cursor; await resync(); continue; }
+      for (const f of v.events) onFrame(f);
+      state.cursor = v.cursor;
+      retry = 0;
+    } catch (e) {
+      setStatus("long-poll: disconnected, retrying…", "wait");
+      await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** retry++, 15000)));
+    }
+  }
+}
+
+// A gap the server could not replay: reload from REST.
+async function resync() {
+  await loadThreads();
+  if (state.current) await loadMessages();
+}
+
+// ---- UI -------------------------------------------------------------------------------------
+
+function touchThread(id, at) {
+  const t = state.threads.get(id);
+  if (t) { t.lastMessageReceivedOn = at; renderThreads(); }
+}
+
+async function loadThreads() {
+  const v = await api("GET", "/chat/threads?maxPageSize=100");
+  state.threads = new Map(v.value.map((t) => [t.id, t]));
+  renderThreads();
+}
+
+function renderThreads() {
+  const ul = $("threads");
+  ul.replaceChildren();
+  const list = [...state.threads.values()].sort((a, b) => (b.lastMessageReceivedOn || "").localeCompare(a.lastMessageReceivedOn || ""));
+  for (const t of list) {
+    const li = document.createElement("li");
+    li.textContent = t.topic || "(no topic)";
+    li.dataset.id = t.id;
+    if (t.id === state.current) li.classList.add("active");
+    if (t.deletedOn) li.classList.add("deleted");
+    else li.onclick = () => openThread(t.id);
+    ul.append(li);
+  }
+}
+
+async function openThread(id) {
+  state.current = id;
+  $("thread").hidden = false;
+  $("topic").textContent = state.threads.get(id)?.topic || "";
+  renderThreads();
+  await loadMessages();
+}
+
+async function loadMessages() {
+  const id = state.current;
+  const v = await api("GET", `/chat/threads/${enc(id)}/messages?maxPageSize=50`);
+  if (id !== state.current) return;
+  state.messages = new Map(v.value.reverse().map((m) => [m.id, m]));
+  renderMessages();
+  const last = [...state.messages.values()].reverse().find((m) => m.senderCommunicationIdentifier && m.senderCommunicationIdentifier.rawId !== state.userId);
+  if (last) sendReceipt(last.id);
+}
+
+function fromEvent(d, edited) {
+  return {
+    id: d.id, type: d.type, sequenceId: d.sequenceId, createdOn: d.createdOn, senderDisplayName: d.senderDisplayName,
+    senderCommunicationIdentifier: d.sender, content: { message: d.message }, editedOn: edited ? d.editedOn : undefined,
+  };
+}
+
+function upsertMessage(m) {
+  const old = state.messages.get(m.id);
+  state.messages.set(m.id, { ...old, ...m });
+  renderMessages();
+}
+
+function describeSystem(m) {
+  const names = (m.content.participants || []).map((p) => p.displayName || p.communicationIdentifier.rawId.slice(-6)).join(", ");
+  if (m.type === "topicUpdated") return `topic set to “${m.content.topic}”`;
+  if (m.type === "participantAdded") return `${names} joined`;
+  if (m.type === "participantRemoved") return `${names} left`;
+  return m.type;
+}
+
+function renderMessages() {
+  const ol = $("messages");
+  ol.replaceChildren();
+  const list = [...state.messages.values()].sort((a, b) => Number(a.sequenceId) - Number(b.sequenceId));
+  for (const m of list) {
+    const li = document.createElement("li");
+    li.dataset.id = m.id;
+    if (!m.senderCommunicationIdentifier) {
+      li.className = "system";
+      li.textContent = describeSystem(m);
+    } else {
+      const own = m.senderCommunicationIdentifier.rawId === state.userId;
+      if (own) li.classList.add("own");
+      const meta = document.createElement("div");
+      meta.className = "meta";
+      meta.textContent = `${m.senderDisplayName || m.senderCommunicationIdentifier.rawId.slice(-6)} · ${new Date(m.createdOn).toLocaleTimeString()}`
+        + (m.editedOn ? " · edited" : "") + (m.readBy ? " · read" : "");
+      const body = document.createElement("div");
+      body.className = "body";
+      if (m.deletedOn) { li.classList.add("deleted"); body.textContent = "message deleted"; }
+      else if (m.type === "html") body.innerHTML = m.content.message; // sanitized by the server
+      else body.textContent = m.content.message;
+      li.append(meta, body);
+      if (own && !m.deletedOn) {
+        const edit = document.createElement("button");
+        edit.textContent = "edit";
+        edit.onclick = async () => {
+          const text = prompt("Edit message", m.content.message);
+          if (text) await api("PATCH", `/chat/threads/${enc(state.current)}/messages/${m.id}`, { content: text });
+        };
+        const del = document.createElement("button");
+        del.textContent = "delete";
+        del.onclick = () => api("DELETE", `/chat/threads/${enc(state.current)}/messages/${m.id}`);
+        meta.append(edit, del);
+      }
+    }
+    ol.append(li);
+  }
+  ol.scrollTop = ol.scrollHeight;
+}
+
+function showTyping(who) {
+  $("typing").textContent = `${who} is typing…`;
+  clearTimeout(state.typingTimers.get("t"));
+  state.typingTimers.set("t", setTimeout(() => { $("typing").textContent = ""; }, 6000));
+}
+
+function sendReceipt(id) {
+  api("POST", `/chat/threads/${enc(state.current)}/readReceipts`, { chatMessageId: id }).catch(() => {});
+}
+
+async function signedIn(token) {
+  state.token = token;
+  state.userId = userIdOf(token);
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  $("my-id").textContent = state.userId;
+  $("whoami").textContent = state.userId.slice(-12);
+  await loadThreads();
+  connect();
+}
+
+$("token-form").onsubmit = async (e) => {
+  e.preventDefault();
+  try { await signedIn($("token").value.trim()); } catch (err) { $("signin-error").textContent = err.message; }
+};
+
+$("cs-form").onsubmit = async (e) => {
+  e.preventDefault();
+  try { await signedIn(await createUser($("cs").value.trim())); } catch (err) { $("signin-error").textContent = err.message; }
+};
+
+$("new-thread").onsubmit = async (e) => {
+  e.preventDefault();
+  const ids = $("new-members").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const v = await api("POST", "/chat/threads", {
+    topic: $("new-topic").value,
+    participants: ids.map((id) => ({ communicationIdentifier: { rawId: id } })),
+  });
+  state.threads.set(v.chatThread.id, { id: v.chatThread.id, topic: v.chatThread.topic, lastMessageReceivedOn: v.chatThread.createdOn });
+  $("new-topic").value = "";
+  $("new-members").value = "";
+  await openThread(v.chatThread.id);
+};
+
+$("add-member").onsubmit = async (e) => {
+  e.preventDefault();
+  const id = $("add-id").value.trim();
+  if (id) await api("POST", `/chat/threads/${enc(state.current)}/participants/:add`, { participants: [{ communicationIdentifier: { rawId: id } }] });
+  $("add-id").value = "";
+};
+
+$("composer").onsubmit = async (e) => {
+  e.preventDefault();
+  const text = $("text").value;
+  if (!text) return;
+  $("text").value = "";
+  await api("POST", `/chat/threads/${enc(state.current)}/messages`, { content: text, senderDisplayName: state.userId.slice(-6) });
+};
+
+$("text").oninput = () => {
+  // At most one typing notification per 8 s, like the ACS JS SDK.
+  if (Date.now() - state.lastTypingSent > 8000 && state.current) {
+    state.lastTypingSent = Date.now();
+    api("POST", `/chat/threads/${enc(state.current)}/typing`).catch(() => {});
+  }
+};
+
+if (params.get("token")) signedIn(params.get("token"));
