@@ -270,3 +270,58 @@ async fn durable_across_sigkill() {
     assert_eq!(seqs, (1..=(N as u64 + 2)).collect::<Vec<_>>());
     child.kill();
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A member that never reads does not make the server buffer without bound: after the resume
+/// ring is full, ~30 MB more of events go to it while another member reads them all; its
+/// connection is closed with 4008 and the server's resident memory stays flat.
+#[tokio::test]
+async fn slow_consumer_memory_is_bounded() {
+    use crate::realtime::Ws;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let (mut child, base) = serve(&[
+        "--data-dir",
+        &d,
+        "--rate-limit-profile",
+        "off",
+        "--sqlite-synchronous",
+        "normal",
+        // a small ring, full after the warm-up, so that growth after it is buffering only
+        "--realtime-ring-events",
+        "100",
+    ]);
+    let app = app_for(&base, dir);
+    let a = app.user().await;
+    let b = app.user().await;
+    let t = app.thread(&a, &[&b]).await;
+    let mut fast = Ws::connect(&app, &a, None).await;
+    let mut slow = Ws::connect(&app, &b, None).await;
+    let big = "x".repeat(20_000);
+    let mut send = async |n: usize| {
+        for _ in 0..n {
+            app.send(&a, &t, &big).await;
+            assert_eq!(fast.event().await["type"], "chatMessageReceived");
+        }
+    };
+    send(300).await; // warm up caches, fill the ring and the slow client's buffers
+    let before = rss_kib(child.id());
+    send(1500).await; // 30 MB more
+    let after = rss_kib(child.id());
+    let grown_mib = after.saturating_sub(before) / 1024;
+    eprintln!(
+        "server RSS {before} KiB -> {after} KiB (+{grown_mib} MiB) after 30 MB to a stalled reader"
+    );
+    assert!(grown_mib < 8, "server memory grew by {grown_mib} MiB");
+    assert_eq!(slow.close_code().await, 4008);
+    child.kill();
+}
