@@ -541,3 +541,26 @@ pub fn rate_limit(
         metrics::counter!(crate::metrics::RATE_LIMITED).increment(1);
     })
 }
+
+/// Offset paging (participants, receipts): keeps the first `size` of `rows` (fetched as
+/// `size + 1`) and returns the absolute `nextLink` to `path` when there were more.
+pub fn skip_page<T>(
+    req: &HttpRequest,
+    app: &AppState,
+    path: &str,
+    rows: &mut Vec<T>,
+    size: i64,
+    skip: i64,
+    params: &Params,
+) -> Option<String> {
+    if rows.len() <= size as usize {
+        return None;
+    }
+    rows.truncate(size as usize);
+    Some(format!(
+        "{}{path}?skip={}&maxPageSize={size}&api-version={}",
+        base_url(req, app),
+        skip + size,
+        crate::ids::encode_query(params.api_version())
+    ))
+}

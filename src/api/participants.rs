@@ -6,12 +6,9 @@ use serde_json::json;
 
 use super::models::{participant_out, AddParticipantsRequest, CimIn, Page};
 use super::threads::new_participants;
-use super::{
-    base_url, chat_prologue, check_thread_id, empty, parse_json, path_thread, Body, Params,
-};
+use super::{chat_prologue, check_thread_id, empty, parse_json, path_thread, Body, Params};
 use crate::error::ApiError;
 use crate::hub::commands::{AddParticipants, RemoveParticipant};
-use crate::ids::encode_query;
 use crate::ids::encode_segment;
 use crate::ratelimit::Op;
 use crate::state::AppState;
@@ -40,16 +37,8 @@ pub async fn list(
             Ok(participants::current_page(c, &t, skip, size + 1)?)
         })
         .await?;
-    let next_link = (rows.len() > size as usize).then(|| {
-        rows.truncate(size as usize);
-        format!(
-            "{}/chat/threads/{}/participants?skip={}&maxPageSize={size}&api-version={}",
-            base_url(&req, &app),
-            encode_segment(&thread),
-            skip + size,
-            encode_query(params.api_version())
-        )
-    });
+    let path = format!("/chat/threads/{}/participants", encode_segment(&thread));
+    let next_link = super::skip_page(&req, &app, &path, &mut rows, size, skip, &params);
     let value = rows
         .into_iter()
         .map(|p| {

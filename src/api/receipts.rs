@@ -5,12 +5,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::models::{Cim, Page, ReadReceipt, SendReadReceiptRequest, TypingRequest};
 use super::{
-    base_url, chat_prologue, check_thread_id, empty, parse_json, parse_optional_json, path_thread,
-    Body, Params,
+    chat_prologue, check_thread_id, empty, parse_json, parse_optional_json, path_thread, Body,
+    Params,
 };
 use crate::error::ApiError;
 use crate::hub::commands::{SendReceipt, Typing};
-use crate::ids::{encode_query, encode_segment, fmt_ms, parse_message_id};
+use crate::ids::{encode_segment, fmt_ms, parse_message_id};
 use crate::ratelimit::Op;
 use crate::state::AppState;
 use crate::store::participants;
@@ -70,16 +70,8 @@ pub async fn list(
             Ok(participants::receipts_page(c, &t, skip, size + 1)?)
         })
         .await?;
-    let next_link = (rows.len() > size as usize).then(|| {
-        rows.truncate(size as usize);
-        format!(
-            "{}/chat/threads/{}/readReceipts?skip={}&maxPageSize={size}&api-version={}",
-            base_url(&req, &app),
-            encode_segment(&thread),
-            skip + size,
-            encode_query(params.api_version())
-        )
-    });
+    let path = format!("/chat/threads/{}/readReceipts", encode_segment(&thread));
+    let next_link = super::skip_page(&req, &app, &path, &mut rows, size, skip, &params);
     let value = rows
         .into_iter()
         .map(|r| ReadReceipt {
