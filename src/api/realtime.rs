@@ -143,6 +143,15 @@ impl Drop for PollSlot<'_> {
     }
 }
 
+/// A long-poll answer carrying `events`, continuing from the last one's cursor.
+fn ready(events: &[Frame]) -> HttpResponse {
+    let last = events
+        .last()
+        .map(|f| f.cursor.to_string())
+        .unwrap_or_default();
+    super::json_text(StatusCode::OK, poll_body(&last, true, events))
+}
+
 fn poll_body(cursor: &str, recovered: bool, events: &[Frame]) -> String {
     let mut s = format!("{{\"cursor\":\"{cursor}\",\"recovered\":{recovered},\"events\":[");
     for (i, f) in events.iter().enumerate() {
@@ -191,14 +200,7 @@ pub async fn poll(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResp
                 ))
             }
             PollState::Ready { events } => {
-                let last = events
-                    .last()
-                    .map(|f| f.cursor.to_string())
-                    .unwrap_or_default();
-                return Ok(super::json_text(
-                    StatusCode::OK,
-                    poll_body(&last, true, &events),
-                ));
+                return Ok(ready(&events));
             }
             PollState::Wait { notify, cursor } => (notify, cursor),
         };
@@ -207,14 +209,7 @@ pub async fn poll(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResp
         tokio::pin!(notified);
         notified.as_mut().enable();
         if let PollState::Ready { events } = app.users.poll(&user.id, &cursor) {
-            let last = events
-                .last()
-                .map(|f| f.cursor.to_string())
-                .unwrap_or_default();
-            return Ok(super::json_text(
-                StatusCode::OK,
-                poll_body(&last, true, &events),
-            ));
+            return Ok(ready(&events));
         }
         if timeout == 0 || tokio::time::timeout_at(deadline, notified).await.is_err() {
             return Ok(super::json_text(StatusCode::OK, poll_body(&at, true, &[])));
