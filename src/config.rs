@@ -130,6 +130,30 @@ pub struct Config {
     #[arg(long, env = "CONFAB_HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
 
+    /// Port of the public HTTPS listener (0 picks a free port)
+    #[arg(long, env = "CONFAB_HTTPS_PORT", default_value_t = 8443)]
+    pub https_port: u16,
+
+    /// Serve no plain HTTP (HTTPS only)
+    #[arg(long, env = "CONFAB_NO_HTTP")]
+    pub no_http: bool,
+
+    /// Serve no HTTPS (plain HTTP only; the Azure SDKs need HTTPS for chat)
+    #[arg(long, env = "CONFAB_NO_TLS")]
+    pub no_tls: bool,
+
+    /// PEM certificate chain for HTTPS (with --key); a development CA is made when unset
+    #[arg(long, env = "CONFAB_CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key for HTTPS (with --cert)
+    #[arg(long, env = "CONFAB_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// Extra subject names of the development certificate (comma-separated)
+    #[arg(long, env = "CONFAB_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+
     /// Directory of the SQLite database and the stored resource id
     #[arg(long, env = "CONFAB_DATA_DIR", default_value = "./confab-data")]
     pub data_dir: PathBuf,
@@ -309,6 +333,12 @@ impl Config {
                     "--public-url must start with http:// or https://, got {u:?}"
                 ));
             }
+        }
+        if self.no_http && self.no_tls {
+            return Err("--no-http and --no-tls together leave nothing to serve".into());
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("--cert and --key go together".into());
         }
         if self.max_participants == 0 {
             return Err("--max-participants must be at least 1".into());

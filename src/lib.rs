@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -55,7 +56,12 @@ const RETENTION_BATCH: i64 = 500;
 
 /// A started server: its bound addresses and the handles to stop or await it.
 pub struct Running {
-    pub http_addr: SocketAddr,
+    /// The plain HTTP listener (`None` with `--no-http`).
+    pub http_addr: Option<SocketAddr>,
+    /// The HTTPS listener (`None` with `--no-tls`).
+    pub https_addr: Option<SocketAddr>,
+    /// The development CA clients must trust, when confab made its own certificate.
+    pub ca_path: Option<std::path::PathBuf>,
     pub server: actix_web::dev::Server,
     pub state: web::Data<AppState>,
     /// Where the data lives, for the banner (`./confab-data (sqlite)`).
@@ -68,6 +74,8 @@ pub struct Running {
 pub struct Opened {
     pub state: web::Data<AppState>,
     pub data_location: String,
+    /// Where files of this instance live (`--data-dir`, or the temporary one of `--in-memory`).
+    pub files_dir: std::path::PathBuf,
     temp_dir: Option<tempfile::TempDir>,
 }
 
@@ -162,9 +170,14 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         draining: AtomicBool::new(false),
         config,
     });
+    let files_dir = match &temp_dir {
+        Some(t) => t.path().to_path_buf(),
+        None => state.config.data_dir.clone(),
+    };
     Ok(Opened {
         state,
         data_location,
+        files_dir,
         temp_dir,
     })
 }
@@ -174,6 +187,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let Opened {
         state,
         data_location,
+        files_dir,
         temp_dir,
     } = open(config).await?;
     spawn_housekeeping(state.clone());
@@ -190,21 +204,42 @@ pub async fn start(config: Config) -> Result<Running, String> {
     if state.config.workers > 0 {
         server = server.workers(state.config.workers);
     }
-    let host = state
-        .config
+    let c = &state.config;
+    let host = c
         .host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let server = server
-        .bind((host.as_str(), state.config.http_port))
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", host, state.config.http_port))?;
-    let http_addr = *server
-        .addrs()
-        .first()
-        .ok_or_else(|| "no listening address".to_string())?;
+    let mut http_addr = None;
+    if !c.no_http {
+        server = server
+            .bind((host.as_str(), c.http_port))
+            .map_err(|e| format!("cannot listen on {host}:{}: {e}", c.http_port))?;
+        http_addr = server.addrs().last().copied();
+    }
+    let (mut https_addr, mut ca_path) = (None, None);
+    if !c.no_tls {
+        if !files_dir.exists() {
+            std::fs::create_dir_all(&files_dir)
+                .map_err(|e| format!("cannot create {}: {e}", files_dir.display()))?;
+        }
+        let sans = tls::dev_sans(&c.host, &c.tls_san);
+        let t = tls::load(
+            c.cert.as_deref(),
+            c.key.as_deref(),
+            &files_dir.join("tls"),
+            &sans,
+        )?;
+        server = server
+            .bind_rustls_0_23((host.as_str(), c.https_port), t.config)
+            .map_err(|e| format!("cannot listen on {host}:{}: {e}", c.https_port))?;
+        https_addr = server.addrs().last().copied();
+        ca_path = t.ca_path;
+    }
     Ok(Running {
         http_addr,
+        https_addr,
+        ca_path,
         server: server.run(),
         state,
         data_location,
@@ -264,14 +299,34 @@ async fn sweep_retention(state: &AppState) -> Result<(), error::ApiError> {
 /// The start-up banner (contract §8.1).
 pub fn banner(r: &Running) -> String {
     let c = &r.state.config;
-    let http = format!("http://{}/", r.http_addr);
+    let http = r.http_addr.map(|a| format!("http://{a}/"));
+    let https = r.https_addr.map(|a| format!("https://{a}/"));
+    let endpoint = https
+        .as_ref()
+        .or(http.as_ref())
+        .cloned()
+        .unwrap_or_default();
     let mut b = format!(
-        "confab {} ready\n  connection string : endpoint={http};accesskey={}\n  http              : {http}\n  data              : {}        resourceId: {}\n",
+        "confab {} ready\n  connection string : endpoint={endpoint};accesskey={}\n",
         env!("CARGO_PKG_VERSION"),
-        c.primary_key(),
-        r.data_location,
-        r.state.resource_id,
+        c.primary_key()
     );
+    match (&https, &http) {
+        (Some(s), Some(h)) => b.push_str(&format!("  https             : {s}      http: {h}\n")),
+        (Some(s), None) => b.push_str(&format!("  https             : {s}\n")),
+        (None, Some(h)) => b.push_str(&format!("  http              : {h}\n")),
+        (None, None) => {}
+    }
+    b.push_str(&format!(
+        "  data              : {}        resourceId: {}\n",
+        r.data_location, r.state.resource_id
+    ));
+    if let Some(ca) = &r.ca_path {
+        let ca = ca.display();
+        b.push_str(&format!(
+            "  dev CA            : {ca}\n    export REQUESTS_CA_BUNDLE={ca}\n    export NODE_EXTRA_CA_CERTS={ca}\n"
+        ));
+    }
     if c.uses_dev_key() {
         b.push_str("  WARNING: using the well-known development access key (not for production)\n");
     }

@@ -37,12 +37,20 @@ pub fn config(extra: &[&str]) -> Config {
         "--log",
         "warn",
     ];
+    // HTTPS only when a test asks for it (with its own --https-port).
+    if !extra.contains(&"--https-port") {
+        args.push("--no-tls");
+    }
     args.extend_from_slice(extra);
     Args::try_parse_from(args).expect("test flags").config
 }
 
 pub struct TestApp {
     pub base: String,
+    /// `https://127.0.0.1:port` when the app serves HTTPS.
+    pub https: Option<String>,
+    /// The development CA of that HTTPS listener.
+    pub ca: Option<std::path::PathBuf>,
     pub client: reqwest::Client,
     pub key: String,
     pub resource_id: String,
@@ -113,8 +121,13 @@ impl TestApp {
             actix_web::rt::System::new().block_on(async move {
                 match confab::start(cfg).await {
                     Ok(r) => {
-                        tx.send(Ok((r.http_addr, r.state.resource_id.clone())))
-                            .unwrap();
+                        tx.send(Ok((
+                            r.http_addr,
+                            r.https_addr,
+                            r.ca_path.clone(),
+                            r.state.resource_id.clone(),
+                        )))
+                        .unwrap();
                         let handle = r.server.handle();
                         let server = r.server;
                         tokio::select! {
@@ -127,12 +140,14 @@ impl TestApp {
                 }
             })
         });
-        let (addr, resource_id) = rx
+        let (addr, https_addr, ca, resource_id) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server started")
             .expect("server config valid");
         TestApp {
-            base: format!("http://{addr}"),
+            base: format!("http://{}", addr.expect("an http listener")),
+            https: https_addr.map(|a| format!("https://{a}")),
+            ca,
             client: reqwest::Client::new(),
             key,
             resource_id,

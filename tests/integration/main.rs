@@ -11,3 +11,4 @@ mod realtime;
 mod receipts;
 mod storage;
 mod threads;
+mod tls;

@@ -34,7 +34,7 @@ impl Drop for Server {
 fn serve(args: &[&str]) -> (Server, String) {
     let mut child = Command::new(BIN)
         .arg("serve")
-        .args(["--http-port", "0", "--log", "warn"])
+        .args(["--http-port", "0", "--https-port", "0", "--log", "warn"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -48,13 +48,17 @@ fn serve(args: &[&str]) -> (Server, String) {
         let line = line.unwrap();
         banner.push_str(&line);
         banner.push('\n');
-        if let Some(rest) = line.trim().strip_prefix("http              : ") {
-            base = Some(rest.trim_end_matches('/').to_string());
-            break;
+        // `  https : https://…/      http: http://…/` (or `  http : http://…/` with --no-tls)
+        if !line.contains("connection string") {
+            if let Some(i) = line.find("http://") {
+                let url = line[i..].split_whitespace().next().unwrap_or_default();
+                base = Some(url.trim_end_matches('/').to_string());
+                break;
+            }
         }
     }
     assert!(banner.contains("confab "), "{banner}");
-    assert!(banner.contains("endpoint=http://127.0.0.1:"), "{banner}");
+    assert!(banner.contains("endpoint=https://127.0.0.1:"), "{banner}");
     // keep draining stdout so the child never blocks on a full pipe
     std::thread::spawn(move || for _ in lines {});
     (Server(child), base.expect("banner prints the http address"))
@@ -63,6 +67,8 @@ fn serve(args: &[&str]) -> (Server, String) {
 fn app_for(base: &str, dir: tempfile::TempDir) -> TestApp {
     TestApp {
         base: base.to_string(),
+        https: None,
+        ca: None,
         client: reqwest::Client::new(),
         key: DEV_KEY.to_string(),
         resource_id: String::new(),
