@@ -154,6 +154,14 @@ pub struct Config {
     #[arg(long, env = "CONFAB_TLS_SAN", value_delimiter = ',')]
     pub tls_san: Vec<String>,
 
+    /// Address of the admin listener (dashboard, /metrics); port 0 picks a free port
+    #[arg(long, env = "CONFAB_ADMIN_ADDR", default_value = "127.0.0.1:8090")]
+    pub admin_addr: String,
+
+    /// Bearer token required on the admin listener (mandatory when it is not on loopback)
+    #[arg(long, env = "CONFAB_METRICS_TOKEN")]
+    pub metrics_token: Option<Secret>,
+
     /// Directory of the SQLite database and the stored resource id
     #[arg(long, env = "CONFAB_DATA_DIR", default_value = "./confab-data")]
     pub data_dir: PathBuf,
@@ -333,6 +341,17 @@ impl Config {
                     "--public-url must start with http:// or https://, got {u:?}"
                 ));
             }
+        }
+        let admin_host = self
+            .admin_addr
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(&self.admin_addr);
+        if !is_loopback_host(admin_host) && self.metrics_token.is_none() {
+            return Err(format!(
+                "the admin listener on {} is not loopback: set --metrics-token to protect it",
+                self.admin_addr
+            ));
         }
         if self.no_http && self.no_tls {
             return Err("--no-http and --no-tls together leave nothing to serve".into());

@@ -62,6 +62,10 @@ pub struct Running {
     pub https_addr: Option<SocketAddr>,
     /// The development CA clients must trust, when confab made its own certificate.
     pub ca_path: Option<std::path::PathBuf>,
+    /// The admin listener (dashboard, `/metrics`).
+    pub admin_addr: SocketAddr,
+    /// Stops the admin listener (it runs on its own task).
+    pub admin: actix_web::dev::ServerHandle,
     pub server: actix_web::dev::Server,
     pub state: web::Data<AppState>,
     /// Where the data lives, for the banner (`./confab-data (sqlite)`).
@@ -157,8 +161,9 @@ pub async fn open(config: Config) -> Result<Opened, String> {
             .unwrap_or(2),
     )
     .start();
-    metrics::describe();
+    let prometheus = metrics::install();
     let state = web::Data::new(AppState {
+        prometheus,
         limiter: ratelimit::RateLimiter::new(config.rate_limit_profile),
         tokens: Tokens::new(secret, resource_id.clone()),
         keys,
@@ -236,10 +241,32 @@ pub async fn start(config: Config) -> Result<Running, String> {
         https_addr = server.addrs().last().copied();
         ca_path = t.ca_path;
     }
+    let admin_state = state.clone();
+    let admin_server = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_state.clone())
+            .wrap(middleware::from_fn(api::prelude))
+            .configure(api::admin::routes)
+            .default_service(web::to(api::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .bind(c.admin_addr.as_str())
+    .map_err(|e| format!("cannot listen on {} (admin): {e}", c.admin_addr))?;
+    let admin_addr = *admin_server
+        .addrs()
+        .first()
+        .ok_or_else(|| "no admin address".to_string())?;
+    let admin_server = admin_server.run();
+    let admin = admin_server.handle();
+    actix_web::rt::spawn(admin_server);
     Ok(Running {
         http_addr,
         https_addr,
         ca_path,
+        admin_addr,
+        admin,
         server: server.run(),
         state,
         data_location,
@@ -247,8 +274,22 @@ pub async fn start(config: Config) -> Result<Running, String> {
     })
 }
 
-/// The retention sweeper and the idempotency purge.
+/// How often histogram upkeep runs and gauges are sampled.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The retention sweeper, the idempotency purge, metrics upkeep and the real-time stream sweep.
 fn spawn_housekeeping(state: web::Data<AppState>) {
+    let upkeep = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(METRICS_UPKEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            // exporter default features are off: nothing else runs upkeep
+            upkeep.prometheus.run_upkeep();
+            upkeep.store.record_pool_gauge();
+            upkeep.users.sweep();
+        }
+    });
     let sweeper = state.clone();
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(sweeper.config.retention_sweep_interval.0);
@@ -317,6 +358,10 @@ pub fn banner(r: &Running) -> String {
         (None, Some(h)) => b.push_str(&format!("  http              : {h}\n")),
         (None, None) => {}
     }
+    b.push_str(&format!(
+        "  dashboard         : http://{0}/       metrics: http://{0}/metrics\n",
+        r.admin_addr
+    ));
     b.push_str(&format!(
         "  data              : {}        resourceId: {}\n",
         r.data_location, r.state.resource_id

@@ -113,6 +113,7 @@ async fn serve(config: Config) -> Result<(), String> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let handle = running.server.handle();
+    let admin = running.admin.clone();
     let state = running.state.clone();
     actix_web::rt::spawn(async move {
         shutdown_signal().await;
@@ -124,6 +125,7 @@ async fn serve(config: Config) -> Result<(), String> {
             .users
             .close_all(confab::hub::users::CloseReason::Shutdown);
         handle.stop(true).await;
+        admin.stop(true).await;
     });
     running.server.await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");

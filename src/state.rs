@@ -14,6 +14,8 @@ use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
 pub struct AppState {
+    /// The process's metrics registry, rendered by `/metrics` and sampled by the dashboard.
+    pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
     pub config: Config,
     pub store: Store,
     pub registry: Addr<Registry>,

@@ -93,10 +93,12 @@ pub async fn create(
     app.store
         .write(move |c| Ok(identities::insert(c, &insert, now_ms())?))
         .await?;
+    metrics::counter!(crate::metrics::IDENTITIES_CREATED).increment(1);
     let mut out = json!({ "identity": { "id": id } });
     if let Some(s) = token_scopes {
         let (token, exp) = app.tokens.issue(&id, &s, issue_time(None), minutes);
         out["accessToken"] = token_json(token, exp);
+        metrics::counter!(crate::metrics::TOKENS_ISSUED).increment(1);
     }
     json(StatusCode::CREATED, &out)
 }
@@ -121,6 +123,7 @@ pub async fn issue_token(
     let (token, exp) = app
         .tokens
         .issue(&id, &s, issue_time(identity.tokens_revoked_at), minutes);
+    metrics::counter!(crate::metrics::TOKENS_ISSUED).increment(1);
     json(StatusCode::OK, &token_json(token, exp))
 }
 
@@ -140,6 +143,7 @@ pub async fn revoke_tokens(
         .await?;
     app.users
         .close_user(&id, crate::hub::users::CloseReason::Revoked);
+    metrics::counter!(crate::metrics::TOKENS_REVOKED).increment(1);
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

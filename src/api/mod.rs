@@ -6,6 +6,7 @@
 //! contract's (§2.8): body size 413 → api-version 400 → auth 401 → scope 403 → body shape 400
 //! → thread 404 → membership 403 → target 404 → ownership 403 → limits 400 → idempotency.
 
+pub mod admin;
 pub mod demo;
 pub mod health;
 pub mod idempotency;
@@ -214,6 +215,7 @@ pub async fn prelude(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    let started = std::time::Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let client_id = req.headers().get("x-ms-client-request-id").cloned();
     let target = req
@@ -237,6 +239,16 @@ pub async fn prelude(
         }
     }
     let mut res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    crate::metrics::record_request(
+        &route,
+        res.request().method().as_str(),
+        res.status().as_u16(),
+        started.elapsed(),
+    );
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(header::HeaderName::from_static("x-ms-request-id"), v);

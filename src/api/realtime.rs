@@ -241,6 +241,7 @@ impl Drop for SseSession {
     fn drop(&mut self) {
         self.users.detach(&self.user, self.session);
         metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "sse").decrement(1.0);
+        metrics::counter!(crate::metrics::REALTIME_CLOSED, "transport" => "sse", "reason" => "ended").increment(1);
     }
 }
 
@@ -264,6 +265,7 @@ pub async fn sse(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRespo
         .users
         .attach(&user.id, &cursor, outbox.clone(), HEARTBEAT.as_secs());
     metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "sse").increment(1.0);
+    metrics::counter!(crate::metrics::REALTIME_OPENED, "transport" => "sse").increment(1);
     let state = SseSession {
         users: app.users.clone(),
         user: user.id.clone(),

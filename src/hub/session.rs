@@ -32,6 +32,8 @@ pub struct WsSession {
     outbox: Option<Arc<Outbox>>,
     session: u64,
     last_seen: Instant,
+    /// Why the session ended, for `confab_realtime_sessions_closed_total{reason}`.
+    closed_by: &'static str,
 }
 
 /// Outbox → session: frames are waiting (sent once per empty → non-empty transition).
@@ -39,7 +41,15 @@ pub struct WsSession {
 #[rtype(result = "()")]
 struct Wake;
 
-fn close(ctx: &mut ws::WebsocketContext<WsSession>, code: u16, reason: &str) {
+fn close(act: &mut WsSession, ctx: &mut ws::WebsocketContext<WsSession>, code: u16, reason: &str) {
+    act.closed_by = match code {
+        4001 => "token_expired",
+        4002 => "heartbeat_timeout",
+        4003 => "revoked",
+        4008 => "slow_consumer",
+        1001 => "shutdown",
+        _ => "protocol_error",
+    };
     ctx.close(Some(ws::CloseReason {
         code: ws::CloseCode::Other(code),
         description: Some(reason.to_string()),
@@ -55,7 +65,7 @@ impl WsSession {
             ctx.text(f.json.to_string());
         }
         if let Some(reason) = closed {
-            close(ctx, reason.code(), reason.text());
+            close(self, ctx, reason.code(), reason.text());
         }
     }
 }
@@ -73,20 +83,24 @@ impl Actor for WsSession {
         self.outbox = Some(outbox);
         metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "websocket")
             .increment(1.0);
+        metrics::counter!(crate::metrics::REALTIME_OPENED, "transport" => "websocket").increment(1);
         ctx.run_interval(HEARTBEAT, |act, ctx| {
             if act.last_seen.elapsed() > CLIENT_TIMEOUT {
-                close(ctx, 4002, "heartbeat timeout");
+                close(act, ctx, 4002, "heartbeat timeout");
                 return;
             }
             ctx.ping(b"");
         });
-        ctx.run_later(self.expires_in, |_, ctx| close(ctx, 4001, "token expired"));
+        ctx.run_later(self.expires_in, |act, ctx| {
+            close(act, ctx, 4001, "token expired")
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.users.detach(&self.user, self.session);
         metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "websocket")
             .decrement(1.0);
+        metrics::counter!(crate::metrics::REALTIME_CLOSED, "transport" => "websocket", "reason" => self.closed_by).increment(1);
     }
 }
 
@@ -112,18 +126,18 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
                 if is_ping {
                     ctx.text(r#"{"type":"pong"}"#);
                 } else {
-                    close(ctx, 1003, "only {\"type\":\"ping\"} may be sent");
+                    close(self, ctx, 1003, "only {\"type\":\"ping\"} may be sent");
                 }
             }
             Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
-                close(ctx, 1003, "binary frames are not accepted")
+                close(self, ctx, 1003, "binary frames are not accepted")
             }
             Ok(ws::Message::Close(_)) => {
                 ctx.close(Some(ws::CloseCode::Normal.into()));
                 ctx.stop();
             }
             Ok(ws::Message::Nop) => {}
-            Err(ws::ProtocolError::Overflow) => close(ctx, 1009, "frame too large"),
+            Err(ws::ProtocolError::Overflow) => close(self, ctx, 1009, "frame too large"),
             Err(_) => ctx.stop(),
         }
     }
@@ -147,6 +161,7 @@ pub fn start(
         outbox: None,
         session: 0,
         last_seen: Instant::now(),
+        closed_by: "client",
     };
     ws::WsResponseBuilder::new(session, req, stream)
         .frame_size(MAX_FRAME)

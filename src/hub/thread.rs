@@ -553,6 +553,7 @@ impl Handler<CreateThread> for ThreadActor {
                 let ps: Vec<P> = members.iter().map(|(u, m)| m.p(u)).collect();
                 let e = events::thread_created(&act.id, *at, props.clone(), &ps, &act.p(creator));
                 act.publish_current(&e);
+                metrics::counter!(crate::metrics::THREADS_CREATED).increment(1);
             },
         )
         .map(|r, _, _| r.map(|(replay, ..)| replay))
@@ -649,6 +650,7 @@ impl Handler<DeleteThread> for ThreadActor {
             |act, (at, user)| {
                 let e = events::thread_deleted(&act.id, *at, &act.p(user));
                 act.publish_current(&e);
+                metrics::counter!(crate::metrics::THREADS_DELETED).increment(1);
                 act.state = State::Deleted;
             },
         )
@@ -699,7 +701,11 @@ impl Handler<SendMessage> for ThreadActor {
                 store_idem(c, &cmd.idem, &replay)?;
                 Ok((replay, message))
             },
-            |act, (_, m)| act.publish_current(&events::message_received(m)),
+                        |act, (_, m)| {
+                act.publish_current(&events::message_received(m));
+                metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
+                    .increment(1);
+            },
         )
         .map(|r, _, _| r.map(|(replay, _)| replay))
         .boxed_local()
@@ -764,6 +770,7 @@ impl Handler<EditMessage> for ThreadActor {
             |act, m| {
                 if let Some(m) = m {
                     act.publish_current(&events::message_edited(m));
+                    metrics::counter!(crate::metrics::MESSAGES_EDITED).increment(1);
                 }
             },
         )
@@ -795,7 +802,10 @@ impl Handler<DeleteMessage> for ThreadActor {
                 messages::update(c, &m)?;
                 Ok(m)
             },
-            |act, m| act.publish_current(&events::message_deleted(m)),
+            |act, m| {
+                act.publish_current(&events::message_deleted(m));
+                metrics::counter!(crate::metrics::MESSAGES_DELETED).increment(1);
+            },
         )
         .map(|r, _, _| r.map(|_| ()))
         .boxed_local()
@@ -864,6 +874,8 @@ impl Handler<AddParticipants> for ThreadActor {
                     let e = events::participants_added(&act.id, *at, &ps, &act.p(user), *seq);
                     // every participant after the add, the new ones included
                     act.publish_current(&e);
+                    metrics::counter!(crate::metrics::PARTICIPANTS_ADDED)
+                        .increment(ps.len() as u64);
                 }
             },
         )
@@ -927,6 +939,7 @@ impl Handler<RemoveParticipant> for ThreadActor {
                     *seq,
                 );
                 act.publish_current(&e);
+                metrics::counter!(crate::metrics::PARTICIPANTS_REMOVED).increment(1);
                 act.set_member(
                     removed.clone(),
                     Member {
@@ -991,6 +1004,7 @@ impl Handler<SendReceipt> for ThreadActor {
                         *message_id,
                         *at,
                     ));
+                    metrics::counter!(crate::metrics::READ_RECEIPTS).increment(1);
                 }
             },
         )

@@ -334,6 +334,14 @@ impl Users {
         self.expire(s, Instant::now());
         s.last_used = Instant::now();
         let from = self.resumable(s, after);
+        if after.is_some() {
+            let outcome = if from.is_some() {
+                "recovered"
+            } else {
+                "not_recovered"
+            };
+            metrics::counter!(crate::metrics::RESUMES, "outcome" => outcome).increment(1);
+        }
         let start = from.unwrap_or(s.head);
         let cursor = self.cursor(start);
         let connected = serde_json::json!({

@@ -88,6 +88,13 @@ impl Store {
         self.writer.run(f).await
     }
 
+    /// Samples the read pool's connections in use into its gauge.
+    pub fn record_pool_gauge(&self) {
+        let s = self.pool.state();
+        metrics::gauge!(crate::metrics::POOL_IN_USE)
+            .set(f64::from(s.connections - s.idle_connections));
+    }
+
     /// `/readyz`: storage reachable and every migration applied.
     pub async fn ready(&self) -> Result<(), String> {
         let pool = self.pool.clone();

@@ -32,6 +32,8 @@ pub fn config(extra: &[&str]) -> Config {
         "confab",
         "--http-port",
         "0",
+        "--admin-addr",
+        "127.0.0.1:0",
         "--workers",
         "1",
         "--log",
@@ -129,10 +131,14 @@ impl TestApp {
                         )))
                         .unwrap();
                         let handle = r.server.handle();
+                        let admin = r.admin.clone();
                         let server = r.server;
                         tokio::select! {
                             _ = server => {}
-                            _ = stop_rx => handle.stop(false).await,
+                                                        _ = stop_rx => {
+                                handle.stop(false).await;
+                                admin.stop(false).await;
+                            },
                         }
                         actix_web::rt::System::current().stop();
                     }

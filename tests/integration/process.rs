@@ -32,9 +32,24 @@ impl Drop for Server {
 
 /// Starts `confab serve` and reads the port from its banner.
 fn serve(args: &[&str]) -> (Server, String) {
+    let (child, base, _) = serve_with_banner(args);
+    (child, base)
+}
+
+/// Starts `confab serve`; returns the process, the http base URL and the whole banner.
+fn serve_with_banner(args: &[&str]) -> (Server, String, String) {
     let mut child = Command::new(BIN)
         .arg("serve")
-        .args(["--http-port", "0", "--https-port", "0", "--log", "warn"])
+        .args([
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -59,9 +74,21 @@ fn serve(args: &[&str]) -> (Server, String) {
     }
     assert!(banner.contains("confab "), "{banner}");
     assert!(banner.contains("endpoint=https://127.0.0.1:"), "{banner}");
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("resourceId:") {
+            break;
+        }
+    }
     // keep draining stdout so the child never blocks on a full pipe
     std::thread::spawn(move || for _ in lines {});
-    (Server(child), base.expect("banner prints the http address"))
+    (
+        Server(child),
+        base.expect("banner prints the http address"),
+        banner,
+    )
 }
 
 fn app_for(base: &str, dir: tempfile::TempDir) -> TestApp {
@@ -138,6 +165,8 @@ fn help_lists_env_vars() {
             "--in-memory",
             "--http-port",
             "0",
+            "--admin-addr",
+            "127.0.0.1:0",
         ])
         .output()
         .unwrap();
@@ -330,4 +359,284 @@ async fn slow_consumer_memory_is_bounded() {
     assert!(grown_mib < 8, "server memory grew by {grown_mib} MiB");
     assert_eq!(slow.close_code().await, 4008);
     child.kill();
+}
+
+/// A series name, its labels and its expected value.
+type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+/// The value of the series `name{labels}` in Prometheus text (labels in any order).
+fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        let (n, rest) = key
+            .split_once('{')
+            .map(|(n, r)| (n, r.trim_end_matches('}')))
+            .unwrap_or((key, ""));
+        if n != name {
+            return None;
+        }
+        let have: Vec<(String, String)> = rest
+            .split("\",")
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                p.split_once("=\"")
+                    .map(|(k, v)| (k.to_string(), v.trim_end_matches('"').to_string()))
+            })
+            .collect();
+        let all = labels
+            .iter()
+            .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v));
+        (all && have.len() == labels.len()).then(|| value.parse().ok())?
+    })
+}
+
+/// After a scripted workload `/metrics` on the admin listener shows the exact usage counts and
+/// per-route request counts, and every series is described.
+#[tokio::test]
+async fn metrics_count_the_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let (mut child, base, banner) =
+        serve_with_banner(&["--data-dir", &d, "--rate-limit-profile", "off"]);
+    let metrics_url = banner
+        .lines()
+        .find_map(|l| l.split("metrics: ").nth(1))
+        .map(|u| u.trim().to_string())
+        .expect("banner prints the metrics URL");
+    let app = app_for(&base, dir);
+    let a = app.user().await;
+    let b = app.user().await;
+    let c = app.user().await;
+    let t = app.thread(&a, &[&b]).await;
+    let p = format!("/chat/threads/{}", enc(&t));
+    for i in 0..5 {
+        app.send(&a, &t, &format!("text {i}")).await;
+    }
+    let mut html = Vec::new();
+    for _ in 0..2 {
+        let r = app
+            .chat(
+                &a,
+                reqwest::Method::POST,
+                &format!("{p}/messages"),
+                Some(json!({"content": "<b>x</b>", "type": "html", "priority": "high"})),
+            )
+            .await;
+        html.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    app.chat(
+        &a,
+        reqwest::Method::PATCH,
+        &format!("{p}/messages/{}", html[0]),
+        Some(json!({"content": "y"})),
+    )
+    .await;
+    app.chat(
+        &a,
+        reqwest::Method::DELETE,
+        &format!("{p}/messages/{}", html[1]),
+        None,
+    )
+    .await;
+    app.chat(
+        &a,
+        reqwest::Method::POST,
+        &format!("{p}/participants/:add"),
+        Some(json!({"participants": [participant(&c.id)]})),
+    )
+    .await;
+    app.chat(
+        &a,
+        reqwest::Method::POST,
+        &format!("{p}/participants/:remove"),
+        Some(json!({"rawId": c.id})),
+    )
+    .await;
+    app.chat(
+        &b,
+        reqwest::Method::POST,
+        &format!("{p}/readReceipts"),
+        Some(json!({"chatMessageId": html[0]})),
+    )
+    .await;
+    app.chat(&b, reqwest::Method::POST, &format!("{p}/typing"), None)
+        .await;
+    let t2 = app.thread(&a, &[]).await;
+    app.chat(
+        &a,
+        reqwest::Method::DELETE,
+        &format!("/chat/threads/{}", enc(&t2)),
+        None,
+    )
+    .await;
+    let r = app
+        .chat_raw(
+            "bad-token",
+            reqwest::Method::GET,
+            "/chat/threads",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+
+    let text = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let want: &[Expected] = &[
+        (
+            "confab_messages_sent_total",
+            &[("type", "text"), ("priority", "normal")],
+            5.0,
+        ),
+        (
+            "confab_messages_sent_total",
+            &[("type", "html"), ("priority", "high")],
+            2.0,
+        ),
+        ("confab_messages_edited_total", &[], 1.0),
+        ("confab_messages_deleted_total", &[], 1.0),
+        ("confab_threads_created_total", &[], 2.0),
+        ("confab_threads_deleted_total", &[], 1.0),
+        ("confab_participants_added_total", &[], 1.0),
+        ("confab_participants_removed_total", &[], 1.0),
+        ("confab_read_receipts_total", &[], 1.0),
+        ("confab_typing_notifications_total", &[], 1.0),
+        ("confab_identities_created_total", &[], 3.0),
+        ("confab_tokens_issued_total", &[], 3.0),
+        (
+            "confab_auth_failures_total",
+            &[("reason", "invalid_token")],
+            1.0,
+        ),
+        (
+            "confab_http_requests_total",
+            &[
+                ("route", "/chat/threads/{t}/messages"),
+                ("method", "POST"),
+                ("status_class", "2xx"),
+            ],
+            7.0,
+        ),
+        (
+            "confab_http_requests_total",
+            &[
+                ("route", "/chat/threads"),
+                ("method", "GET"),
+                ("status_class", "4xx"),
+            ],
+            1.0,
+        ),
+        (
+            "confab_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        ),
+    ];
+    for (name, labels, value) in want {
+        assert_eq!(
+            series(&text, name, labels),
+            Some(*value),
+            "{name} {labels:?} in\n{text}"
+        );
+    }
+    assert!(
+        text.contains("confab_http_request_duration_seconds_bucket{"),
+        "histograms have buckets"
+    );
+    for line in text.lines().filter(|l| l.starts_with("confab_")) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let base_name = name
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        assert!(
+            text.contains(&format!("# HELP {base_name} ")),
+            "{base_name} has no HELP"
+        );
+    }
+    // for promtool in CI
+    if let Ok(path) = std::env::var("CONFAB_METRICS_DUMP") {
+        std::fs::write(path, &text).unwrap();
+    }
+    child.kill();
+}
+
+/// During a graceful stop `/readyz` answers 503 "shutting down" on the admin listener while an
+/// in-flight request finishes; the process then exits 0.
+#[tokio::test]
+async fn readyz_is_503_while_draining() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let (child, base, banner) = serve_with_banner(&["--data-dir", &d]);
+    let admin = banner
+        .lines()
+        .find_map(|l| l.split("metrics: ").nth(1))
+        .map(|u| u.trim().trim_end_matches("/metrics").to_string())
+        .unwrap();
+    assert_eq!(
+        reqwest::get(format!("{admin}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let app = app_for(&base, dir);
+    let u = app.user().await;
+    // an in-flight long-poll keeps the graceful stop waiting
+    let head = {
+        let r = app
+            .client
+            .get(format!("{base}/realtime/poll?timeout=0"))
+            .bearer_auth(&u.token)
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["cursor"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let poll = {
+        let (base, token) = (base.clone(), u.token.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .get(format!("{base}/realtime/poll?timeout=3&cursor={head}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = reqwest::get(format!("{admin}/readyz")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": "unavailable", "reason": "shutting down"})
+    );
+    assert_eq!(
+        poll.await.unwrap().unwrap(),
+        200,
+        "the in-flight poll finishes"
+    );
+    let mut child = child;
+    let status = tokio::task::spawn_blocking(move || child.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }
