@@ -162,6 +162,10 @@ pub struct Config {
     #[arg(long, env = "CONFAB_METRICS_TOKEN")]
     pub metrics_token: Option<Secret>,
 
+    /// How often the dashboard samples the metrics registry (it keeps 360 points)
+    #[arg(long, env = "CONFAB_DASHBOARD_SAMPLE_INTERVAL", default_value = "10s")]
+    pub dashboard_sample_interval: HumanDuration,
+
     /// Directory of the SQLite database and the stored resource id
     #[arg(long, env = "CONFAB_DATA_DIR", default_value = "./confab-data")]
     pub data_dir: PathBuf,

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod hub;
 pub mod ids;
@@ -145,10 +146,12 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         events: config.realtime_ring_events,
         ttl: config.realtime_ring_ttl.0,
     }));
+    let activity = Arc::new(hub::activity::Activity::default());
     let registry = Registry::new(
         HubCtx {
             store: store.clone(),
             users: users.clone(),
+            activity: activity.clone(),
             config: HubConfig {
                 max_participants: config.max_participants as usize,
                 receipts_max_participants: config.receipts_max_participants as usize,
@@ -172,6 +175,10 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         registry,
         inflight: Default::default(),
         users,
+        activity,
+        sampler: dashboard::sampler::Sampler::new(DASHBOARD_POINTS),
+        sessions: Default::default(),
+        recent_errors: Default::default(),
         draining: AtomicBool::new(false),
         config,
     });
@@ -274,6 +281,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
     })
 }
 
+/// Dashboard points kept (one hour at the default 10 s sample interval).
+const DASHBOARD_POINTS: usize = 360;
+
 /// How often histogram upkeep runs and gauges are sampled.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -288,6 +298,17 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             upkeep.prometheus.run_upkeep();
             upkeep.store.record_pool_gauge();
             upkeep.users.sweep();
+        }
+    });
+    let sampler = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(sampler.config.dashboard_sample_interval.0);
+        loop {
+            tick.tick().await;
+            let text = sampler.prometheus.render();
+            sampler
+                .sampler
+                .record(dashboard::sampler::parse(&text, ids::now_ms()));
         }
     });
     let sweeper = state.clone();

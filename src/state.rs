@@ -23,6 +23,14 @@ pub struct AppState {
     pub keys: AccessKeys,
     pub resource_id: String,
     pub limiter: RateLimiter,
+    /// Recent message activity per thread.
+    pub activity: std::sync::Arc<crate::hub::activity::Activity>,
+    /// The last hour of dashboard points, sampled from the metrics registry.
+    pub sampler: crate::dashboard::sampler::Sampler,
+    /// Dashboard login sessions.
+    pub sessions: crate::dashboard::session::Sessions,
+    /// The most recent error responses, for the dashboard's Requests page.
+    pub recent_errors: Mutex<std::collections::VecDeque<crate::dashboard::RecentError>>,
     /// Per-user real-time streams.
     pub users: std::sync::Arc<crate::hub::users::Users>,
     /// (user, repeatability-request-id) pairs being processed right now (→ 409 on a repeat).

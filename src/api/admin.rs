@@ -36,6 +36,7 @@ pub async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpR
 
 /// The admin application's routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    crate::dashboard::routes(cfg);
     cfg.route("/metrics", web::get().to(metrics))
         .route("/livez", web::get().to(health::livez))
         .route("/readyz", web::get().to(health::readyz));

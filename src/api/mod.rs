@@ -249,6 +249,17 @@ pub async fn prelude(
         res.status().as_u16(),
         started.elapsed(),
     );
+    if res.status().as_u16() >= 400 {
+        if let Some(app) = res.request().app_data::<web::Data<AppState>>() {
+            crate::dashboard::record_error(
+                app,
+                &route,
+                res.request().method().as_str(),
+                res.status().as_u16(),
+                &request_id,
+            );
+        }
+    }
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(header::HeaderName::from_static("x-ms-request-id"), v);

@@ -13,6 +13,7 @@
 //! 2. Ack after durable commit: a command answers only after the writer's batch committed.
 //! 3. Sequence numbers come from the transaction: the job reads `threads.last_seq` inside it.
 
+pub mod activity;
 pub mod commands;
 pub mod events;
 pub mod registry;

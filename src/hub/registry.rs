@@ -23,6 +23,8 @@ pub struct HubCtx {
     pub store: Store,
     /// Per-user real-time streams that committed changes are published to.
     pub users: Arc<super::users::Users>,
+    /// Recent message activity per thread (for the dashboard).
+    pub activity: Arc<super::activity::Activity>,
     pub config: HubConfig,
     pub resource_id: String,
 }

@@ -702,7 +702,8 @@ impl Handler<SendMessage> for ThreadActor {
                 Ok((replay, message))
             },
                         |act, (_, m)| {
-                act.publish_current(&events::message_received(m));
+                                act.publish_current(&events::message_received(m));
+                act.hub.activity.record(&act.id);
                 metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
                     .increment(1);
             },

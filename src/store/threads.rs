@@ -83,3 +83,11 @@ pub fn due_for_retention(c: &mut DbConn, now: i64, limit: i64) -> QueryResult<Ve
         .limit(limit)
         .load(c)
 }
+
+/// Threads that are not deleted.
+pub fn count_live(c: &mut DbConn) -> QueryResult<i64> {
+    threads::table
+        .filter(threads::deleted_at.is_null())
+        .count()
+        .get_result(c)
+}

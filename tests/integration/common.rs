@@ -53,6 +53,8 @@ pub struct TestApp {
     pub https: Option<String>,
     /// The development CA of that HTTPS listener.
     pub ca: Option<std::path::PathBuf>,
+    /// `http://127.0.0.1:port` of the admin listener (dashboard, /metrics).
+    pub admin: String,
     pub client: reqwest::Client,
     pub key: String,
     pub resource_id: String,
@@ -128,6 +130,7 @@ impl TestApp {
                             r.https_addr,
                             r.ca_path.clone(),
                             r.state.resource_id.clone(),
+                            r.admin_addr,
                         )))
                         .unwrap();
                         let handle = r.server.handle();
@@ -146,7 +149,7 @@ impl TestApp {
                 }
             })
         });
-        let (addr, https_addr, ca, resource_id) = rx
+        let (addr, https_addr, ca, resource_id, admin) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server started")
             .expect("server config valid");
@@ -154,6 +157,7 @@ impl TestApp {
             base: format!("http://{}", addr.expect("an http listener")),
             https: https_addr.map(|a| format!("https://{a}")),
             ca,
+            admin: format!("http://{admin}"),
             client: reqwest::Client::new(),
             key,
             resource_id,

@@ -96,6 +96,7 @@ fn app_for(base: &str, dir: tempfile::TempDir) -> TestApp {
         base: base.to_string(),
         https: None,
         ca: None,
+        admin: String::new(),
         client: reqwest::Client::new(),
         key: DEV_KEY.to_string(),
         resource_id: String::new(),

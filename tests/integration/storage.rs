@@ -56,3 +56,47 @@ async fn writer_reconnects_after_postgres_drops_connections() {
     let texts = app.all_messages(&a, &t, 50).await;
     assert_eq!(texts.iter().filter(|m| m["type"] == "text").count(), 1);
 }
+
+/// `/readyz` answers 503 while the database is unreachable (its PostgreSQL database is
+/// dropped under it), and `/livez` still 200: liveness never touches storage.
+#[tokio::test]
+async fn readyz_is_503_when_the_database_is_gone() {
+    use diesel::{Connection, RunQueryDsl};
+    let Ok(base) = std::env::var("CONFAB_TEST_DATABASE_URL") else {
+        eprintln!("CONFAB_TEST_DATABASE_URL not set: PostgreSQL-only test skipped");
+        return;
+    };
+    let db = format!("confab_ready_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = diesel::PgConnection::establish(&base).unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {db}"))
+        .execute(&mut admin)
+        .unwrap();
+    let url = match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{db}"),
+        None => panic!("CONFAB_TEST_DATABASE_URL has no database name"),
+    };
+    let app = TestApp::spawn_with(&["--database-url", &url]).await;
+    assert_eq!(
+        reqwest::get(format!("{}/readyz", app.admin))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    diesel::sql_query(format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .unwrap();
+    let r = reqwest::get(format!("{}/readyz", app.admin)).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "unavailable");
+    assert!(v["reason"].as_str().unwrap().contains("database"), "{v}");
+    assert_eq!(
+        reqwest::get(format!("{}/livez", app.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -1,0 +1,203 @@
+//! Keeps the last hour of points for the dashboard by sampling the same registry `/metrics`
+//! renders: every tick it parses the Prometheus text of the one recorder, so the dashboard and
+//! Prometheus can never disagree and no counter is kept twice.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Cumulative values of one route.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSample {
+    pub requests: f64,
+    pub errors: f64,
+    pub buckets: BTreeMap<u64, f64>,
+}
+
+/// One reading of the registry.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// epoch ms
+    pub at: i64,
+    pub messages: f64,
+    pub requests: f64,
+    pub errors_5xx: f64,
+    /// le (as f64 bits of seconds, ordered) → cumulative count, over all routes
+    pub buckets: BTreeMap<u64, f64>,
+    pub sessions: f64,
+    pub actors: f64,
+    pub slow_consumers: f64,
+    pub auth_failures: f64,
+    pub routes: HashMap<(String, String), RouteSample>,
+}
+
+/// `le` values sort as f64 through their bit pattern (all are positive).
+fn le_key(le: &str) -> u64 {
+    if le == "+Inf" {
+        f64::INFINITY.to_bits()
+    } else {
+        le.parse::<f64>().unwrap_or(f64::INFINITY).to_bits()
+    }
+}
+
+fn labels(s: &str) -> HashMap<&str, &str> {
+    s.split("\",")
+        .filter_map(|p| p.split_once("=\""))
+        .map(|(k, v)| (k.trim_start_matches(','), v.trim_end_matches('"')))
+        .collect()
+}
+
+/// Parses the Prometheus text confab renders.
+pub fn parse(text: &str, at: i64) -> Sample {
+    use crate::metrics as m;
+    let mut s = Sample {
+        at,
+        ..Default::default()
+    };
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, lbl) = match key.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (key, ""),
+        };
+        let l = labels(lbl);
+        let route_key = || {
+            (
+                l.get("route").unwrap_or(&"").to_string(),
+                l.get("method").unwrap_or(&"").to_string(),
+            )
+        };
+        match name {
+            n if n == m::MESSAGES_SENT => s.messages += v,
+            n if n == m::HTTP_REQUESTS => {
+                s.requests += v;
+                let r = s.routes.entry(route_key()).or_default();
+                r.requests += v;
+                if l.get("status_class") == Some(&"5xx") {
+                    s.errors_5xx += v;
+                    r.errors += v;
+                }
+            }
+            "confab_http_request_duration_seconds_bucket" => {
+                let le = le_key(l.get("le").unwrap_or(&"+Inf"));
+                *s.buckets.entry(le).or_default() += v;
+                *s.routes
+                    .entry(route_key())
+                    .or_default()
+                    .buckets
+                    .entry(le)
+                    .or_default() += v;
+            }
+            n if n == m::REALTIME_SESSIONS => s.sessions += v,
+            n if n == m::THREAD_ACTORS_LIVE => s.actors += v,
+            n if n == m::SLOW_CONSUMERS => s.slow_consumers += v,
+            n if n == m::AUTH_FAILURES => s.auth_failures += v,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// `histogram_quantile` over bucket deltas (Prometheus' linear interpolation).
+pub fn quantile(q: f64, new: &BTreeMap<u64, f64>, old: Option<&BTreeMap<u64, f64>>) -> Option<f64> {
+    let deltas: Vec<(f64, f64)> = new
+        .iter()
+        .map(|(k, v)| {
+            (
+                f64::from_bits(*k),
+                v - old.and_then(|o| o.get(k)).copied().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let total = deltas.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev_le = 0.0;
+    let mut prev_count = 0.0;
+    for (le, count) in &deltas {
+        if *count >= rank {
+            if le.is_infinite() {
+                return Some(prev_le);
+            }
+            let in_bucket = count - prev_count;
+            let frac = if in_bucket > 0.0 {
+                (rank - prev_count) / in_bucket
+            } else {
+                1.0
+            };
+            return Some(prev_le + (le - prev_le) * frac);
+        }
+        prev_le = *le;
+        prev_count = *count;
+    }
+    Some(prev_le)
+}
+
+/// The last hour of samples.
+pub struct Sampler {
+    samples: Mutex<VecDeque<Arc<Sample>>>,
+    capacity: usize,
+}
+
+impl Sampler {
+    pub fn new(capacity: usize) -> Sampler {
+        Sampler {
+            samples: Mutex::new(VecDeque::with_capacity(capacity)),
+            capacity: capacity.max(2),
+        }
+    }
+
+    pub fn record(&self, sample: Sample) {
+        let mut g = self.samples.lock();
+        if g.len() == self.capacity {
+            g.pop_front();
+        }
+        g.push_back(Arc::new(sample));
+    }
+
+    pub fn all(&self) -> Vec<Arc<Sample>> {
+        self.samples.lock().iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_computes_quantiles() {
+        let text = "\
+# HELP confab_messages_sent_total x
+confab_messages_sent_total{type=\"text\",priority=\"normal\"} 5
+confab_messages_sent_total{type=\"html\",priority=\"high\"} 2
+confab_http_requests_total{route=\"/a\",method=\"GET\",status_class=\"2xx\"} 90
+confab_http_requests_total{route=\"/a\",method=\"GET\",status_class=\"5xx\"} 10
+confab_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"0.1\"} 50
+confab_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"1\"} 100
+confab_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"+Inf\"} 100
+";
+        let s = parse(text, 0);
+        assert_eq!(s.messages, 7.0);
+        assert_eq!(s.requests, 100.0);
+        assert_eq!(s.errors_5xx, 10.0);
+        assert_eq!(
+            s.routes[&("/a".to_string(), "GET".to_string())].errors,
+            10.0
+        );
+        let p50 = quantile(0.5, &s.buckets, None).unwrap();
+        assert!((p50 - 0.1).abs() < 1e-9, "{p50}");
+        let p90 = quantile(0.9, &s.buckets, None).unwrap();
+        assert!((p90 - 0.82).abs() < 1e-9, "{p90}");
+    }
+}

@@ -1,0 +1,208 @@
+//! The admin dashboard: login, session, CSRF, and pages that show the registry's numbers.
+
+use reqwest::redirect::Policy;
+use reqwest::Method;
+
+use crate::common::*;
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The hidden `csrf` value of the first form on a page.
+fn csrf_of(html: &str) -> String {
+    let i =
+        html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
+    html[i..].split('"').next().unwrap().to_string()
+}
+
+async fn login(app: &TestApp, c: &reqwest::Client) -> String {
+    let page = c
+        .get(format!("{}/login", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let r = c
+        .post(format!("{}/login", app.admin))
+        .form(&[("key", app.key.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(cookie.contains("Max-Age="), "{cookie}");
+    let overview = c.get(format!("{}/", app.admin)).send().await.unwrap();
+    assert_eq!(overview.status(), 200);
+    overview.text().await.unwrap()
+}
+
+/// Without a session every page redirects to the login; a wrong key is refused; with the
+/// access key the pages answer 200 with the registry's numbers.
+#[tokio::test]
+async fn dashboard_login_and_pages() {
+    let app = TestApp::spawn_with(&["--dashboard-sample-interval", "100ms"]).await;
+    let c = browser();
+    for page in ["/", "/requests", "/threads", "/alerts"] {
+        let r = c.get(format!("{}{page}", app.admin)).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{page}");
+        assert_eq!(r.headers()["location"], "/login");
+    }
+    // a wrong key
+    let page = c
+        .get(format!("{}/login", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = c
+        .post(format!("{}/login", app.admin))
+        .form(&[("key", "d3Jvbmc="), ("csrf", csrf_of(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // some traffic, then the numbers
+    let a = app.user().await;
+    let t = app.thread(&a, &[]).await;
+    for i in 0..3 {
+        app.send(&a, &t, &format!("m{i}")).await;
+    }
+    let r = app
+        .chat(
+            &a,
+            Method::GET,
+            "/chat/threads/19:00000000000000000000000000000000@thread.v2",
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let overview = login(&app, &c).await;
+    assert!(overview.contains("Messages sent per minute"), "{overview}");
+    assert!(
+        overview.contains("<polyline"),
+        "charts are drawn once there are two samples"
+    );
+    let requests = c
+        .get(format!("{}/requests", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        requests.contains("<code>/chat/threads/{t}/messages</code>"),
+        "{requests}"
+    );
+    assert!(
+        requests.contains("<td>404</td>"),
+        "the 404 is among the recent errors"
+    );
+    let threads = c
+        .get(format!("{}/threads", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        threads.contains(&format!("<code>{t}</code></td><td>3</td>")),
+        "{threads}"
+    );
+    assert!(threads.contains("id=\"total-threads\">1<"), "{threads}");
+    let alerts = c
+        .get(format!("{}/alerts", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for rule in [
+        "ConfabHighErrorRatio",
+        "ConfabHighLatencyP99",
+        "ConfabErrorBudgetBurn",
+        "ConfabSlowConsumerSpike",
+        "ConfabAuthFailureSpike",
+    ] {
+        assert!(
+            alerts.contains(&format!("<td>{rule}</td>")),
+            "{rule} missing in {alerts}"
+        );
+    }
+    // a second of samples judges no 5-minute rule
+    assert!(!alerts.contains("FIRING"), "{alerts}");
+    assert!(alerts.contains("collecting data"), "{alerts}");
+}
+
+/// Forms without the right CSRF token are refused: logout with a session, login without the
+/// login cookie's token.
+#[tokio::test]
+async fn dashboard_csrf() {
+    let app = TestApp::spawn().await;
+    let c = browser();
+    let overview = login(&app, &c).await;
+    let r = c
+        .post(format!("{}/logout", app.admin))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c
+        .post(format!("{}/logout", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "no token at all");
+    assert_eq!(
+        c.get(format!("{}/", app.admin))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "still logged in"
+    );
+    let r = c
+        .post(format!("{}/logout", app.admin))
+        .form(&[("csrf", csrf_of(&overview).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        c.get(format!("{}/", app.admin))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303,
+        "logged out"
+    );
+    // a login post from another site carries no login cookie
+    let other = browser();
+    let r = other
+        .post(format!("{}/login", app.admin))
+        .form(&[("key", app.key.as_str()), ("csrf", "guessed")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
