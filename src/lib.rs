@@ -208,6 +208,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
         App::new()
             .app_data(app_state.clone())
             .wrap(middleware::from_fn(api::prelude))
+            // outermost: preflights are answered before routing
+            .wrap(api::cors(app_state.config.allowed_origins.clone()))
             .configure(api::routes)
             .default_service(web::to(api::not_found))
     })

@@ -587,3 +587,23 @@ pub fn skip_page<T>(
         crate::ids::encode_query(params.api_version())
     ))
 }
+
+/// CORS for the public listeners (contract §8.1): origins on `--allowed-origins`, the chat
+/// methods, request headers reflected, and the headers clients need to read exposed.
+pub fn cors(allowed: Vec<String>) -> actix_cors::Cors {
+    actix_cors::Cors::default()
+        .allowed_origin_fn(move |origin, _req| {
+            origin
+                .to_str()
+                .is_ok_and(|o| realtime::origin_allowed(o, &allowed))
+        })
+        .allowed_methods(["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"])
+        .allow_any_header()
+        .expose_headers([
+            "location",
+            "retry-after",
+            "x-ms-request-id",
+            "x-ms-client-request-id",
+        ])
+        .max_age(3600)
+}

@@ -24,17 +24,10 @@ const POLL_MAX_SECS: u64 = 30;
 /// Concurrent long-polls per user.
 const MAX_POLLS_PER_USER: usize = 4;
 
-/// Checks `Origin` against `--allowed-origins` (no Origin: a non-browser client, allowed).
-pub fn check_origin(req: &HttpRequest, app: &AppState) -> Result<(), ApiError> {
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-    else {
-        return Ok(());
-    };
-    let allowed = &app.config.allowed_origins;
-    let ok = if allowed.is_empty() {
+/// Whether a browser `origin` is on `--allowed-origins` (default: the loopback hosts on any
+/// scheme and port; `*`: any). Used for real-time connections and CORS alike.
+pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
         let host = origin.split_once("://").map(|(_, r)| r).unwrap_or(origin);
         let host = if host.starts_with('[') {
             host.split(']')
@@ -54,8 +47,19 @@ pub fn check_origin(req: &HttpRequest, app: &AppState) -> Result<(), ApiError> {
                 || a.trim_end_matches('/')
                     .eq_ignore_ascii_case(origin.trim_end_matches('/'))
         })
+    }
+}
+
+/// Checks `Origin` against `--allowed-origins` (no Origin: a non-browser client, allowed).
+pub fn check_origin(req: &HttpRequest, app: &AppState) -> Result<(), ApiError> {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return Ok(());
     };
-    if ok {
+    if origin_allowed(origin, &app.config.allowed_origins) {
         Ok(())
     } else {
         Err(ApiError::new(

@@ -223,3 +223,75 @@ async fn acs_rate_limit() {
     assert!((1..=10).contains(&retry), "{retry}");
     assert_error(r, 429, "TooManyRequests").await;
 }
+
+/// CORS: a browser app on an allowed origin gets its preflight answered and can read
+/// Location and the request id; other origins get no CORS grant.
+#[tokio::test]
+async fn cors_for_allowed_origins() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let origin = "http://localhost:3000";
+    let r = app
+        .client
+        .request(
+            Method::OPTIONS,
+            format!("{}/chat/threads?api-version={CHAT_V}", app.base),
+        )
+        .header("origin", origin)
+        .header("access-control-request-method", "PATCH")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,repeatability-request-id",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], origin);
+    let methods = r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        methods.contains("PATCH") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let headers = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(headers.contains("repeatability-request-id"), "{headers}");
+    let r = app
+        .chat_raw(
+            &a.token,
+            Method::POST,
+            "/chat/threads",
+            Some(json!({"topic": "cors"}).to_string()),
+            &[("origin", origin)],
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["access-control-allow-origin"], origin);
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for h in [
+        "location",
+        "retry-after",
+        "x-ms-request-id",
+        "x-ms-client-request-id",
+    ] {
+        assert!(exposed.contains(h), "{h} not exposed: {exposed}");
+    }
+    let r = app
+        .chat_raw(
+            &a.token,
+            Method::GET,
+            "/chat/threads",
+            None,
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
