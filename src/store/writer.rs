@@ -92,15 +92,29 @@ fn run(mut conn: DbConn, rx: Receiver<Job>, reconnect: Reconnect) {
         }
         let size = batch.len();
         let started = std::time::Instant::now();
+        let mut panicked = false;
         let commit = conn.transaction::<_, diesel::result::Error, _>(|c| {
             for job in batch.drain(..) {
-                completions.push(job(c));
+                // A panicking job is a bug; it must neither kill the writer nor leave half of
+                // its changes in the batch's commit.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(c))) {
+                    Ok(done) => completions.push(done),
+                    Err(_) => {
+                        panicked = true;
+                        return Err(diesel::result::Error::RollbackTransaction);
+                    }
+                }
             }
             Ok(())
         });
-        // Jobs not run because the transaction could not begin are answered as failed.
+        // Jobs not run (the transaction could not begin, or a job panicked) are dropped, and
+        // their callers answered with a retryable 503.
         batch.clear();
-        let status = commit.map_err(|e| e.to_string());
+        let status = if panicked {
+            Err("a write job panicked; its batch was rolled back".to_string())
+        } else {
+            commit.map_err(|e| e.to_string())
+        };
         if let Err(e) = &status {
             tracing::error!(error = %e, size, "write batch failed to commit");
         }
@@ -108,7 +122,9 @@ fn run(mut conn: DbConn, rx: Receiver<Job>, reconnect: Reconnect) {
         for done in completions.drain(..) {
             done(status.clone());
         }
-        if status.is_err() && conn.batch_execute("SELECT 1").is_err() {
+        // After a panic the connection's transaction state is unknown: replace it (closing it
+        // makes the database roll back whatever it held).
+        if panicked || (status.is_err() && conn.batch_execute("SELECT 1").is_err()) {
             match reconnect_loop(&rx, &reconnect) {
                 Some(c) => conn = c,
                 None => break,
@@ -139,5 +155,54 @@ fn reconnect_loop(rx: &Receiver<Job>, reconnect: &Reconnect) -> Option<DbConn> {
                 thread::sleep(RECONNECT_BACKOFF);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::prelude::*;
+
+    use crate::store::connection::SqliteSync;
+    use crate::store::schema::meta;
+    use crate::store::Store;
+
+    fn count(c: &mut crate::store::DbConn, key: &str) -> i64 {
+        meta::table
+            .filter(meta::key.eq(key))
+            .count()
+            .get_result(c)
+            .unwrap()
+    }
+
+    /// A panicking job is answered with a retryable 503, leaves nothing behind, and the writer
+    /// keeps committing afterwards.
+    #[tokio::test]
+    async fn a_panicking_job_rolls_back_and_the_writer_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::sqlite_url(dir.path()), SqliteSync::Normal).unwrap();
+        let r = store
+            .write(|c| {
+                diesel::insert_into(meta::table)
+                    .values((meta::key.eq("half"), meta::value.eq("x")))
+                    .execute(c)?;
+                panic!("a bug in a job");
+            })
+            .await
+            .map(|_: ()| ());
+        assert_eq!(r.unwrap_err().status, 503);
+        store
+            .write(|c| {
+                diesel::insert_into(meta::table)
+                    .values((meta::key.eq("after"), meta::value.eq("y")))
+                    .execute(c)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let (half, after) = store
+            .read(|c| Ok((count(c, "half"), count(c, "after"))))
+            .await
+            .unwrap();
+        assert_eq!((half, after), (0, 1));
     }
 }
