@@ -742,3 +742,60 @@ async fn demo_page_is_served() {
         .unwrap();
     assert_error(r, 404, "NotFound").await;
 }
+
+/// Limits: a 5th concurrent long-poll and a 17th connection of one user get 429; a client
+/// frame over 4 KiB is closed with 1009.
+#[tokio::test]
+async fn realtime_limits() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let head = poll(&app, &a, None, 0).await["cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut parked = Vec::new();
+    for _ in 0..4 {
+        let (base, token, head) = (app.base.clone(), a.token.clone(), head.clone());
+        parked.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .get(format!("{base}/realtime/poll?timeout=3&cursor={head}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = app
+        .client
+        .get(format!(
+            "{}/realtime/poll?timeout=0&cursor={head}",
+            app.base
+        ))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_error(r, 429, "TooManyRequests").await;
+    for p in parked {
+        assert_eq!(p.await.unwrap(), 200);
+    }
+
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        open.push(Ws::connect(&app, &a, None).await);
+    }
+    assert_eq!(Ws::try_connect(&app, &a, None, None).await.err(), Some(429));
+    drop(open);
+
+    let mut ws = Ws::connect(&app, &app.user().await, None).await;
+    ws.send_text(&format!(
+        r#"{{"type":"ping","pad":"{}"}}"#,
+        "x".repeat(5000)
+    ))
+    .await;
+    assert_eq!(ws.close_code().await, 1009);
+}
