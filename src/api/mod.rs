@@ -267,7 +267,25 @@ pub async fn prelude(
     if let Some(v) = client_id {
         headers.insert(header::HeaderName::from_static("x-ms-client-request-id"), v);
     }
-    Ok(res)
+    // A 500's body is generic but quotes the request id, which the log line carries too.
+    if res.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        let body = ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            format!(
+                "An internal error occurred. Quote x-ms-request-id {request_id} when reporting it."
+            ),
+        )
+        .envelope();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        return Ok(res.map_body(|_, _| {
+            actix_web::body::EitherBody::right(actix_web::body::BoxBody::new(body))
+        }));
+    }
+    Ok(res.map_into_left_body())
 }
 
 /// The api-version check of a route group (contract §1).
@@ -606,4 +624,36 @@ pub fn cors(allowed: Vec<String>) -> actix_cors::Cors {
             "x-ms-client-request-id",
         ])
         .max_age(3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{middleware, test, web, App};
+
+    use crate::error::ApiError;
+
+    /// A 500 answers the envelope with a generic message that quotes the request id.
+    #[actix_web::test]
+    async fn internal_errors_quote_the_request_id() {
+        let app = test::init_service(App::new().wrap(middleware::from_fn(super::prelude)).route(
+            "/boom",
+            web::get().to(|| async { Err::<String, _>(ApiError::internal("a bug")) }),
+        ))
+        .await;
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/boom").to_request()).await;
+        assert_eq!(res.status(), 500);
+        let id = res
+            .headers()
+            .get("x-ms-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"]["code"], "InternalServerError");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&id), "{message}");
+        assert!(!message.contains("a bug"), "the cause stays in the log");
+    }
 }
