@@ -20,9 +20,9 @@ pub fn encode_segment(s: &str) -> String {
     utf8_percent_encode(s, PATH_SEGMENT).to_string()
 }
 
-/// Percent-encodes a query value.
+/// Percent-encodes a query value (the same unreserved set as a path segment).
 pub fn encode_query(s: &str) -> String {
-    utf8_percent_encode(s, PATH_SEGMENT).to_string()
+    encode_segment(s)
 }
 
 /// A new random thread id.

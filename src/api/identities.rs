@@ -33,10 +33,15 @@ struct TokenRequest {
 
 /// The shared start of every identity handler: api-version, content type, HMAC, rate limit.
 fn prologue(req: &HttpRequest, app: &AppState, body: &[u8], op: Op) -> Result<(), ApiError> {
+    authenticate(req, app, body)?;
+    rate_limit(app, op, "", None)
+}
+
+/// api-version, content type and HMAC, in the contract's check order.
+fn authenticate(req: &HttpRequest, app: &AppState, body: &[u8]) -> Result<(), ApiError> {
     check_api_version(req, app, IDENTITY_API_VERSIONS)?;
     check_content_type(req, body)?;
-    crate::auth::access_key(req, body, app)?;
-    rate_limit(app, op, "", None)
+    crate::auth::access_key(req, body, app)
 }
 
 /// The `{id}` path segment; malformed ids and other resources' ids are simply not found.
@@ -69,13 +74,9 @@ pub async fn create(
     body: Body,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let parsed: CreateRequest = {
-        // Op is chosen after parsing; check HMAC first in the contract's order.
-        check_api_version(&req, &app, IDENTITY_API_VERSIONS)?;
-        check_content_type(&req, &body.0)?;
-        crate::auth::access_key(&req, &body.0, &app)?;
-        parse_optional_json(&body.0)?
-    };
+    // The rate-limit op depends on the body, so it is applied after parsing.
+    authenticate(&req, &app, &body.0)?;
+    let parsed: CreateRequest = parse_optional_json(&body.0)?;
     let op = if parsed.create_token_with_scopes.is_some() {
         Op::CreateIdentityWithToken
     } else {
