@@ -353,3 +353,28 @@ async fn edit_delete_tombstone() {
     )
     .await;
 }
+
+/// A merge-patch `{}` changes nothing: 204, same version, no editedOn.
+#[tokio::test]
+async fn empty_patch_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let t = app.thread(&a, &[]).await;
+    let id = app.send(&a, &t, "as is").await;
+    let p = format!("/chat/threads/{}/messages/{id}", enc(&t));
+    assert_eq!(
+        app.chat(&a, Method::PATCH, &p, Some(json!({})))
+            .await
+            .status(),
+        204
+    );
+    let m: Value = app
+        .chat(&a, Method::GET, &p, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["version"], id.as_str());
+    assert!(m.get("editedOn").is_none());
+    assert_eq!(m["content"]["message"], "as is");
+}

@@ -799,3 +799,45 @@ async fn realtime_limits() {
     .await;
     assert_eq!(ws.close_code().await, 1009);
 }
+
+/// SSE resumes from `Last-Event-ID`: the missed event is replayed after the connected frame.
+#[tokio::test]
+async fn sse_resumes_from_last_event_id() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let b = app.user().await;
+    let t = app.thread(&a, &[&b]).await;
+    let mut wb = Ws::connect(&app, &b, None).await;
+    app.send(&a, &t, "seen").await;
+    let cursor = loop {
+        let e = wb.event().await;
+        if e["type"] == "chatMessageReceived" {
+            break e["cursor"].as_str().unwrap().to_string();
+        }
+    };
+    drop(wb);
+    app.send(&a, &t, "missed").await;
+    let mut r = app
+        .client
+        .get(format!("{}/realtime/sse", app.base))
+        .bearer_auth(&b.token)
+        .header("last-event-id", &cursor)
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("missed") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let first = text.split("\n\n").next().unwrap();
+    assert!(first.contains("\"recovered\":true"), "{first}");
+    assert!(
+        !text.contains("\"message\":\"seen\""),
+        "only what was missed: {text}"
+    );
+}

@@ -436,3 +436,141 @@ async fn retention_sweeper_deletes() {
     let kept = items.iter().find(|i| i["id"] == keep.as_str()).unwrap();
     assert!(kept.get("deletedOn").is_none());
 }
+
+/// `--public-url` fixes Location and nextLink, and its authority is an accepted HMAC host.
+#[tokio::test]
+async fn public_url() {
+    let app = TestApp::spawn_with(&["--public-url", "https://chat.example.com"]).await;
+    let a = app.user().await;
+    let r = app
+        .chat(
+            &a,
+            Method::POST,
+            "/chat/threads",
+            Some(json!({"topic": "p"})),
+        )
+        .await;
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let t = r.json::<Value>().await.unwrap()["chatThread"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        location,
+        format!("https://chat.example.com/chat/threads/{}", enc(&t))
+    );
+    let v: Value = app
+        .chat(
+            &a,
+            Method::GET,
+            &format!("/chat/threads/{}/messages?maxPageSize=1", enc(&t)),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["nextLink"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://chat.example.com/chat/threads/"),
+        "{v}"
+    );
+    // a client that signs the public host (as an SDK behind a proxy would)
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let p = format!("/identities?api-version={IDENTITY_V}");
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let hash = b64.encode(Sha256::digest(b""));
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&b64.decode(&app.key).unwrap()).unwrap();
+    mac.update(format!("POST\n{p}\n{date};chat.example.com;{hash}").as_bytes());
+    let sig = b64.encode(mac.finalize().into_bytes());
+    let r = app
+        .client
+        .post(format!("{}{p}", app.base))
+        .header("x-ms-date", date)
+        .header("x-ms-content-sha256", hash)
+        .header(
+            "authorization",
+            format!("HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={sig}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// A former participant's lastMessageReceivedOn stops at its removal.
+#[tokio::test]
+async fn former_participant_last_message_is_capped() {
+    let app = TestApp::spawn().await;
+    let a = app.user().await;
+    let b = app.user().await;
+    let t = app.thread(&a, &[&b]).await;
+    let rm = format!("/chat/threads/{}/participants/:remove", enc(&t));
+    app.chat(&a, Method::POST, &rm, Some(json!({"rawId": b.id})))
+        .await;
+    let removal = app.all_messages(&a, &t, 10).await[0]["createdOn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.send(&a, &t, "after b left").await;
+    let of = |v: Value| {
+        v["value"][0]["lastMessageReceivedOn"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let for_b = of(app
+        .chat(&b, Method::GET, "/chat/threads", None)
+        .await
+        .json()
+        .await
+        .unwrap());
+    let for_a = of(app
+        .chat(&a, Method::GET, "/chat/threads", None)
+        .await
+        .json()
+        .await
+        .unwrap());
+    assert_eq!(for_b, removal);
+    assert!(for_a > for_b, "{for_a} vs {for_b}");
+}
+
+/// A request that failed with a 4xx inside the change is remembered: the repeat gets the same
+/// 400, and the same id with another body is a mismatch.
+#[tokio::test]
+async fn idempotent_4xx_is_replayed() {
+    let app = TestApp::spawn_with(&["--max-participants", "1"]).await;
+    let a = app.user().await;
+    let b = app.user().await;
+    let h = [("repeatability-request-id", "fails-once")];
+    let body = json!({"topic": "t", "participants": [participant(&b.id)]}).to_string();
+    let r1 = app
+        .chat_raw(
+            &a.token,
+            Method::POST,
+            "/chat/threads",
+            Some(body.clone()),
+            &h,
+        )
+        .await;
+    assert_eq!(r1.status(), 400);
+    let b1 = r1.text().await.unwrap();
+    assert!(b1.contains("TooManyParticipants"), "{b1}");
+    let r2 = app
+        .chat_raw(&a.token, Method::POST, "/chat/threads", Some(body), &h)
+        .await;
+    assert_eq!(r2.status(), 400);
+    assert_eq!(r2.text().await.unwrap(), b1);
+    let other = json!({"topic": "t"}).to_string();
+    let r = app
+        .chat_raw(&a.token, Method::POST, "/chat/threads", Some(other), &h)
+        .await;
+    assert_error(r, 400, "RepeatabilityRequestIdMismatch").await;
+}
