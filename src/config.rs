@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub const DEV_ACCESS_KEY: &str =
     "GiHYTbr7Hthx7jH3sJUozAx8YxlDVfFRbDNOPvbIzRmDiWvlMHr1Wy90vwSk1VbWlMqhqOfmSHJbHCuIImtqrA==";
 
+/// The default webhook `topic` (contract §7.3).
+pub const DEFAULT_EVENT_TOPIC: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/confab/providers/Microsoft.Communication/communicationServices/confab";
+
 /// A secret string: never printed by `Debug`/`Display`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -251,6 +254,18 @@ pub struct Config {
     )]
     pub realtime_max_connections_per_user: usize,
 
+    /// Allow webhook endpoints on loopback, private and link-local addresses, and plain http://
+    #[arg(long, env = "CONFAB_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+
+    /// The `topic` (Event Grid) / `source` (CloudEvents) of every webhook event
+    #[arg(long, env = "CONFAB_EVENT_TOPIC", default_value = DEFAULT_EVENT_TOPIC)]
+    pub event_topic: String,
+
+    /// Multiplies the webhook retry schedule (10s, 30s, 1m … 12h); below 1 for tests
+    #[arg(long, env = "CONFAB_WEBHOOK_RETRY_SCALE", default_value_t = 1.0)]
+    pub webhook_retry_scale: f64,
+
     /// HTTP worker threads (0 = one per core)
     #[arg(long, env = "CONFAB_WORKERS", default_value_t = 0)]
     pub workers: usize,
@@ -334,6 +349,12 @@ impl Config {
                     _ => return Err(format!("{flag} must be non-empty base64")),
                 }
             }
+        }
+        if !(self.webhook_retry_scale > 0.0 && self.webhook_retry_scale <= 1000.0) {
+            return Err(format!(
+                "--webhook-retry-scale must be in (0, 1000], got {}",
+                self.webhook_retry_scale
+            ));
         }
         if let Some(r) = &self.resource_id {
             uuid::Uuid::parse_str(r)

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod hub;
 pub mod ids;
 pub mod metrics;
@@ -88,6 +89,8 @@ pub struct Opened {
 /// inside an actix system.
 pub async fn open(config: Config) -> Result<Opened, String> {
     config.validate()?;
+    // The webhook client's TLS uses the process default provider (ring, like the server).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let sync = match config.sqlite_synchronous {
         config::SqliteSynchronous::Full => SqliteSync::Full,
         config::SqliteSynchronous::Normal => SqliteSync::Normal,
@@ -147,11 +150,18 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         ttl: config.realtime_ring_ttl.0,
     }));
     let activity = Arc::new(hub::activity::Activity::default());
+    let webhooks = Arc::new(events::Webhooks::default());
+    let subscriptions = store
+        .read(|c| Ok(store::webhooks::subscriptions(c)?))
+        .await
+        .map_err(|e| format!("cannot read webhook subscriptions: {e}"))?;
+    webhooks.load(&subscriptions);
     let registry = Registry::new(
         HubCtx {
             store: store.clone(),
             users: users.clone(),
             activity: activity.clone(),
+            webhooks: webhooks.clone(),
             config: HubConfig {
                 max_participants: config.max_participants as usize,
                 receipts_max_participants: config.receipts_max_participants as usize,
@@ -176,6 +186,7 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         inflight: Default::default(),
         users,
         activity,
+        webhooks,
         sampler: dashboard::sampler::Sampler::new(DASHBOARD_POINTS),
         sessions: Default::default(),
         recent_errors: Default::default(),
@@ -203,6 +214,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         temp_dir,
     } = open(config).await?;
     spawn_housekeeping(state.clone());
+    events::dispatcher::spawn(state.clone());
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
         App::new()
@@ -327,10 +339,16 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
         let mut tick = actix_web::rt::time::interval(IDEMPOTENCY_PURGE_INTERVAL);
         loop {
             tick.tick().await;
-            let before = ids::now_ms() - state.config.idempotency_window.0.as_millis() as i64;
+            let now = ids::now_ms();
+            let before = now - state.config.idempotency_window.0.as_millis() as i64;
+            let delivered_before = now - events::dispatcher::DELIVERED_KEPT.as_millis() as i64;
             let purge = state
                 .store
-                .write(move |c| Ok(store::messages::idempotency_expire(c, before)?))
+                .write(move |c| {
+                    store::messages::idempotency_expire(c, before)?;
+                    store::webhooks::purge_delivered(c, delivered_before)?;
+                    Ok(())
+                })
                 .await;
             if let Err(e) = purge {
                 tracing::warn!(error = %e, "idempotency purge failed");
@@ -350,6 +368,7 @@ async fn sweep_retention(state: &AppState) -> Result<(), error::ApiError> {
     for thread in due {
         let cmd = hub::commands::DeleteThread {
             user: api::models::SYSTEM_ACTOR.to_string(),
+            request_id: uuid::Uuid::new_v4().to_string(),
         };
         match hub::send(&state.registry, &thread, cmd).await {
             Ok(()) => tracing::info!(%thread, "thread deleted by its retention policy"),

@@ -45,6 +45,18 @@ pub const RATE_LIMITED: &str = "confab_rate_limited_total";
 pub const AUTH_FAILURES: &str = "confab_auth_failures_total";
 pub const BUILD_INFO: &str = "confab_build_info";
 
+// --- webhooks ---
+pub const WEBHOOK_DELIVERIES: &str = "confab_webhook_deliveries_total";
+pub const WEBHOOK_DURATION: &str = "confab_webhook_delivery_duration_seconds";
+pub const WEBHOOK_QUEUE: &str = "confab_webhook_queue_depth";
+pub const WEBHOOK_OLDEST: &str = "confab_webhook_oldest_pending_age_seconds";
+pub const WEBHOOK_EVENTS: &str = "confab_webhook_events_total";
+
+/// Webhook attempt latency buckets (seconds), up to the 30 s attempt timeout.
+const WEBHOOK_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// Latency buckets (seconds), from 0.5 ms to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -62,6 +74,13 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(WRITER_BATCH_SIZE.into()), BATCH_BUCKETS)
+                })
+                // a full-name matcher wins over the suffix one
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(WEBHOOK_DURATION.into()),
+                        WEBHOOK_BUCKETS,
+                    )
                 })
                 .expect("static bucket lists are valid");
             let handle = builder.install_recorder().unwrap_or_else(|e| {
@@ -148,6 +167,27 @@ fn describe() {
     );
     c!(AUTH_FAILURES, "Refused credentials by reason");
     g!(BUILD_INFO, "Build information (always 1)");
+    c!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts by result (delivered, retrying, dead_lettered)"
+    );
+    h!(
+        WEBHOOK_DURATION,
+        Unit::Seconds,
+        "Webhook delivery attempt latency, until the endpoint answered or failed"
+    );
+    g!(
+        WEBHOOK_QUEUE,
+        "Webhook deliveries waiting (pending or retrying)"
+    );
+    g!(
+        WEBHOOK_OLDEST,
+        "Age of the oldest webhook delivery still waiting (0 when none)"
+    );
+    c!(
+        WEBHOOK_EVENTS,
+        "Webhook outbox rows written, one per (event, subscription)"
+    );
 }
 
 /// Records one committed write batch.

@@ -31,6 +31,8 @@ pub struct AppState {
     pub sessions: crate::dashboard::session::Sessions,
     /// The most recent error responses, for the dashboard's Requests page.
     pub recent_errors: Mutex<std::collections::VecDeque<crate::dashboard::RecentError>>,
+    /// Active webhook subscriptions and the dispatcher's wake-up.
+    pub webhooks: std::sync::Arc<crate::events::Webhooks>,
     /// Per-user real-time streams.
     pub users: std::sync::Arc<crate::hub::users::Users>,
     /// (user, repeatability-request-id) pairs being processed right now (→ 409 on a repeat).

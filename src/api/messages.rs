@@ -116,6 +116,7 @@ pub async fn send(
     );
     idempotency::once(&req, &app, &user.id, &body.0, |idem| {
         let cmd = SendMessage {
+            request_id: super::request_id(&req),
             user: user.id.clone(),
             content,
             kind,
@@ -258,6 +259,7 @@ pub async fn update(
         check_metadata(&sets, MAX_MESSAGE_METADATA_BYTES, "Message")?;
     }
     let cmd = EditMessage {
+        request_id: super::request_id(&req),
         user: user.id,
         message_id,
         content,
@@ -282,6 +284,7 @@ pub async fn delete(
         &app.registry,
         &thread,
         DeleteMessage {
+            request_id: super::request_id(&req),
             user: user.id,
             message_id,
         },

@@ -16,6 +16,7 @@ pub mod models;
 pub mod participants;
 pub mod realtime;
 pub mod receipts;
+pub mod subscriptions;
 pub mod threads;
 
 use std::future::ready;
@@ -66,6 +67,14 @@ pub const MAX_PAGE_SIZE: i64 = 200;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The request id of `req` (the `x-ms-request-id` it is answered with).
+pub fn request_id(req: &HttpRequest) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default()
+}
+
 /// Installs every public route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use actix_web::Route;
@@ -100,6 +109,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/readyz",
         vec![(M::GET, web::route().to(health::readyz))],
+    ))
+    // Webhook subscriptions: the `:validate` and `:replay` forms before the plain ones.
+    .service(resource(
+        "/eventSubscriptions",
+        vec![(M::GET, web::route().to(subscriptions::list))],
+    ))
+    .service(resource(
+        "/eventSubscriptions/{name}:validate",
+        vec![(M::GET, web::route().to(subscriptions::validate_manually))],
+    ))
+    .service(resource(
+        "/eventSubscriptions/{name}",
+        vec![
+            (M::GET, web::route().to(subscriptions::get)),
+            (M::PUT, web::route().to(subscriptions::put)),
+            (M::DELETE, web::route().to(subscriptions::delete)),
+        ],
+    ))
+    .service(resource(
+        "/eventSubscriptions/{name}/deliveries",
+        vec![(M::GET, web::route().to(subscriptions::deliveries))],
+    ))
+    .service(resource(
+        "/eventSubscriptions/{name}/deliveries/{id}:replay",
+        vec![(M::POST, web::route().to(subscriptions::replay))],
     ))
     .service(resource(
         "/chat/threads",

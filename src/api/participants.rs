@@ -80,6 +80,7 @@ pub async fn add(
         &app.registry,
         &thread,
         AddParticipants {
+            request_id: super::request_id(&req),
             user: user.id,
             participants: list,
         },
@@ -111,6 +112,7 @@ pub async fn remove(
         &app.registry,
         &thread,
         RemoveParticipant {
+            request_id: super::request_id(&req),
             user: user.id,
             target: target.raw_id,
         },

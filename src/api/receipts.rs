@@ -98,6 +98,7 @@ pub async fn typing(
         &app.registry,
         &thread,
         Typing {
+            request_id: super::request_id(&req),
             user: user.id,
             display_name: parsed.sender_display_name,
         },

@@ -96,6 +96,7 @@ pub async fn create(
     );
     idempotency::once(&req, &app, &user.id, &body.0, |idem| {
         let cmd = CreateThread {
+            request_id: super::request_id(&req),
             creator: user.id.clone(),
             topic,
             participants,
@@ -311,6 +312,7 @@ pub async fn update(
     }
     check_thread_id(&thread)?;
     let cmd = UpdateThread {
+        request_id: super::request_id(&req),
         user: user.id,
         topic,
         metadata,
@@ -329,6 +331,14 @@ pub async fn delete(
     let thread = path_thread(&req);
     let user = chat_prologue(&req, &body.0, Op::DeleteThread, Some(&thread)).await?;
     check_thread_id(&thread)?;
-    crate::hub::send(&app.registry, &thread, DeleteThread { user: user.id }).await?;
+    crate::hub::send(
+        &app.registry,
+        &thread,
+        DeleteThread {
+            user: user.id,
+            request_id: super::request_id(&req),
+        },
+    )
+    .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

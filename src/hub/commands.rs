@@ -69,6 +69,8 @@ impl MetaPatch {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Replay, ApiError>")]
 pub struct CreateThread {
+    /// The originating request's `x-ms-request-id` (webhook `transactionId`).
+    pub request_id: String,
     pub creator: String,
     pub topic: String,
     pub participants: Vec<NewParticipant>,
@@ -83,6 +85,8 @@ pub struct CreateThread {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct UpdateThread {
+    /// The originating request's `x-ms-request-id` (webhook `transactionId`).
+    pub request_id: String,
     pub user: String,
     pub topic: Option<String>,
     pub metadata: MetaPatch,
@@ -100,6 +104,8 @@ impl UpdateThread {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct DeleteThread {
+    /// The originating request's `x-ms-request-id` (webhook `transactionId`).
+    pub request_id: String,
     /// The deleting user, or [`crate::api::models::SYSTEM_ACTOR`] for the sweeper.
     pub user: String,
 }
@@ -108,6 +114,8 @@ pub struct DeleteThread {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Replay, ApiError>")]
 pub struct SendMessage {
+    /// The originating request's `x-ms-request-id` (webhook `transactionId`).
+    pub request_id: String,
     pub user: String,
     /// Already sanitized when `kind` is html.
     pub content: String,
@@ -124,6 +132,8 @@ pub struct SendMessage {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct EditMessage {
+    /// The originating request's `x-ms-request-id` (webhook `transactionId`).
+    pub request_id: String,
     pub user: String,
     pub message_id: i64,
     /// Raw content; sanitized in the transaction if the message is html.
@@ -142,6 +152,8 @@ impl EditMessage {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct DeleteMessage {
+    /// The originating request's `x-ms-request-id` (webhook `transactionId`).
+    pub request_id: String,
     pub user: String,
     pub message_id: i64,
 }
@@ -150,6 +162,8 @@ pub struct DeleteMessage {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Vec<InvalidParticipant>, ApiError>")]
 pub struct AddParticipants {
+    /// The originating request's `x-ms-request-id` (webhook `transactionId`).
+    pub request_id: String,
     pub user: String,
     pub participants: Vec<NewParticipant>,
 }
@@ -158,6 +172,8 @@ pub struct AddParticipants {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct RemoveParticipant {
+    /// The originating request's `x-ms-request-id` (webhook `transactionId`).
+    pub request_id: String,
     pub user: String,
     pub target: String,
 }
@@ -174,6 +190,8 @@ pub struct SendReceipt {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct Typing {
+    /// The originating request's `x-ms-request-id` (webhook `transactionId`).
+    pub request_id: String,
     pub user: String,
     pub display_name: Option<String>,
 }

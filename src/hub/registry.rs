@@ -25,6 +25,8 @@ pub struct HubCtx {
     pub users: Arc<super::users::Users>,
     /// Recent message activity per thread (for the dashboard).
     pub activity: Arc<super::activity::Activity>,
+    /// Active webhook subscriptions: write jobs put wanted events in the outbox.
+    pub webhooks: Arc<crate::events::Webhooks>,
     pub config: HubConfig,
     pub resource_id: String,
 }

@@ -19,6 +19,8 @@ use crate::api::models::{
     MessageContent, Metadata, ThreadProperties, SYSTEM_ACTOR,
 };
 use crate::error::ApiError;
+use crate::events::chat::{self as hooks, Change, MessageChange};
+use crate::events::Outbox;
 use crate::ids::{is_own_user_id, now_ms};
 use crate::store::models::{IdempotencyRecord, Message, Participant, Receipt, Thread};
 use crate::store::{
@@ -181,7 +183,8 @@ impl ThreadActor {
     }
 
     /// Runs `job` in the writer, then `after` on the actor with the committed result; the
-    /// mailbox is held until both are done.
+    /// mailbox is held until both are done. The job adds its webhook events to the outbox it is
+    /// given; they are written in the same transaction, and the dispatcher is woken after commit.
     fn commit<T, J, A>(
         &mut self,
         job: J,
@@ -189,19 +192,28 @@ impl ThreadActor {
     ) -> ResponseActFuture<ThreadActor, Result<T, ApiError>>
     where
         T: Send + 'static,
-        J: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        J: FnOnce(&mut DbConn, &mut Outbox) -> Result<T, ApiError> + Send + 'static,
         A: FnOnce(&mut ThreadActor, &T) + 'static,
     {
         let store = self.hub.store.clone();
-        let fut =
-            async move { store.write(job).await }
-                .into_actor(self)
-                .map(move |res, act, _ctx| {
-                    if let Ok(v) = &res {
-                        after(act, v);
-                    }
-                    res
-                });
+        let mut outbox = self.hub.webhooks.outbox();
+        let write = move |c: &mut DbConn| {
+            let v = job(c, &mut outbox)?;
+            // the webhook rows belong to the change's transaction
+            let rows = outbox.flush(c)?;
+            Ok((v, rows))
+        };
+        let fut = async move { store.write(write).await }
+            .into_actor(self)
+            .map(move |res, act, _ctx| {
+                let (v, rows) = res?;
+                if rows > 0 {
+                    metrics::counter!(crate::metrics::WEBHOOK_EVENTS).increment(rows as u64);
+                    act.hub.webhooks.wake();
+                }
+                after(act, &v);
+                Ok(v)
+            });
         Box::pin(fut)
     }
 
@@ -449,7 +461,7 @@ impl Handler<CreateThread> for ThreadActor {
         let resource_id = self.hub.resource_id.clone();
         let max = self.hub.config.max_participants;
         self.commit(
-            move |c| {
+            move |c, ob| {
                 let now = now_ms();
                 let (valid, invalid) = validate_participants(c, &resource_id, cmd.participants)?;
                 // The creator is always a participant; a listed entry for the creator wins.
@@ -537,13 +549,16 @@ impl Handler<CreateThread> for ThreadActor {
                 };
                 store_idem(c, &cmd.idem, &replay)?;
                 let props = events::properties(&thread.topic, &cmd_metadata, &cmd_retention);
-                Ok((
-                    replay,
-                    added_members(&added, added_at.2),
-                    now,
-                    props,
-                    cmd.creator,
-                ))
+                let members = added_members(&added, added_at.2);
+                let ps: Vec<P> = members.iter().map(|(u, m)| m.p(u)).collect();
+                let change = Change {
+                    thread: &id,
+                    transaction_id: &cmd.request_id,
+                    create_time: now,
+                    at: now,
+                };
+                hooks::thread_created(ob, &change, &cmd.creator, &thread.topic, &cmd_metadata, &ps);
+                Ok((replay, members, now, props, cmd.creator))
             },
             |act, (_, members, at, props, creator)| {
                 act.state = State::Live {
@@ -574,8 +589,9 @@ impl Handler<UpdateThread> for ThreadActor {
             return reply(Ok(()));
         }
         let id = self.id.clone();
+        let current = self.current_list();
         self.commit(
-            move |c| {
+            move |c, ob| {
                 let now = now_ms();
                 let mut t = live_thread(c, &id)?;
                 let metadata = cmd.metadata.apply(&parse_metadata(&t.metadata));
@@ -614,6 +630,13 @@ impl Handler<UpdateThread> for ThreadActor {
                     .as_deref()
                     .and_then(|r| serde_json::from_str(r).ok());
                 let props = events::properties(&t.topic, &metadata, &retention);
+                let change = Change {
+                    thread: &id,
+                    transaction_id: &cmd.request_id,
+                    create_time: t.created_at,
+                    at: now,
+                };
+                hooks::properties_updated(ob, &change, &cmd.user, &t.topic, &metadata, &current);
                 Ok((now, props, seq, cmd.user))
             },
             |act, (at, props, seq, user)| {
@@ -640,11 +663,19 @@ impl Handler<DeleteThread> for ThreadActor {
             return reply(Err(e));
         }
         let id = self.id.clone();
+        let current = self.current_list();
         self.commit(
-            move |c| {
-                live_thread(c, &id)?;
+            move |c, ob| {
+                let t = live_thread(c, &id)?;
                 let now = now_ms();
                 threads::mark_deleted(c, &id, now)?;
+                let change = Change {
+                    thread: &id,
+                    transaction_id: &cmd.request_id,
+                    create_time: t.created_at,
+                    at: now,
+                };
+                hooks::thread_deleted(ob, &change, &cmd.user, &current);
                 Ok((now, cmd.user))
             },
             |act, (at, user)| {
@@ -669,8 +700,9 @@ impl Handler<SendMessage> for ThreadActor {
             return reply(Err(e));
         }
         let id = self.id.clone();
+        let current = self.current_list();
         self.commit(
-            move |c| {
+            move |c, ob| {
                 let now = now_ms();
                 let t = live_thread(c, &id)?;
                 let mut cursor = Cursor::of(&t);
@@ -699,6 +731,7 @@ impl Handler<SendMessage> for ThreadActor {
                     location: Some(format!("{}{mid}", cmd.location_prefix)),
                 };
                 store_idem(c, &cmd.idem, &replay)?;
+                hooks::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
                 Ok((replay, message))
             },
                         |act, (_, m)| {
@@ -742,8 +775,9 @@ impl Handler<EditMessage> for ThreadActor {
             Err(e) => return reply(Err(e)),
         };
         let id = self.id.clone();
+        let current = self.current_list();
         self.commit(
-            move |c| {
+            move |c, ob| {
                 let now = now_ms();
                 live_thread(c, &id)?;
                 let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
@@ -766,6 +800,7 @@ impl Handler<EditMessage> for ThreadActor {
                 m.version = now.max(m.version + 1);
                 m.edited_at = Some(now);
                 messages::update(c, &m)?;
+                hooks::message(ob, MessageChange::Edited, &m, &cmd.request_id, &current);
                 Ok(Some(m))
             },
             |act, m| {
@@ -791,8 +826,9 @@ impl Handler<DeleteMessage> for ThreadActor {
             Err(e) => return reply(Err(e)),
         };
         let id = self.id.clone();
+        let current = self.current_list();
         self.commit(
-            move |c| {
+            move |c, ob| {
                 let now = now_ms();
                 live_thread(c, &id)?;
                 let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
@@ -801,6 +837,7 @@ impl Handler<DeleteMessage> for ThreadActor {
                 m.version = now.max(m.version + 1);
                 m.deleted_at = Some(now);
                 messages::update(c, &m)?;
+                hooks::message(ob, MessageChange::Deleted, &m, &cmd.request_id, &current);
                 Ok(m)
             },
             |act, m| {
@@ -827,7 +864,7 @@ impl Handler<AddParticipants> for ThreadActor {
         let max = self.hub.config.max_participants;
         let current = self.current_ids();
         self.commit(
-            move |c| {
+            move |c, ob| {
                 let now = now_ms();
                 let t = live_thread(c, &id)?;
                 let (valid, invalid) = validate_participants(c, &resource_id, cmd.participants)?;
@@ -859,12 +896,22 @@ impl Handler<AddParticipants> for ThreadActor {
                     ),
                 )?;
                 cursor.save(c, &id)?;
-                Ok((
-                    invalid,
-                    added_members(&added, at.2),
-                    Some((at.0, at.2)),
-                    cmd.user,
-                ))
+                let members = added_members(&added, at.2);
+                let ps: Vec<P> = members.iter().map(|(u, m)| m.p(u)).collect();
+                // every participant after the add
+                let after: Vec<String> = current
+                    .iter()
+                    .cloned()
+                    .chain(members.iter().map(|(u, _)| u.clone()))
+                    .collect();
+                let change = Change {
+                    thread: &id,
+                    transaction_id: &cmd.request_id,
+                    create_time: t.created_at,
+                    at: at.2,
+                };
+                hooks::participants_added(ob, &change, &cmd.user, &ps, &after);
+                Ok((invalid, members, Some((at.0, at.2)), cmd.user))
             },
             |act, (_, added, at, user)| {
                 for (u, m) in added {
@@ -899,8 +946,10 @@ impl Handler<RemoveParticipant> for ThreadActor {
             return reply(Ok(()));
         };
         let id = self.id.clone();
+        let before = self.current_list();
+        let removed_p = target.p(&cmd.target);
         self.commit(
-            move |c| {
+            move |c, ob| {
                 let now = now_ms();
                 let t = live_thread(c, &id)?;
                 let row = participants::get(c, &id, &cmd.target)?
@@ -928,6 +977,14 @@ impl Handler<RemoveParticipant> for ThreadActor {
                 )?;
                 participants::mark_removed(c, &id, &cmd.target, at.2)?;
                 cursor.save(c, &id)?;
+                let change = Change {
+                    thread: &id,
+                    transaction_id: &cmd.request_id,
+                    create_time: t.created_at,
+                    at: at.2,
+                };
+                // every participant before the removal, the removed one included
+                hooks::participant_removed(ob, &change, &cmd.user, &removed_p, &before);
                 Ok((cmd.target, at, cmd.user))
             },
             move |act, (removed, (seq, _, at), by)| {
@@ -968,7 +1025,7 @@ impl Handler<SendReceipt> for ThreadActor {
         let id = self.id.clone();
         let suppressed = self.receipts_suppressed();
         self.commit(
-            move |c| {
+            move |c, _ob| {
                 live_thread(c, &id)?;
                 // Tombstones and system messages count; messages the caller can't see don't.
                 let m = messages::get(c, &id, cmd.message_id)?
@@ -1040,6 +1097,25 @@ impl Handler<Typing> for ThreadActor {
             .collect();
         self.hub.users.publish(&others, &e);
         metrics::counter!(crate::metrics::TYPING_SENT).increment(1);
-        reply(Ok(()))
+        // Typing is stored only as webhook outbox rows, when a subscription wants it.
+        if !self.hub.webhooks.wants(hooks::TYPING) {
+            return reply(Ok(()));
+        }
+        let id = self.id.clone();
+        let at = now_ms();
+        self.commit(
+            move |_c, ob| {
+                let change = Change {
+                    thread: &id,
+                    transaction_id: &cmd.request_id,
+                    create_time: 0,
+                    at,
+                };
+                hooks::typing(ob, &change, &cmd.user, &name);
+                Ok(())
+            },
+            |_, _| {},
+        )
+        .into_atomic()
     }
 }

@@ -16,6 +16,7 @@ pub mod models;
 pub mod participants;
 pub mod schema;
 pub mod threads;
+pub mod webhooks;
 pub mod writer;
 
 use std::path::Path;

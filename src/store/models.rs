@@ -101,3 +101,73 @@ pub struct IdempotencyRecord {
     pub location: Option<String>,
     pub created_at: i64,
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = event_subscriptions, treat_none_as_null = true)]
+pub struct Subscription {
+    pub key: String,
+    pub name: String,
+    pub endpoint_url: String,
+    pub event_types: String,
+    pub delivery_schema: String,
+    pub secret: Option<String>,
+    pub old_secret: Option<String>,
+    pub old_secret_until: Option<i64>,
+    pub max_attempts: i32,
+    pub ttl_minutes: i32,
+    pub provisioning_state: String,
+    pub status: String,
+    pub validation_code: Option<String>,
+    pub validation_expires: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_deliveries)]
+pub struct Delivery {
+    pub seq: i64,
+    pub subscription: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub subject: String,
+    pub data: String,
+    pub event_time: i64,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    pub last_status_code: Option<i32>,
+    pub last_latency_ms: Option<i64>,
+    pub dead_letter_reason: Option<String>,
+    pub created_at: i64,
+}
+
+/// An outbox row as the thread actor's transaction writes it (status `Pending`, due now).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = webhook_deliveries)]
+pub struct NewDelivery<'a> {
+    pub subscription: &'a str,
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub subject: &'a str,
+    pub data: &'a str,
+    pub event_time: i64,
+    pub status: &'a str,
+    pub attempts: i32,
+    pub next_attempt_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// What one attempt changes on a delivery row.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = webhook_deliveries, treat_none_as_null = true)]
+pub struct AttemptOutcome {
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    pub last_status_code: Option<i32>,
+    pub last_latency_ms: Option<i64>,
+    pub dead_letter_reason: Option<String>,
+}

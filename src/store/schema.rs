@@ -88,12 +88,42 @@ diesel::table! {
 }
 
 diesel::table! {
-    outbox (id) {
-        id -> BigInt,
+    event_subscriptions (key) {
+        key -> Text,
+        name -> Text,
+        endpoint_url -> Text,
+        event_types -> Text,
+        delivery_schema -> Text,
+        secret -> Nullable<Text>,
+        old_secret -> Nullable<Text>,
+        old_secret_until -> Nullable<BigInt>,
+        max_attempts -> Integer,
+        ttl_minutes -> Integer,
+        provisioning_state -> Text,
+        status -> Text,
+        validation_code -> Nullable<Text>,
+        validation_expires -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (seq) {
+        seq -> BigInt,
+        subscription -> Text,
         event_id -> Text,
         event_type -> Text,
         subject -> Text,
         data -> Text,
+        event_time -> BigInt,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Nullable<BigInt>,
+        last_attempt_at -> Nullable<BigInt>,
+        last_status_code -> Nullable<Integer>,
+        last_latency_ms -> Nullable<BigInt>,
+        dead_letter_reason -> Nullable<Text>,
         created_at -> BigInt,
     }
 }

@@ -13,3 +13,4 @@ mod receipts;
 mod storage;
 mod threads;
 mod tls;
+mod webhooks;

@@ -641,3 +641,70 @@ async fn readyz_is_503_while_draining() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Webhook deliveries still waiting when the process is SIGKILLed are delivered after a
+/// restart: the outbox is in the database, written with the messages.
+#[tokio::test]
+async fn pending_webhooks_survive_sigkill() {
+    use crate::webhooks::Receiver;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = [
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--rate-limit-profile",
+        "off",
+        "--webhook-allow-private",
+        // 10 s → 100 ms: a few retries happen before the kill, none are used up
+        "--webhook-retry-scale",
+        "0.01",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(url) = test_database() {
+        args.extend(["--database-url".to_string(), url]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rx = Receiver::start();
+    rx.set_default(503);
+    let (mut child, base) = serve(&args);
+    let app = app_for(&base, dir);
+    crate::webhooks::subscribe(
+        &app,
+        "durable",
+        json!({ "endpointUrl": rx.url, "includedEventTypes": ["ChatMessageReceivedInThread"] }),
+        201,
+    )
+    .await;
+    let (a, b) = (app.user().await, app.user().await);
+    let t = app.thread(&a, &[&b]).await;
+    const N: usize = 20;
+    let mut sent = std::collections::BTreeSet::new();
+    for i in 0..N {
+        sent.insert(app.send(&a, &t, &format!("m{i}")).await);
+    }
+    child.kill(); // SIGKILL, with every delivery still waiting
+    let failed_before = rx.notifications().len();
+    assert!(
+        rx.notifications().iter().all(
+            |h| h.event()["eventType"] == "Microsoft.Communication.ChatMessageReceivedInThread"
+        ),
+        "nothing else was sent"
+    );
+
+    rx.set_default(200);
+    let (mut child, _base) = serve(&args);
+    let hits = rx
+        .wait("every message after the restart", |h| {
+            let got: std::collections::BTreeSet<String> = h[failed_before..]
+                .iter()
+                .map(|x| x.event()["data"]["messageId"].as_str().unwrap().to_string())
+                .collect();
+            got == sent
+        })
+        .await;
+    eprintln!(
+        "{N} messages: {failed_before} failed attempts before SIGKILL, {} deliveries after restart",
+        hits.len() - failed_before
+    );
+    child.kill();
+}

@@ -1,0 +1,10 @@
+DROP TABLE webhook_deliveries;
+DROP TABLE event_subscriptions;
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id   TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);

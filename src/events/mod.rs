@@ -1,0 +1,200 @@
+//! Webhooks (contract §7): Event Grid-shaped events, the outbox they are written to in the
+//! transaction of the change they describe, and the dispatcher that delivers them.
+//!
+//! - [`Webhooks`] holds the active subscriptions in memory, so a thread actor's write job
+//!   knows which event types anyone wants without a database read; only those are built.
+//! - [`Outbox`] collects a job's events and inserts one delivery row per (event, matching
+//!   subscription) before the job returns: the rows commit or roll back with the change.
+//! - [`dispatcher`] delivers due rows (at least once, retries, dead letters, signatures) and
+//!   [`ssrf`] keeps it off private addresses.
+
+pub mod chat;
+pub mod dispatcher;
+pub mod ssrf;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde_json::Value;
+
+use crate::store::models::{NewDelivery, Subscription};
+use crate::store::{webhooks, DbConn};
+
+/// Every event type confab emits, without the `Microsoft.Communication.` prefix.
+pub const EVENT_TYPES: &[&str] = &[
+    "ChatMessageReceived",
+    "ChatMessageReceivedInThread",
+    "ChatMessageEdited",
+    "ChatMessageEditedInThread",
+    "ChatMessageDeleted",
+    "ChatMessageDeletedInThread",
+    "ChatThreadCreatedWithUser",
+    "ChatThreadCreated",
+    "ChatThreadWithUserDeleted",
+    "ChatThreadDeleted",
+    "ChatThreadPropertiesUpdatedPerUser",
+    "ChatThreadPropertiesUpdated",
+    "ChatParticipantAddedToThreadWithUser",
+    "ChatThreadParticipantAdded",
+    "ChatParticipantRemovedFromThreadWithUser",
+    "ChatThreadParticipantRemoved",
+    "ChatTypingIndicatorReceivedInThread",
+];
+
+pub const TYPE_PREFIX: &str = "Microsoft.Communication.";
+
+/// The full name of an event type (`Microsoft.Communication.<name>`), if confab emits it.
+pub fn full_type(name: &str) -> Option<String> {
+    let short = name.strip_prefix(TYPE_PREFIX).unwrap_or(name);
+    EVENT_TYPES
+        .iter()
+        .find(|t| t.eq_ignore_ascii_case(short))
+        .map(|t| format!("{TYPE_PREFIX}{t}"))
+}
+
+/// One event, before it is put in an envelope: `id` is fresh per (event, recipient) and shared
+/// by every subscription.
+#[derive(Debug, Clone)]
+pub struct WebhookEvent {
+    pub id: String,
+    /// Full name, `Microsoft.Communication.…`.
+    pub event_type: String,
+    pub subject: String,
+    pub data: Value,
+    /// Epoch ms: the change's time (`eventTime`).
+    pub time: i64,
+}
+
+/// A subscription as the write path needs it.
+#[derive(Debug, Clone)]
+struct Active {
+    key: String,
+    /// Full type names; `None` = every type.
+    types: Option<HashSet<String>>,
+}
+
+impl Active {
+    fn wants(&self, event_type: &str) -> bool {
+        self.types.as_ref().is_none_or(|t| t.contains(event_type))
+    }
+}
+
+/// The active subscriptions (validated and enabled), and the dispatcher's wake-up.
+#[derive(Default)]
+pub struct Webhooks {
+    active: RwLock<Arc<Vec<Active>>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Webhooks {
+    /// Replaces the active set from the stored subscriptions.
+    pub fn load(&self, all: &[Subscription]) {
+        let active = all
+            .iter()
+            .filter(|s| is_active(s))
+            .map(|s| Active {
+                key: s.key.clone(),
+                types: parse_types(&s.event_types),
+            })
+            .collect();
+        *self.active.write() = Arc::new(active);
+    }
+
+    /// An outbox for one write job, over the subscriptions active now.
+    pub fn outbox(&self) -> Outbox {
+        Outbox {
+            active: self.active.read().clone(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Whether any active subscription includes `event_type` (full name).
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.active.read().iter().any(|a| a.wants(event_type))
+    }
+
+    /// Tells the dispatcher that new rows are committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+}
+
+/// Whether new events are written for a subscription.
+pub fn is_active(s: &Subscription) -> bool {
+    s.provisioning_state == "Succeeded" && s.status == "Active"
+}
+
+/// The stored `includedEventTypes` (a JSON array; empty = all).
+pub fn parse_types(json: &str) -> Option<HashSet<String>> {
+    let list: Vec<String> = serde_json::from_str(json).unwrap_or_default();
+    (!list.is_empty()).then(|| list.into_iter().collect())
+}
+
+/// The events of one write job. Builders ask [`Outbox::wants`] first, so nothing is built for
+/// types no subscription includes.
+pub struct Outbox {
+    active: Arc<Vec<Active>>,
+    events: Vec<WebhookEvent>,
+}
+
+impl Outbox {
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.active.iter().any(|a| a.wants(event_type))
+    }
+
+    /// Adds an event of a wanted type; `build` gives `(subject, data)`.
+    pub fn emit(&mut self, event_type: &str, time: i64, build: impl FnOnce() -> (String, Value)) {
+        if !self.wants(event_type) {
+            return;
+        }
+        let (subject, data) = build();
+        self.events.push(WebhookEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            event_type: event_type.to_string(),
+            subject,
+            data,
+            time,
+        });
+    }
+
+    /// Writes one delivery row per (event, subscription that includes it), in the caller's
+    /// transaction. Returns the number of rows.
+    pub fn flush(self, c: &mut DbConn) -> Result<usize, crate::error::ApiError> {
+        if self.events.is_empty() {
+            return Ok(0);
+        }
+        let now = crate::ids::now_ms();
+        let data: Vec<String> = self.events.iter().map(|e| e.data.to_string()).collect();
+        let mut rows = Vec::new();
+        for (e, data) in self.events.iter().zip(&data) {
+            for a in self.active.iter().filter(|a| a.wants(&e.event_type)) {
+                rows.push(NewDelivery {
+                    subscription: &a.key,
+                    event_id: &e.id,
+                    event_type: &e.event_type,
+                    subject: &e.subject,
+                    data,
+                    event_time: e.time,
+                    status: webhooks::PENDING,
+                    attempts: 0,
+                    next_attempt_at: Some(now),
+                    created_at: now,
+                });
+            }
+        }
+        Ok(webhooks::insert_deliveries(c, &rows)?)
+    }
+}
+
+/// Reloads the active set from the store (after a subscription changed state).
+pub async fn reload(state: &crate::state::AppState) {
+    match state.store.read(|c| Ok(webhooks::subscriptions(c)?)).await {
+        Ok(all) => state.webhooks.load(&all),
+        Err(e) => tracing::warn!(error = %e, "cannot reload webhook subscriptions"),
+    }
+}
