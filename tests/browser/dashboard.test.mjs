@@ -1,9 +1,11 @@
 // Logs in to the admin dashboard in headless Chromium after a short load and saves a
-// screenshot of the Overview (target/browser/dashboard-overview.png). Needs CONFAB_URL,
-// CONFAB_ADMIN_URL and a confab sampling often (--dashboard-sample-interval 1s).
+// screenshot of the Overview (target/browser/dashboard-overview.png), then drives the Webhooks
+// page's replay. Needs CONFAB_URL, CONFAB_ADMIN_URL and a confab sampling often
+// (--dashboard-sample-interval 1s) that may deliver to loopback (--webhook-allow-private).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE, ADMIN, KEY, SHOTS, launch, createUser } from "./helpers.mjs";
+import { createServer } from "node:http";
+import { BASE, ADMIN, KEY, SHOTS, launch, createUser, signed } from "./helpers.mjs";
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -40,4 +42,93 @@ test("the dashboard overview shows charts after a short load", async () => {
   assert.ok(charts >= 6, `${charts} chart lines`);
   await page.screenshot({ path: `${SHOTS}dashboard-overview.png`, fullPage: true });
   await ctx.close();
+});
+
+/// A webhook endpoint on loopback: answers the handshake, then `status` for deliveries.
+async function receiver() {
+  const got = [];
+  const r = { status: 400, got };
+  r.server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => { body += c; });
+    req.on("end", () => {
+      const events = JSON.parse(body || "[]");
+      if (req.headers["aeg-event-type"] === "SubscriptionValidation") {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ validationResponse: events[0].data.validationCode }));
+        return;
+      }
+      got.push({ status: r.status, event: events[0] });
+      res.writeHead(r.status);
+      res.end();
+    });
+  });
+  await new Promise((ok) => r.server.listen(0, "127.0.0.1", ok));
+  r.url = `http://127.0.0.1:${r.server.address().port}/hook`;
+  return r;
+}
+
+async function until(what, cond) {
+  const end = Date.now() + 15000;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+}
+
+test("the webhooks page lists a dead letter and its Replay button delivers it", async () => {
+  const rx = await receiver();
+  try {
+    const put = await signed("PUT", "/eventSubscriptions/browser-hook", JSON.stringify({
+      endpointUrl: rx.url, includedEventTypes: ["ChatMessageReceivedInThread"] }));
+    assert.equal(put.status, 201, await put.text());
+    const t = (await createUser()).token;
+    const api = (method, path, body) => fetch(`${BASE}${path}?api-version=2024-03-07`, {
+      method, headers: { authorization: `Bearer ${t}`, "content-type": "application/json" },
+      body: body && JSON.stringify(body) });
+    const thread = (await (await api("POST", "/chat/threads", { topic: "hooks" })).json()).chatThread.id;
+    const sent = await api("POST", `/chat/threads/${encodeURIComponent(thread)}/messages`, { content: "bounce" });
+    assert.equal(sent.status, 201);
+    await until("the 400 answer", () => rx.got.length === 1);
+    const id = rx.got[0].event.id;
+
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await ctx.newPage();
+    await page.goto(`${ADMIN}/login`);
+    await page.fill("input[name=key]", KEY);
+    await page.click("button[type=submit]");
+    await page.waitForURL(`${ADMIN}/`);
+    await page.click("nav a[href='/webhooks']");
+    await page.waitForURL(`${ADMIN}/webhooks`);
+    assert.match(await page.locator("#subscriptions").innerText(), /browser-hook/);
+    const dead = page.locator("#dead-letters tbody tr", { hasText: id });
+    await until("the dead letter row", async () => {
+      if (await dead.count() === 1) return true;
+      await page.reload();
+      return false;
+    });
+    assert.match(await dead.innerText(), /NonRetryableStatus/);
+    assert.match(await page.locator("#deliveries tbody tr", { hasText: id }).innerText(), /DeadLettered\s+1\s+400/);
+
+    // Replay without the CSRF token is refused; with the page's button it is re-queued.
+    const forged = await page.request.post(`${ADMIN}/webhooks/replay`,
+      { form: { subscription: "browser-hook", id } });
+    assert.equal(forged.status(), 403);
+    rx.status = 200;
+    await dead.locator("button", { hasText: "Replay" }).click();
+    await page.waitForURL(/\/webhooks\?replayed=/);
+    assert.match(await page.locator("#notice").innerText(), new RegExp(id));
+    await until("the replayed delivery", () => rx.got.length === 2);
+    assert.equal(rx.got[1].event.id, id, "same webhook id");
+    await page.reload();
+    await until("the Delivered row", async () => {
+      await page.reload();
+      return /Delivered/.test(await page.locator("#deliveries tbody tr", { hasText: id }).innerText());
+    });
+    await page.screenshot({ path: `${SHOTS}dashboard-webhooks.png`, fullPage: true });
+    await ctx.close();
+  } finally {
+    rx.server.close();
+    await signed("DELETE", "/eventSubscriptions/browser-hook");
+  }
 });

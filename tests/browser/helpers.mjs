@@ -19,19 +19,24 @@ export async function launch() {
   });
 }
 
-/// Creates an identity with a chat token, signing with HMAC-SHA256 as the SDKs do.
-export async function createUser() {
-  const url = new URL(`/identities?api-version=2023-10-01`, BASE);
-  const body = JSON.stringify({ createTokenWithScopes: ["chat"] });
+/// An access-key (HMAC-SHA256) request, signed as the SDKs sign it.
+export async function signed(method, pathAndQuery, body = "") {
+  const url = new URL(pathAndQuery, BASE);
   const date = new Date().toUTCString();
   const hash = createHash("sha256").update(body).digest("base64");
   const sig = createHmac("sha256", Buffer.from(KEY, "base64"))
-    .update(`POST\n${url.pathname}${url.search}\n${date};${url.host};${hash}`).digest("base64");
-  const res = await fetch(url, {
-    method: "POST", body,
+    .update(`${method}\n${url.pathname}${url.search}\n${date};${url.host};${hash}`).digest("base64");
+  return fetch(url, {
+    method, body: method === "GET" ? undefined : body,
     headers: { "content-type": "application/json", "x-ms-date": date, "x-ms-content-sha256": hash,
       authorization: `HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature=${sig}` },
   });
+}
+
+/// Creates an identity with a chat token.
+export async function createUser() {
+  const res = await signed("POST", "/identities?api-version=2023-10-01",
+    JSON.stringify({ createTokenWithScopes: ["chat"] }));
   if (res.status !== 201) throw new Error(`create identity: ${res.status}`);
   const v = await res.json();
   return { id: v.identity.id, token: v.accessToken.token };
