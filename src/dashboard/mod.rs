@@ -307,6 +307,12 @@ fn evaluate(samples: &[Arc<Sample>]) -> Vec<AlertState> {
     let r1h = ratio(now, h1);
     let slow = now.slow_consumers - m10.slow_consumers;
     let auth = (now.auth_failures - m5.auth_failures) / secs5;
+    // `for: 10m`: the condition held at every sample of the last 10 minutes
+    let backlog = |s: &Sample| s.webhook_oldest > 900.0 || s.webhook_queue > 10_000.0;
+    let backlog_held = samples
+        .iter()
+        .filter(|s| s.at >= now.at - 10 * 60_000)
+        .all(|s| backlog(s));
     vec![
         AlertState {
             name: "ConfabHighErrorRatio",
@@ -342,6 +348,17 @@ fn evaluate(samples: &[Arc<Sample>]) -> Vec<AlertState> {
             value: format!("{auth:.2}/s"),
             condition: "more than 5 refused credentials per second over 5 min",
             window_ms: 5 * 60_000,
+        },
+        AlertState {
+            name: "WebhookDeliveryBacklog",
+            firing: backlog_held,
+            value: format!(
+                "oldest {}, {:.0} waiting",
+                fmt(now.webhook_oldest, "s"),
+                now.webhook_queue
+            ),
+            condition: "oldest waiting webhook delivery > 15 min, or > 10000 waiting, for 10 min",
+            window_ms: 10 * 60_000,
         },
     ]
 }
@@ -767,5 +784,27 @@ mod tests {
             firing(&alerts(&samples(61, 1000.0, 20.0, 0.0))),
             vec!["ConfabErrorBudgetBurn"]
         );
+    }
+
+    #[test]
+    fn webhook_backlog_needs_ten_minutes_above_the_line() {
+        // one delivery stuck from t=0: its age grows with time
+        let stuck = |minutes: i64| -> Vec<Arc<Sample>> {
+            (0..=minutes * 2)
+                .map(|i| {
+                    Arc::new(Sample {
+                        at: i * 30_000,
+                        webhook_oldest: (i * 30) as f64,
+                        webhook_queue: 1.0,
+                        ..Default::default()
+                    })
+                })
+                .collect()
+        };
+        assert!(
+            firing(&alerts(&stuck(20))).is_empty(),
+            "over 15 min for 5 min only"
+        );
+        assert_eq!(firing(&alerts(&stuck(26))), vec!["WebhookDeliveryBacklog"]);
     }
 }

@@ -29,6 +29,9 @@ pub struct Sample {
     pub actors: f64,
     pub slow_consumers: f64,
     pub auth_failures: f64,
+    /// Age (s) of the oldest waiting webhook delivery, and how many wait.
+    pub webhook_oldest: f64,
+    pub webhook_queue: f64,
     pub routes: HashMap<(String, String), RouteSample>,
 }
 
@@ -101,6 +104,8 @@ pub fn parse(text: &str, at: i64) -> Sample {
             n if n == m::THREAD_ACTORS_LIVE => s.actors += v,
             n if n == m::SLOW_CONSUMERS => s.slow_consumers += v,
             n if n == m::AUTH_FAILURES => s.auth_failures += v,
+            n if n == m::WEBHOOK_OLDEST => s.webhook_oldest = s.webhook_oldest.max(v),
+            n if n == m::WEBHOOK_QUEUE => s.webhook_queue = s.webhook_queue.max(v),
             _ => {}
         }
     }

@@ -397,14 +397,32 @@ fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 async fn metrics_count_the_workload() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
-    let (mut child, base, banner) =
-        serve_with_banner(&["--data-dir", &d, "--rate-limit-profile", "off"]);
+    let (mut child, base, banner) = serve_with_banner(&[
+        "--data-dir",
+        &d,
+        "--rate-limit-profile",
+        "off",
+        "--webhook-allow-private",
+        "--webhook-retry-scale",
+        "0.001",
+    ]);
     let metrics_url = banner
         .lines()
         .find_map(|l| l.split("metrics: ").nth(1))
         .map(|u| u.trim().to_string())
         .expect("banner prints the metrics URL");
     let app = app_for(&base, dir);
+    // webhooks: 7 messages received and 1 edit; the first attempt fails once
+    let rx = crate::webhooks::Receiver::start();
+    rx.respond(&[(500, None)]);
+    crate::webhooks::subscribe(
+        &app,
+        "metered",
+        json!({ "endpointUrl": rx.url, "includedEventTypes":
+            ["ChatMessageReceivedInThread", "ChatMessageEditedInThread"] }),
+        201,
+    )
+    .await;
     let a = app.user().await;
     let b = app.user().await;
     let c = app.user().await;
@@ -485,6 +503,9 @@ async fn metrics_count_the_workload() {
         )
         .await;
     assert_eq!(r.status(), 401);
+    rx.wait("8 events, one retried", |h| h.len() >= 9).await;
+    // the attempt is counted after the receiver answered: let the last one land
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let text = reqwest::get(&metrics_url)
         .await
@@ -536,6 +557,18 @@ async fn metrics_count_the_workload() {
             ],
             1.0,
         ),
+        ("confab_webhook_events_total", &[], 8.0),
+        (
+            "confab_webhook_deliveries_total",
+            &[("result", "delivered")],
+            8.0,
+        ),
+        (
+            "confab_webhook_deliveries_total",
+            &[("result", "retrying")],
+            1.0,
+        ),
+        ("confab_webhook_delivery_duration_seconds_count", &[], 9.0),
         (
             "confab_build_info",
             &[("version", env!("CARGO_PKG_VERSION"))],
