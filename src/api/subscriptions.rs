@@ -236,8 +236,10 @@ pub async fn put(
             updated_at: now,
         },
     };
+    // The handshake reruns when the endpoint changes, and for a subscription that never
+    // passed it (so a PUT is how a failed validation is retried).
     let revalidate = before.as_ref().is_none_or(|b| {
-        b.endpoint_url != wanted.endpoint_url || b.delivery_schema != wanted.schema
+        b.endpoint_url != wanted.endpoint_url || provisioning_state(b, now) != "Succeeded"
     });
     // Rotation: a replaced secret keeps signing for 24 h beside the new one.
     match (&s.secret, &wanted.secret) {

@@ -29,8 +29,6 @@ use crate::store::webhooks;
 pub const PER_SUBSCRIPTION: usize = 8;
 /// One attempt's limit, connection included.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Rows taken per scan.
-const SCAN_LIMIT: i64 = 256;
 /// The longest the dispatcher sleeps without a wake-up (also the backlog gauges' period).
 const IDLE_SCAN: Duration = Duration::from_secs(5);
 /// Delivered rows are kept this long (dead letters until their subscription is deleted).
@@ -407,57 +405,62 @@ impl Dispatcher {
     }
 
     /// Starts an attempt for each due row that may start; returns how long to sleep.
+    ///
+    /// Each active subscription is scanned for at most its free slots, so one subscription's
+    /// backlog never holds up another's deliveries. Rows of inactive subscriptions wait.
     async fn scan(self: Rc<Self>) -> Result<Duration, crate::error::ApiError> {
         let busy: Vec<i64> = self.busy.borrow().iter().copied().collect();
+        let in_flight = self.per_sub.borrow().clone();
         let now = now_ms();
-        let (rows, subs, next) = self
+        let (subs, rows, next) = self
             .state
             .store
             .read(move |c| {
-                let rows = webhooks::due(c, now, &busy, SCAN_LIMIT)?;
-                let subs = if rows.is_empty() {
-                    Vec::new()
-                } else {
-                    webhooks::subscriptions(c)?
-                };
-                let next = webhooks::next_due(c)?;
-                Ok((rows, subs, next))
+                let subs = webhooks::subscriptions(c)?;
+                let (mut rows, mut next) = (Vec::new(), None::<i64>);
+                for s in subs.iter().filter(|s| super::is_active(s)) {
+                    let used = in_flight.get(&s.key).copied().unwrap_or(0);
+                    let free = PER_SUBSCRIPTION.saturating_sub(used) as i64;
+                    if free == 0 {
+                        // a finishing attempt wakes the loop
+                        continue;
+                    }
+                    rows.extend(webhooks::due(c, &s.key, now, &busy, free)?);
+                    if let Some(t) = webhooks::next_due(c, &s.key, &busy)? {
+                        next = Some(next.map_or(t, |n| n.min(t)));
+                    }
+                }
+                Ok((subs, rows, next))
             })
             .await?;
         let subs: HashMap<String, Rc<Subscription>> = subs
             .into_iter()
             .map(|s| (s.key.clone(), Rc::new(s)))
             .collect();
-        let mut waiting = false;
+        let started = !rows.is_empty();
         for d in rows {
-            let Some(s) = subs.get(&d.subscription) else {
+            let Some(s) = subs.get(&d.subscription).cloned() else {
                 continue;
             };
-            let full = self.per_sub.borrow().get(&s.key).copied().unwrap_or(0) >= PER_SUBSCRIPTION;
-            if full || !super::is_active(s) {
-                waiting = true;
-                continue;
-            }
             *self.per_sub.borrow_mut().entry(s.key.clone()).or_default() += 1;
             self.busy.borrow_mut().insert(d.seq);
-            let (me, s) = (self.clone(), s.clone());
+            let me = self.clone();
             actix_web::rt::spawn(async move {
                 let (seq, key) = (d.seq, s.key.clone());
                 me.attempt(d, &s).await;
                 me.busy.borrow_mut().remove(&seq);
                 if let Some(n) = me.per_sub.borrow_mut().get_mut(&key) {
-                    *n -= 1;
+                    *n = n.saturating_sub(1);
                 }
                 me.state.webhooks.wake();
             });
         }
         let now = now_ms();
         Ok(match next {
-            _ if waiting => Duration::from_millis(200),
+            // rows just started: scan again for what their slots left
+            _ if started => Duration::ZERO,
             Some(t) if t > now => Duration::from_millis((t - now) as u64).min(IDLE_SCAN),
-            // due rows all in flight: their completion wakes the loop
-            Some(_) => IDLE_SCAN,
-            None => IDLE_SCAN,
+            _ => IDLE_SCAN,
         })
     }
 

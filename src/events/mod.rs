@@ -194,7 +194,11 @@ impl Outbox {
 /// Reloads the active set from the store (after a subscription changed state).
 pub async fn reload(state: &crate::state::AppState) {
     match state.store.read(|c| Ok(webhooks::subscriptions(c)?)).await {
-        Ok(all) => state.webhooks.load(&all),
+        Ok(all) => {
+            state.webhooks.load(&all);
+            // rows of a subscription that just became active may be due
+            state.webhooks.wake();
+        }
         Err(e) => tracing::warn!(error = %e, "cannot reload webhook subscriptions"),
     }
 }

@@ -73,9 +73,16 @@ pub fn insert_deliveries(c: &mut DbConn, rows: &[NewDelivery<'_>]) -> QueryResul
     Ok(n)
 }
 
-/// Due deliveries, oldest due first, skipping `busy` (in flight) rows.
-pub fn due(c: &mut DbConn, now: i64, busy: &[i64], limit: i64) -> QueryResult<Vec<Delivery>> {
+/// A subscription's due deliveries, oldest due first, skipping `busy` (in flight) rows.
+pub fn due(
+    c: &mut DbConn,
+    key: &str,
+    now: i64,
+    busy: &[i64],
+    limit: i64,
+) -> QueryResult<Vec<Delivery>> {
     dl::table
+        .filter(dl::subscription.eq(key))
         .filter(dl::next_attempt_at.le(now))
         .filter(dl::seq.ne_all(busy))
         .order(dl::next_attempt_at.asc())
@@ -84,9 +91,13 @@ pub fn due(c: &mut DbConn, now: i64, busy: &[i64], limit: i64) -> QueryResult<Ve
         .load(c)
 }
 
-/// The earliest time a delivery is due, if any is.
-pub fn next_due(c: &mut DbConn) -> QueryResult<Option<i64>> {
-    dl::table.select(min(dl::next_attempt_at)).first(c)
+/// The earliest time one of a subscription's waiting deliveries (not in flight) is due.
+pub fn next_due(c: &mut DbConn, key: &str, busy: &[i64]) -> QueryResult<Option<i64>> {
+    dl::table
+        .filter(dl::subscription.eq(key))
+        .filter(dl::seq.ne_all(busy))
+        .select(min(dl::next_attempt_at))
+        .first(c)
 }
 
 /// Records an attempt's outcome unless the row changed meanwhile (replayed, or its

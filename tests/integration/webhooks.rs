@@ -55,6 +55,10 @@ struct Script {
     default: u16,
     /// Whether the validation handshake is answered.
     refuse_handshake: bool,
+    /// How long each notification is held before the answer.
+    delay: Duration,
+    in_flight: usize,
+    max_in_flight: usize,
     hits: Vec<Hit>,
 }
 
@@ -114,6 +118,16 @@ impl Receiver {
 
     pub fn set_default(&self, status: u16) {
         self.script.lock().unwrap().default = status;
+    }
+
+    /// Holds every notification for `d` before answering.
+    pub fn delay(&self, d: Duration) {
+        self.script.lock().unwrap().delay = d;
+    }
+
+    /// The most notifications that were held at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.script.lock().unwrap().max_in_flight
     }
 
     pub fn refuse_handshake(&self) {
@@ -207,6 +221,14 @@ async fn answer(
         return HttpResponse::Ok().json(json!({ "validationResponse": code }));
     }
     let (status, retry_after) = s.queue.pop_front().unwrap_or((s.default, None));
+    let delay = s.delay;
+    if !delay.is_zero() {
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        drop(s);
+        actix_web::rt::time::sleep(delay).await;
+        script.lock().unwrap().in_flight -= 1;
+    }
     let mut r = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
     if let Some(ra) = retry_after {
         r.insert_header(("Retry-After", ra));
@@ -1228,4 +1250,45 @@ async fn private_endpoints_are_refused_without_the_flag() {
     let err = r.err().expect("refused at connect");
     assert!(err.contains("loopback, private or link-local"), "{err}");
     assert!(rx.all().is_empty());
+}
+
+#[actix_web::test]
+async fn subscriptions_deliver_in_parallel_with_at_most_eight_in_flight_each() {
+    let app = app().await;
+    let (slow, fast) = (Receiver::start(), Receiver::start());
+    slow.delay(Duration::from_millis(300));
+    let only_messages = json!(["ChatMessageReceivedInThread"]);
+    subscribe(
+        &app,
+        "slow",
+        json!({ "endpointUrl": slow.url, "includedEventTypes": only_messages }),
+        201,
+    )
+    .await;
+    let (a, b) = (app.user().await, app.user().await);
+    let t = app.thread(&a, &[&b]).await;
+    for i in 0..24 {
+        app.send(&a, &t, &format!("backlog {i}")).await;
+    }
+    // The slow endpoint's backlog (24 × 300 ms, 8 at a time) does not hold up another one.
+    subscribe(
+        &app,
+        "fast",
+        json!({ "endpointUrl": fast.url, "includedEventTypes": only_messages }),
+        201,
+    )
+    .await;
+    app.send(&a, &t, "for both").await;
+    fast.wait("the fast endpoint's event", |h| !h.is_empty())
+        .await;
+    assert!(
+        slow.notifications().len() < 25,
+        "the fast endpoint was served before the slow backlog drained"
+    );
+    slow.wait("the whole backlog", |h| h.len() >= 25).await;
+    assert_eq!(
+        slow.max_in_flight(),
+        8,
+        "at most 8 in flight per subscription, and 8 used"
+    );
 }

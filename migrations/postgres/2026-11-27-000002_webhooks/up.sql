@@ -40,7 +40,9 @@ CREATE TABLE webhook_deliveries (
     created_at         BIGINT NOT NULL,
     UNIQUE (subscription, event_id)
 );
--- The dispatcher's scan: due rows in time order.
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at);
+-- The dispatcher's scan: a subscription's due rows in time order.
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (subscription, next_attempt_at);
+-- The backlog gauges: every waiting row.
+CREATE INDEX webhook_deliveries_waiting ON webhook_deliveries (next_attempt_at);
 -- The delivery log: a subscription's rows, newest first.
 CREATE INDEX webhook_deliveries_log ON webhook_deliveries (subscription, seq);
