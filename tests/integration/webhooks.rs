@@ -202,30 +202,33 @@ async fn answer(
         body: String::from_utf8_lossy(&body).into_owned(),
         at: Instant::now(),
     };
-    let mut s = script.lock().unwrap();
-    s.hits.push(hit.clone());
-    if hit.method == "OPTIONS" {
-        return if s.refuse_handshake {
-            HttpResponse::MethodNotAllowed().finish()
-        } else {
-            HttpResponse::Ok()
-                .insert_header(("WebHook-Allowed-Origin", "*"))
-                .finish()
-        };
-    }
-    if hit.header("aeg-event-type") == Some("SubscriptionValidation") {
-        if s.refuse_handshake {
-            return HttpResponse::NotFound().finish();
+    let (status, retry_after, delay) = {
+        let mut s = script.lock().unwrap();
+        s.hits.push(hit.clone());
+        if hit.method == "OPTIONS" {
+            return if s.refuse_handshake {
+                HttpResponse::MethodNotAllowed().finish()
+            } else {
+                HttpResponse::Ok()
+                    .insert_header(("WebHook-Allowed-Origin", "*"))
+                    .finish()
+            };
         }
-        let code = hit.event()["data"]["validationCode"].clone();
-        return HttpResponse::Ok().json(json!({ "validationResponse": code }));
-    }
-    let (status, retry_after) = s.queue.pop_front().unwrap_or((s.default, None));
-    let delay = s.delay;
+        if hit.header("aeg-event-type") == Some("SubscriptionValidation") {
+            if s.refuse_handshake {
+                return HttpResponse::NotFound().finish();
+            }
+            let code = hit.event()["data"]["validationCode"].clone();
+            return HttpResponse::Ok().json(json!({ "validationResponse": code }));
+        }
+        let (status, retry_after) = s.queue.pop_front().unwrap_or((s.default, None));
+        if !s.delay.is_zero() {
+            s.in_flight += 1;
+            s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        }
+        (status, retry_after, s.delay)
+    };
     if !delay.is_zero() {
-        s.in_flight += 1;
-        s.max_in_flight = s.max_in_flight.max(s.in_flight);
-        drop(s);
         actix_web::rt::time::sleep(delay).await;
         script.lock().unwrap().in_flight -= 1;
     }
