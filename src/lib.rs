@@ -179,6 +179,7 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         prometheus,
         limiter: ratelimit::RateLimiter::new(config.rate_limit_profile),
         tokens: Tokens::new(secret, resource_id.clone()),
+        identity_cache: Default::default(),
         keys,
         resource_id,
         store,
@@ -298,6 +299,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
 /// Dashboard points kept (one hour at the default 10 s sample interval).
 const DASHBOARD_POINTS: usize = 360;
 
+/// How often committed WAL frames are copied into the SQLite database file.
+const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How often histogram upkeep runs and gauges are sampled.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -323,6 +327,16 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             sampler
                 .sampler
                 .record(dashboard::sampler::parse(&text, ids::now_ms()));
+        }
+    });
+    let checkpointer = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(WAL_CHECKPOINT_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = checkpointer.store.checkpoint().await {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
         }
     });
     let sweeper = state.clone();

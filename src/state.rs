@@ -20,6 +20,8 @@ pub struct AppState {
     pub store: Store,
     pub registry: Addr<Registry>,
     pub tokens: Tokens,
+    /// Identity state for bearer auth (invalidated by revoke and delete).
+    pub identity_cache: crate::auth::cache::IdentityCache,
     pub keys: AccessKeys,
     pub resource_id: String,
     pub limiter: RateLimiter,

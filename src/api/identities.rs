@@ -142,6 +142,7 @@ pub async fn revoke_tokens(
     app.store
         .write(move |c| Ok(identities::revoke(c, &revoked, secs)?))
         .await?;
+    app.identity_cache.invalidate(&id);
     app.users
         .close_user(&id, crate::hub::users::CloseReason::Revoked);
     metrics::counter!(crate::metrics::TOKENS_REVOKED).increment(1);
@@ -161,6 +162,7 @@ pub async fn delete(
     app.store
         .write(move |c| Ok(identities::delete(c, &deleted, now_ms())?))
         .await?;
+    app.identity_cache.invalidate(&id);
     app.users
         .close_user(&id, crate::hub::users::CloseReason::Revoked);
     Ok(empty(StatusCode::NO_CONTENT))

@@ -110,31 +110,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/readyz",
         vec![(M::GET, web::route().to(health::readyz))],
     ))
-    // Webhook subscriptions: the `:validate` and `:replay` forms before the plain ones.
-    .service(resource(
-        "/eventSubscriptions",
-        vec![(M::GET, web::route().to(subscriptions::list))],
-    ))
-    .service(resource(
-        "/eventSubscriptions/{name}:validate",
-        vec![(M::GET, web::route().to(subscriptions::validate_manually))],
-    ))
-    .service(resource(
-        "/eventSubscriptions/{name}",
-        vec![
-            (M::GET, web::route().to(subscriptions::get)),
-            (M::PUT, web::route().to(subscriptions::put)),
-            (M::DELETE, web::route().to(subscriptions::delete)),
-        ],
-    ))
-    .service(resource(
-        "/eventSubscriptions/{name}/deliveries",
-        vec![(M::GET, web::route().to(subscriptions::deliveries))],
-    ))
-    .service(resource(
-        "/eventSubscriptions/{name}/deliveries/{id}:replay",
-        vec![(M::POST, web::route().to(subscriptions::replay))],
-    ))
     .service(resource(
         "/chat/threads",
         vec![
@@ -230,6 +205,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/identities/{id}/:revokeAccessTokens",
         vec![(M::POST, web::route().to(identities::revoke_tokens))],
+    ))
+    // Webhook subscriptions (after the hot chat routes: every pattern tried before a match
+    // costs a regex run); the `:validate` and `:replay` forms before the plain ones.
+    .service(resource(
+        "/eventSubscriptions",
+        vec![(M::GET, web::route().to(subscriptions::list))],
+    ))
+    .service(resource(
+        "/eventSubscriptions/{name}:validate",
+        vec![(M::GET, web::route().to(subscriptions::validate_manually))],
+    ))
+    .service(resource(
+        "/eventSubscriptions/{name}",
+        vec![
+            (M::GET, web::route().to(subscriptions::get)),
+            (M::PUT, web::route().to(subscriptions::put)),
+            (M::DELETE, web::route().to(subscriptions::delete)),
+        ],
+    ))
+    .service(resource(
+        "/eventSubscriptions/{name}/deliveries",
+        vec![(M::GET, web::route().to(subscriptions::deliveries))],
+    ))
+    .service(resource(
+        "/eventSubscriptions/{name}/deliveries/{id}:replay",
+        vec![(M::POST, web::route().to(subscriptions::replay))],
     ))
     .service(
         web::resource("/teamsUser/:exchangeAccessToken").to(|| async {

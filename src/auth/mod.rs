@@ -1,5 +1,6 @@
 //! Authentication: access-key HMAC for identity and admin routes, user tokens for chat.
 
+pub mod cache;
 pub mod hmac;
 pub mod token;
 
@@ -68,13 +69,25 @@ pub async fn authenticate_token(token: &str, app: &AppState) -> Result<ChatUser,
         .verify(token, now)
         .ok_or_else(|| refuse("invalid_token"))?;
     let user_id = claims.user_id();
-    let lookup = user_id.clone();
-    let identity = app
-        .store
-        .read(move |c| Ok(identities::get(c, &lookup)?))
-        .await?
-        .ok_or_else(|| refuse("unknown_identity"))?;
-    if identity.deleted_at.is_some() {
+    let identity = match app.identity_cache.get(&user_id) {
+        Some(state) => state,
+        None => {
+            let generation = app.identity_cache.generation();
+            let lookup = user_id.clone();
+            let row = app
+                .store
+                .read(move |c| Ok(identities::get(c, &lookup)?))
+                .await?
+                .ok_or_else(|| refuse("unknown_identity"))?;
+            let state = cache::IdentityState {
+                deleted: row.deleted_at.is_some(),
+                tokens_revoked_at: row.tokens_revoked_at,
+            };
+            app.identity_cache.put(&user_id, state, generation);
+            state
+        }
+    };
+    if identity.deleted {
         return Err(refuse("deleted_identity"));
     }
     if identity.tokens_revoked_at.is_some_and(|r| claims.iat <= r) {

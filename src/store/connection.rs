@@ -95,6 +95,9 @@ impl SqliteSync {
 #[derive(Debug, Clone, Copy)]
 pub struct ConnSetup {
     pub sync: SqliteSync,
+    /// The writer's connection: no automatic WAL checkpoints, which would run inside a commit
+    /// on the write path ([`super::Store::checkpoint`] runs them on a reader instead).
+    pub writer: bool,
 }
 
 impl ConnSetup {
@@ -102,8 +105,13 @@ impl ConnSetup {
         match conn {
             DbConn::Sqlite(c) => c.batch_execute(&format!(
                 "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
-                self.sync.pragma()
+                 PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;{}",
+                self.sync.pragma(),
+                if self.writer {
+                    " PRAGMA wal_autocheckpoint = 0;"
+                } else {
+                    ""
+                }
             )),
             #[cfg(feature = "postgres")]
             DbConn::Pg(_) => Ok(()),

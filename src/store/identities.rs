@@ -22,7 +22,7 @@ pub fn get(c: &mut DbConn, id: &str) -> QueryResult<Option<Identity>> {
     identities::table
         .find(id)
         .select(Identity::as_select())
-        .first(c)
+        .get_result(c)
         .optional()
 }
 

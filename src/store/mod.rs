@@ -43,12 +43,22 @@ impl Store {
     /// Opens the database named by `url`, applies the embedded migrations and starts the writer.
     pub fn open(url: &str, sync: connection::SqliteSync) -> Result<Store, String> {
         let backend = Backend::from_url(url)?;
-        let setup = connection::ConnSetup { sync };
-        let mut conn = connection::connect(url, setup)?;
+        let setup = connection::ConnSetup {
+            sync,
+            writer: false,
+        };
+        let writer_setup = connection::ConnSetup {
+            writer: true,
+            ..setup
+        };
+        let mut conn = connection::connect(url, writer_setup)?;
         connection::migrate(&mut conn)?;
         let pool = connection::pool(url, POOL_SIZE, setup)?;
         let reopen = url.to_string();
-        let writer = Writer::start(conn, Box::new(move || connection::connect(&reopen, setup)));
+        let writer = Writer::start(
+            conn,
+            Box::new(move || connection::connect(&reopen, writer_setup)),
+        );
         Ok(Store {
             pool,
             writer,
@@ -87,6 +97,20 @@ impl Store {
         T: Send + 'static,
     {
         self.writer.run(f).await
+    }
+
+    /// SQLite: copies committed WAL frames into the database file (PASSIVE: never waits for,
+    /// nor blocks, the writer or readers). The writer's own automatic checkpoints are off so
+    /// that this work stays off the write path; housekeeping calls this every second.
+    pub async fn checkpoint(&self) -> Result<(), ApiError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        self.read(|c| {
+            use diesel::connection::SimpleConnection;
+            Ok(c.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?)
+        })
+        .await
     }
 
     /// Samples the read pool's connections in use into its gauge.

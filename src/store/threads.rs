@@ -10,7 +10,8 @@ pub fn get(c: &mut DbConn, id: &str) -> QueryResult<Option<Thread>> {
     threads::table
         .find(id)
         .select(Thread::as_select())
-        .first(c)
+        // by primary key: no LIMIT, whose bound parameter would cost a re-prepare per call
+        .get_result(c)
         .optional()
 }
 

@@ -409,6 +409,7 @@ async fn retention_sweeper_deletes() {
     // Thirty days pass: move the thread's deletion time into the past.
     let setup = confab::store::connection::ConnSetup {
         sync: confab::store::connection::SqliteSync::Normal,
+        writer: false,
     };
     let mut c = confab::store::connection::connect(&app.db_url, setup).unwrap();
     diesel::update(threads::table.find(&t))

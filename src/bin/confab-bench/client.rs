@@ -1,0 +1,177 @@
+//! The load tool's client side: HMAC identity requests, chat calls and WebSocket sessions over
+//! awc, one client per worker thread (awc is single-threaded).
+
+use std::net::IpAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+pub const CHAT_V: &str = "2024-03-07";
+pub const IDENTITY_V: &str = "2023-10-01";
+
+/// Microseconds since the process started: the clock embedded in sent messages, so that
+/// any worker thread can compute send→receive latency.
+pub fn now_us() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// An HTTP + WebSocket client with an unbounded connection pool, optionally bound to a
+/// loopback source address (each gives its own ~28k ephemeral ports).
+pub fn client(local: Option<IpAddr>) -> awc::Client {
+    let mut connector = awc::Connector::new()
+        .limit(0)
+        .timeout(Duration::from_secs(30));
+    if let Some(ip) = local {
+        connector = connector.local_address(ip);
+    }
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(Duration::from_secs(60))
+        .finish()
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+/// Where confab is and how to sign for it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://host:port`
+    pub base: String,
+    pub key: Vec<u8>,
+}
+
+impl Target {
+    fn host(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// Creates an identity with a chat token (HMAC-signed as the SDKs sign).
+    pub async fn user(&self, c: &awc::Client) -> Result<User, String> {
+        let path = format!("/identities?api-version={IDENTITY_V}");
+        let body = r#"{"createTokenWithScopes":["chat"]}"#;
+        let date = httpdate::fmt_http_date(SystemTime::now());
+        let hash = B64.encode(Sha256::digest(body.as_bytes()));
+        let to_sign = format!("POST\n{path}\n{date};{};{hash}", self.host());
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key");
+        mac.update(to_sign.as_bytes());
+        let sig = B64.encode(mac.finalize().into_bytes());
+        let mut res = c
+            .post(format!("{}{path}", self.base))
+            .insert_header(("x-ms-date", date))
+            .insert_header(("x-ms-content-sha256", hash))
+            .insert_header((
+                "authorization",
+                format!(
+                    "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={sig}"
+                ),
+            ))
+            .insert_header(("content-type", "application/json"))
+            .send_body(body)
+            .await
+            .map_err(|e| e.to_string())?;
+        let v: Value = res.json().await.map_err(|e| e.to_string())?;
+        if res.status() != 201 {
+            return Err(format!("create identity: {} {v}", res.status()));
+        }
+        Ok(User {
+            id: v["identity"]["id"].as_str().unwrap_or_default().to_string(),
+            token: v["accessToken"]["token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
+
+    /// Creates a thread of `owner` with `others`; returns its id.
+    pub async fn thread(
+        &self,
+        c: &awc::Client,
+        owner: &User,
+        others: &[User],
+    ) -> Result<String, String> {
+        let participants: Vec<Value> = others
+            .iter()
+            .map(|u| json!({ "communicationIdentifier": { "rawId": u.id, "communicationUser": { "id": u.id } } }))
+            .collect();
+        let mut res = c
+            .post(format!("{}/chat/threads?api-version={CHAT_V}", self.base))
+            .bearer_auth(&owner.token)
+            .send_json(&json!({ "topic": "bench", "participants": participants }))
+            .await
+            .map_err(|e| e.to_string())?;
+        let v: Value = res.json().limit(1 << 20).await.map_err(|e| e.to_string())?;
+        if res.status() != 201 {
+            return Err(format!("create thread: {} {v}", res.status()));
+        }
+        Ok(v["chatThread"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Sends a message; Ok once confab answered 201 (committed).
+    pub async fn send(
+        &self,
+        c: &awc::Client,
+        token: &str,
+        thread: &str,
+        content: &str,
+    ) -> Result<(), String> {
+        let mut res = c
+            .post(format!(
+                "{}/chat/threads/{thread}/messages?api-version={CHAT_V}",
+                self.base
+            ))
+            .bearer_auth(token)
+            .insert_header(("content-type", "application/json"))
+            .send_body(format!(r#"{{"content":"{content}"}}"#))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = res.body().await;
+        if res.status() == 201 {
+            Ok(())
+        } else {
+            Err(format!("send: {}", res.status()))
+        }
+    }
+}
+
+/// The send time embedded in a `chatMessageReceived` frame's `message`, if the frame is one.
+pub fn sent_at(frame: &[u8]) -> Option<u64> {
+    const TYPE: &[u8] = br#""type":"chatMessageReceived""#;
+    const MESSAGE: &[u8] = br#""message":""#;
+    find(frame, TYPE)?;
+    let at = find(frame, MESSAGE)? + MESSAGE.len();
+    let digits = frame[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&frame[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_send_time() {
+        let f = br#"{"type":"chatMessageReceived","cursor":"a.1","data":{"message":"123456","id":"1"}}"#;
+        assert_eq!(super::sent_at(f), Some(123456));
+        assert_eq!(super::sent_at(br#"{"type":"pong"}"#), None);
+    }
+}

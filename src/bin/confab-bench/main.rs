@@ -1,0 +1,222 @@
+//! `confab-bench`: confab's load tool. Each scenario creates its own identities and threads
+//! through the API, drives load from worker threads (one actix system and awc client each),
+//! measures throughput and latency (HDR histograms) and prints one summary line per phase.
+//!
+//! Without `--url` it starts a confab of its own (the `confab` binary next to this one) on a
+//! fresh SQLite data directory with `synchronous=FULL`, rate limits off, and measures that
+//! process's RSS.
+
+mod client;
+mod scenarios;
+mod stats;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "confab-bench",
+    about = "Load scenarios for confab; one summary line per phase"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Args, Clone)]
+pub struct Common {
+    /// confab's HTTP base URL; without it a confab is started for the run
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// Access key (base64) for identity requests
+    #[arg(long, global = true, default_value = confab::config::DEV_ACCESS_KEY)]
+    key: String,
+    /// PID of the server, for RSS sampling (known when the tool starts confab itself)
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Seconds each measured phase runs
+    #[arg(long, global = true, default_value_t = 10.0)]
+    duration: f64,
+    /// Load-generator worker threads
+    #[arg(long, global = true, default_value_t = 2)]
+    threads: usize,
+    /// Extra flags for the confab the tool starts (repeatable), e.g. --server-arg=--workers=1
+    #[arg(long = "server-arg", global = true, allow_hyphen_values = true)]
+    server_args: Vec<String>,
+}
+
+#[derive(Subcommand, Clone)]
+pub enum Scenario {
+    /// GET /livez over keep-alive: the HTTP stack's ceiling
+    Noop {
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// Persisted sends: POST messages, 201 after commit, spread over many threads; preceded by
+    /// a noop phase of the same concurrency for the ratio
+    Send {
+        #[arg(long, default_value_t = 64)]
+        senders: usize,
+        #[arg(long = "chat-threads", default_value_t = 1000)]
+        chat_threads: usize,
+    },
+    /// One thread, N WebSocket members, senders posting; counts deliveries and losses
+    Fanout {
+        #[arg(long, default_value_t = 250)]
+        members: usize,
+        /// Concurrent sending loops
+        #[arg(long, default_value_t = 8)]
+        senders: usize,
+        /// Messages per second in total (0 = as fast as confab accepts them)
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+    },
+    /// Many idle WebSocket sessions; server RSS growth per session
+    Connections {
+        #[arg(long, default_value_t = 50_000)]
+        count: usize,
+        /// Sessions per identity
+        #[arg(long, default_value_t = 1)]
+        per_user: usize,
+    },
+    /// Parked long-polls; a message per thread every interval; delivery latency
+    Longpoll {
+        #[arg(long, default_value_t = 10_000)]
+        pollers: usize,
+        /// Seconds between rounds of sends
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Sends, WebSocket and long-poll receivers and reads together, at a moderate rate
+    Mixed {
+        #[arg(long = "chat-threads", default_value_t = 100)]
+        chat_threads: usize,
+        /// Messages per second per thread
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+    },
+}
+
+/// A confab started for the run, stopped when dropped.
+struct OwnServer {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(extra: &[String]) -> Result<(OwnServer, String), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let confab = exe.with_file_name("confab");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut child = Command::new(&confab)
+        .arg("serve")
+        .args([
+            "--http-port",
+            "0",
+            "--no-tls",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--rate-limit-profile", "off", "--log", "warn"])
+        .args(["--realtime-max-connections-per-user", "1000000"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (build it: cargo build --release)",
+                confab.display()
+            )
+        })?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut base = None;
+    for line in lines.by_ref() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.trim_start().starts_with("http ") {
+            base = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .map(|u| u.trim_end_matches('/').to_string());
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let base = base.ok_or("confab printed no http address")?;
+    Ok((OwnServer { child, _dir: dir }, base))
+}
+
+/// Raises the open-file limit as far as allowed (the server started here inherits it).
+fn raise_nofile() {
+    let want = 1 << 20;
+    if rlimit::setrlimit(rlimit::Resource::NOFILE, want, want).is_err() {
+        let _ = rlimit::increase_nofile_limit(want);
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    raise_nofile();
+    let mut common = cli.common.clone();
+    let _own = match &common.url {
+        Some(_) => None,
+        None => match start_server(&common.server_args) {
+            Ok((s, base)) => {
+                common.server_pid = Some(s.child.id());
+                common.url = Some(base);
+                Some(s)
+            }
+            Err(e) => {
+                eprintln!("confab-bench: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
+    };
+    let (files, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((0, 0));
+    eprintln!(
+        "confab-bench: {} (server pid {:?}, {} load threads, open-file limit {files})",
+        common.url.as_deref().unwrap_or_default(),
+        common.server_pid,
+        common.threads
+    );
+    let ctx = scenarios::Ctx::new(&common);
+    let r = match cli.scenario {
+        Scenario::Noop { concurrency } => scenarios::noop(&ctx, concurrency),
+        Scenario::Send {
+            senders,
+            chat_threads,
+        } => scenarios::send(&ctx, senders, chat_threads),
+        Scenario::Fanout {
+            members,
+            senders,
+            rate,
+        } => scenarios::fanout(&ctx, members, senders, rate),
+        Scenario::Connections { count, per_user } => scenarios::connections(&ctx, count, per_user),
+        Scenario::Longpoll { pollers, interval } => {
+            scenarios::longpoll(&ctx, pollers, Duration::from_secs_f64(interval))
+        }
+        Scenario::Mixed { chat_threads, rate } => scenarios::mixed(&ctx, chat_threads, rate),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("confab-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
