@@ -226,6 +226,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
             .configure(api::routes)
             .default_service(web::to(api::not_found))
     })
+    .on_connect(no_delay)
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
     if state.config.workers > 0 {
@@ -294,6 +295,20 @@ pub async fn start(config: Config) -> Result<Running, String> {
         data_location,
         _temp_dir: temp_dir,
     })
+}
+
+/// Turns Nagle's algorithm off on every accepted connection. Real-time frames are small and
+/// often come in quick succession: with Nagle on, the second waits for the client's delayed
+/// ACK of the first (40 ms on Linux).
+fn no_delay(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    use actix_web::rt::net::TcpStream;
+    let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
+        conn.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>()
+            .map(|t| t.get_ref().0)
+    });
+    if let Some(tcp) = tcp {
+        let _ = tcp.set_nodelay(true);
+    }
 }
 
 /// Dashboard points kept (one hour at the default 10 s sample interval).

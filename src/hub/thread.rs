@@ -3,7 +3,10 @@
 //! It caches membership (loaded once when the actor starts, then kept in step with each
 //! committed change) so that permission checks need no database read, and it handles one
 //! command at a time: each handler returns an `AtomicResponse`, which holds the mailbox until
-//! the write has committed and the cache is updated.
+//! the write has committed and the cache is updated. Sends are the exception that makes a busy
+//! thread fast: they change no cached state, so they are group-committed — those arriving
+//! while a commit is in flight go together in the next one, in arrival order, each checked
+//! against membership again when its commit starts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -78,6 +81,10 @@ pub struct ThreadActor {
     registry: Addr<Registry>,
     state: State,
     last_active: Instant,
+    /// Sends waiting for the group commit in flight (see `Handler<SendMessage>`).
+    pending_sends: Vec<PendingSend>,
+    /// A group commit of sends is in flight.
+    sending: bool,
 }
 
 type Reply<T> = AtomicResponse<ThreadActor, Result<T, ApiError>>;
@@ -109,6 +116,8 @@ impl ThreadActor {
             registry,
             state: State::Loading,
             last_active: Instant::now(),
+            pending_sends: Vec::new(),
+            sending: false,
         }
     }
 
@@ -691,59 +700,123 @@ impl Handler<DeleteThread> for ThreadActor {
     }
 }
 
-impl Handler<SendMessage> for ThreadActor {
-    type Result = Reply<Replay>;
+/// A send waiting for the actor's next group commit, and where its answer goes.
+type PendingSend = (
+    SendMessage,
+    tokio::sync::oneshot::Sender<Result<Replay, ApiError>>,
+);
 
-    fn handle(&mut self, cmd: SendMessage, _ctx: &mut Self::Context) -> Self::Result {
+impl Handler<SendMessage> for ThreadActor {
+    type Result = ResponseFuture<Result<Replay, ApiError>>;
+
+    /// Sends are group-committed per thread: a send arriving while the thread's previous sends
+    /// are being committed waits for them and then goes, with every other send that arrived
+    /// meanwhile, in one writer job. Order, sequence ids and "ack after commit" are as for one
+    /// send at a time; a busy thread just takes one commit per batch instead of one per message.
+    fn handle(&mut self, cmd: SendMessage, ctx: &mut Self::Context) -> Self::Result {
         self.touch();
         if let Err(e) = self.current_member(&cmd.user) {
-            return reply(Err(e));
+            return Box::pin(async move { Err(e) });
         }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending_sends.push((cmd, tx));
+        if !self.sending {
+            self.flush_sends(ctx);
+        }
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(ApiError::unavailable("The thread was unloaded.")))
+        })
+    }
+}
+
+impl ThreadActor {
+    /// Commits every pending send in one writer job, then publishes them in order and answers.
+    fn flush_sends(&mut self, ctx: &mut Context<Self>) {
+        let mut cmds = Vec::new();
+        let mut answers = Vec::new();
+        for (cmd, tx) in std::mem::take(&mut self.pending_sends) {
+            // membership may have changed while the send waited
+            match self.current_member(&cmd.user) {
+                Ok(_) => {
+                    cmds.push(cmd);
+                    answers.push(tx);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        }
+        if cmds.is_empty() {
+            return;
+        }
+        self.sending = true;
         let id = self.id.clone();
         let current = self.current_list();
-        self.commit(
+        let commit = self.commit(
             move |c, ob| {
                 let now = now_ms();
                 let t = live_thread(c, &id)?;
                 let mut cursor = Cursor::of(&t);
-                let (seq, mid, at) = cursor.next(now);
-                let message = Message {
-                    thread_id: id.clone(),
-                    seq,
-                    id: mid,
-                    kind: cmd.kind.to_string(),
-                    content: Some(cmd.content),
-                    system: None,
-                    sender_id: Some(cmd.user),
-                    sender_display_name: cmd.display_name,
-                    metadata: metadata_json(&cmd.metadata),
-                    priority: cmd.priority.to_string(),
-                    created_at: at,
-                    version: mid,
-                    edited_at: None,
-                    deleted_at: None,
-                };
-                messages::insert(c, &message)?;
+                let mut out = Vec::with_capacity(cmds.len());
+                for cmd in cmds {
+                    let (seq, mid, at) = cursor.next(now);
+                    let message = Message {
+                        thread_id: id.clone(),
+                        seq,
+                        id: mid,
+                        kind: cmd.kind.to_string(),
+                        content: Some(cmd.content),
+                        system: None,
+                        sender_id: Some(cmd.user),
+                        sender_display_name: cmd.display_name,
+                        metadata: metadata_json(&cmd.metadata),
+                        priority: cmd.priority.to_string(),
+                        created_at: at,
+                        version: mid,
+                        edited_at: None,
+                        deleted_at: None,
+                    };
+                    messages::insert(c, &message)?;
+                    let replay = Replay {
+                        status: 201,
+                        body: serde_json::json!({ "id": mid.to_string() }).to_string(),
+                        location: Some(format!("{}{mid}", cmd.location_prefix)),
+                    };
+                    store_idem(c, &cmd.idem, &replay)?;
+                    hooks::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
+                    out.push((replay, message));
+                }
                 cursor.save(c, &id)?;
-                let replay = Replay {
-                    status: 201,
-                    body: serde_json::json!({ "id": mid.to_string() }).to_string(),
-                    location: Some(format!("{}{mid}", cmd.location_prefix)),
-                };
-                store_idem(c, &cmd.idem, &replay)?;
-                hooks::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
-                Ok((replay, message))
+                Ok(out)
             },
-                        |act, (_, m)| {
-                                act.publish_current(&events::message_received(m));
-                act.hub.activity.record(&act.id);
-                metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
-                    .increment(1);
+            |act, out| {
+                for (_, m) in out {
+                    act.publish_current(&events::message_received(m));
+                    act.hub.activity.record(&act.id);
+                    metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
+                        .increment(1);
+                }
             },
-        )
-        .map(|r, _, _| r.map(|(replay, _)| replay))
-        .boxed_local()
-        .into_atomic()
+        );
+        ctx.spawn(commit.map(move |res, act, ctx| {
+            act.sending = false;
+            match res {
+                Ok(out) => {
+                    for ((replay, _), tx) in out.into_iter().zip(answers) {
+                        let _ = tx.send(Ok(replay));
+                    }
+                }
+                Err(e) => {
+                    for tx in answers {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+            }
+            if !act.pending_sends.is_empty() {
+                act.flush_sends(ctx);
+            }
+        }));
     }
 }
 

@@ -841,3 +841,48 @@ async fn sse_resumes_from_last_event_id() {
         "only what was missed: {text}"
     );
 }
+
+/// Concurrent senders to one thread are group-committed by its actor: every send is
+/// acknowledged, sequence ids have no gaps, and members receive the messages in sequence order.
+#[tokio::test]
+async fn concurrent_sends_keep_sequence_order() {
+    let app = TestApp::spawn_with(&["--rate-limit-profile", "off"]).await;
+    let (a, b) = (app.user().await, app.user().await);
+    let t = app.thread(&a, &[&b]).await;
+    let mut ws = Ws::connect(&app, &b, None).await;
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let (app, a, t) = (app.clone(), a.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..25 {
+                ids.push(app.send(&a, &t, &format!("w{w} m{i}")).await);
+            }
+            ids
+        }));
+    }
+    let mut acked = std::collections::BTreeSet::new();
+    for task in tasks {
+        acked.extend(task.await.unwrap());
+    }
+    assert_eq!(acked.len(), 100);
+    let mut seqs = Vec::new();
+    let mut got = std::collections::BTreeSet::new();
+    while seqs.len() < 100 {
+        let e = ws.event().await;
+        if e["type"] == "chatMessageReceived" {
+            seqs.push(
+                e["data"]["sequenceId"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            );
+            got.insert(e["data"]["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(got, acked, "every acknowledged message was delivered");
+    // creation wrote sequenceIds 1 and 2; the messages follow without a gap, in order
+    assert_eq!(seqs, (3..103).collect::<Vec<u64>>());
+}

@@ -92,31 +92,48 @@ impl Target {
         })
     }
 
-    /// Creates a thread of `owner` with `others`; returns its id.
+    /// Creates a thread of `owner` with `others` (in requests of at most 200 participants, the
+    /// ACS limit); returns its id.
     pub async fn thread(
         &self,
         c: &awc::Client,
         owner: &User,
         others: &[User],
     ) -> Result<String, String> {
-        let participants: Vec<Value> = others
-            .iter()
-            .map(|u| json!({ "communicationIdentifier": { "rawId": u.id, "communicationUser": { "id": u.id } } }))
-            .collect();
+        let cim = |u: &User| json!({ "communicationIdentifier": { "rawId": u.id, "communicationUser": { "id": u.id } } });
+        let mut chunks = others.chunks(200);
+        let first: Vec<Value> = chunks.next().unwrap_or_default().iter().map(cim).collect();
         let mut res = c
             .post(format!("{}/chat/threads?api-version={CHAT_V}", self.base))
             .bearer_auth(&owner.token)
-            .send_json(&json!({ "topic": "bench", "participants": participants }))
+            .send_json(&json!({ "topic": "bench", "participants": first }))
             .await
             .map_err(|e| e.to_string())?;
         let v: Value = res.json().limit(1 << 20).await.map_err(|e| e.to_string())?;
         if res.status() != 201 {
             return Err(format!("create thread: {} {v}", res.status()));
         }
-        Ok(v["chatThread"]["id"]
+        let id = v["chatThread"]["id"]
             .as_str()
             .unwrap_or_default()
-            .to_string())
+            .to_string();
+        for more in chunks {
+            let add: Vec<Value> = more.iter().map(cim).collect();
+            let mut res = c
+                .post(format!(
+                    "{}/chat/threads/{id}/participants/:add?api-version={CHAT_V}",
+                    self.base
+                ))
+                .bearer_auth(&owner.token)
+                .send_json(&json!({ "participants": add }))
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = res.body().limit(1 << 20).await;
+            if res.status() != 201 {
+                return Err(format!("add participants: {}", res.status()));
+            }
+        }
+        Ok(id)
     }
 
     /// Sends a message; Ok once confab answered 201 (committed).
@@ -163,7 +180,7 @@ pub fn sent_at(frame: &[u8]) -> Option<u64> {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]

@@ -341,9 +341,12 @@ async fn send_loop(
     thread: String,
     rate: f64,
     until: Instant,
+    phase: f64,
 ) -> Stats {
     let mut s = Stats::default();
-    let start = Instant::now();
+    // paced loops start staggered (phase in [0, 1) of one interval), not in lock-step bursts
+    let start =
+        Instant::now() + Duration::from_secs_f64(if rate > 0.0 { phase / rate } else { 0.0 });
     let mut k = 0u64;
     while Instant::now() < until {
         if rate > 0.0 {
@@ -440,7 +443,7 @@ pub fn fanout(ctx: &Ctx, members: usize, senders: usize, rate: f64) -> Result<()
             } else {
                 0.0
             };
-            let loops = (0..senders).map(|_| {
+            let loops = (0..senders).map(|i| {
                 send_loop(
                     c.clone(),
                     target.clone(),
@@ -448,6 +451,7 @@ pub fn fanout(ctx: &Ctx, members: usize, senders: usize, rate: f64) -> Result<()
                     thread.clone(),
                     per,
                     until,
+                    i as f64 / senders as f64,
                 )
             });
             merge(join_all(loops).await)
@@ -833,15 +837,18 @@ pub fn mixed(ctx: &Ctx, chat_threads: usize, rate: f64) -> Result<(), String> {
         Box::pin(async move {
             let c = client(None);
             let until = Instant::now() + dur;
-            let loops = share(plan.len(), w, n_workers).map(|g| {
+            let n = plan.len();
+            let loops = share(n, w, n_workers).map(|g| {
                 let (c, target, (token, thread)) = (c.clone(), target.clone(), plan[g].clone());
+                let phase = g as f64 / n as f64;
                 async move {
                     let read = format!(
                         "{}/chat/threads/{thread}/messages?api-version={CHAT_V}&maxPageSize=20",
                         target.base
                     );
                     let mut s =
-                        send_loop(c.clone(), target, token.clone(), thread, rate, until).await;
+                        send_loop(c.clone(), target, token.clone(), thread, rate, until, phase)
+                            .await;
                     // one history read per thread at the end, as a client resyncing would
                     if c.get(&read)
                         .bearer_auth(&token)
