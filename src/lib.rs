@@ -156,6 +156,7 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         .await
         .map_err(|e| format!("cannot read webhook subscriptions: {e}"))?;
     webhooks.load(&subscriptions);
+    let directory = Arc::new(hub::registry::Directory::default());
     let registry = Registry::new(
         HubCtx {
             store: store.clone(),
@@ -172,6 +173,7 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2),
+        directory.clone(),
     )
     .start();
     let prometheus = metrics::install();
@@ -183,7 +185,10 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         keys,
         resource_id,
         store,
-        registry,
+        registry: hub::Hub {
+            registry,
+            directory,
+        },
         inflight: Default::default(),
         users,
         activity,

@@ -3,13 +3,11 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix::Addr;
 use parking_lot::Mutex;
 
 use crate::auth::hmac::AccessKeys;
 use crate::auth::token::Tokens;
 use crate::config::Config;
-use crate::hub::registry::Registry;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
@@ -18,7 +16,7 @@ pub struct AppState {
     pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
     pub config: Config,
     pub store: Store,
-    pub registry: Addr<Registry>,
+    pub registry: crate::hub::Hub,
     pub tokens: Tokens,
     /// Identity state for bearer auth (invalidated by revoke and delete).
     pub identity_cache: crate::auth::cache::IdentityCache,

@@ -528,7 +528,7 @@ pub async fn threads(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse
     let Some(s) = app.sessions.get(&req) else {
         return redirect("/login");
     };
-    let live = app.registry.send(LiveCount).await.unwrap_or(0);
+    let live = app.registry.registry.send(LiveCount).await.unwrap_or(0);
     let total = app
         .store
         .read(|c| Ok(crate::store::threads::count_live(c)?))

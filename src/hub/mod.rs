@@ -3,7 +3,7 @@
 //! them when they stop after being idle.
 //!
 //! ```text
-//!  handler ── Lookup ──► Registry ──► Addr<ThreadActor>
+//!  handler ── directory (live actors) or Lookup ──► Registry ──► Addr<ThreadActor>
 //!  handler ── command ─► ThreadActor ── job ──► Writer (group commit) ── commit ──► reply
 //! ```
 //!
@@ -27,19 +27,40 @@ use crate::error::ApiError;
 use registry::{Lookup, Registry};
 use thread::ThreadActor;
 
-/// Sends `cmd` to the actor of `thread`, spawning it if needed. If the actor stopped between
-/// the lookup and the send (idle reaping), looks it up once more.
-pub async fn send<M, R>(registry: &Addr<Registry>, thread: &str, cmd: M) -> Result<R, ApiError>
+/// The way to the thread actors: the registry, and its directory of live ones.
+#[derive(Clone)]
+pub struct Hub {
+    pub registry: Addr<Registry>,
+    pub directory: std::sync::Arc<registry::Directory>,
+}
+
+/// Sends `cmd` to the actor of `thread`. A live actor is found in the directory; otherwise
+/// the registry spawns one. If the actor stopped in between (idle reaping), asks the registry
+/// once more.
+pub async fn send<M, R>(hub: &Hub, thread: &str, cmd: M) -> Result<R, ApiError>
 where
     M: Message<Result = Result<R, ApiError>> + Clone + Send + 'static,
     R: Send + 'static,
     ThreadActor: Handler<M>,
 {
-    for _ in 0..3 {
-        let addr = registry
-            .send(Lookup(thread.to_string()))
-            .await
-            .map_err(|e| ApiError::unavailable(format!("registry: {e}")))?;
+    for attempt in 0..3 {
+        let live = (attempt == 0)
+            .then(|| {
+                hub.directory
+                    .read()
+                    .get(thread)
+                    .filter(|a| a.connected())
+                    .cloned()
+            })
+            .flatten();
+        let addr = match live {
+            Some(addr) => addr,
+            None => hub
+                .registry
+                .send(Lookup(thread.to_string()))
+                .await
+                .map_err(|e| ApiError::unavailable(format!("registry: {e}")))?,
+        };
         match addr.send(cmd.clone()).await {
             Ok(result) => return result,
             Err(actix::MailboxError::Closed) => continue,

@@ -9,6 +9,9 @@ use actix::prelude::*;
 use super::thread::ThreadActor;
 use crate::store::Store;
 
+/// Thread id → address of its live actor. Only the registry writes it.
+pub type Directory = parking_lot::RwLock<HashMap<String, Addr<ThreadActor>>>;
+
 /// Limits and timings the thread actors need.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -33,20 +36,22 @@ pub struct HubCtx {
 
 pub struct Registry {
     ctx: Arc<HubCtx>,
-    threads: HashMap<String, Addr<ThreadActor>>,
+    /// Live actors; shared read-only with [`super::Hub`] so that a command to a live thread
+    /// needs no round trip through this actor.
+    threads: Arc<Directory>,
     arbiters: Vec<ArbiterHandle>,
     next: usize,
 }
 
 impl Registry {
     /// Thread actors are spread over `arbiters` event loops (at least one).
-    pub fn new(ctx: HubCtx, arbiters: usize) -> Registry {
+    pub fn new(ctx: HubCtx, arbiters: usize, directory: Arc<Directory>) -> Registry {
         let arbiters = (0..arbiters.max(1))
             .map(|_| Arbiter::new().handle())
             .collect();
         Registry {
             ctx: Arc::new(ctx),
-            threads: HashMap::new(),
+            threads: directory,
             arbiters,
             next: 0,
         }
@@ -85,7 +90,7 @@ impl Handler<Lookup> for Registry {
     type Result = MessageResult<Lookup>;
 
     fn handle(&mut self, Lookup(thread): Lookup, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(addr) = self.threads.get(&thread) {
+        if let Some(addr) = self.threads.read().get(&thread) {
             if addr.connected() {
                 return MessageResult(addr.clone());
             }
@@ -96,8 +101,9 @@ impl Handler<Lookup> for Registry {
         let me = ctx.address();
         let id = thread.clone();
         let addr = ThreadActor::start_in_arbiter(arbiter, move |_| ThreadActor::new(id, hub, me));
-        self.threads.insert(thread, addr.clone());
-        metrics::gauge!(crate::metrics::THREAD_ACTORS_LIVE).set(self.threads.len() as f64);
+        let mut threads = self.threads.write();
+        threads.insert(thread, addr.clone());
+        metrics::gauge!(crate::metrics::THREAD_ACTORS_LIVE).set(threads.len() as f64);
         MessageResult(addr)
     }
 }
@@ -106,13 +112,10 @@ impl Handler<Reaped> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Reaped, _ctx: &mut Self::Context) {
-        if self
-            .threads
-            .get(&msg.thread)
-            .is_some_and(|a| *a == msg.addr)
-        {
-            self.threads.remove(&msg.thread);
-            metrics::gauge!(crate::metrics::THREAD_ACTORS_LIVE).set(self.threads.len() as f64);
+        let mut threads = self.threads.write();
+        if threads.get(&msg.thread).is_some_and(|a| *a == msg.addr) {
+            threads.remove(&msg.thread);
+            metrics::gauge!(crate::metrics::THREAD_ACTORS_LIVE).set(threads.len() as f64);
         }
     }
 }
@@ -121,6 +124,6 @@ impl Handler<LiveCount> for Registry {
     type Result = usize;
 
     fn handle(&mut self, _: LiveCount, _ctx: &mut Self::Context) -> usize {
-        self.threads.len()
+        self.threads.read().len()
     }
 }

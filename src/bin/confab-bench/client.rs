@@ -179,6 +179,22 @@ pub fn sent_at(frame: &[u8]) -> Option<u64> {
         .ok()
 }
 
+/// The send times of every `chatMessageReceived` in a long-poll response.
+pub fn sent_times(body: &[u8]) -> Vec<u64> {
+    const TYPE: &[u8] = br#""type":"chatMessageReceived""#;
+    memchr::memmem::find_iter(body, TYPE)
+        .filter_map(|i| sent_at(&body[i..]))
+        .collect()
+}
+
+/// The response's own `cursor`: its first member (`{"cursor":"…",…}`).
+pub fn first_cursor(body: &[u8]) -> Option<String> {
+    const CURSOR: &[u8] = br#""cursor":""#;
+    let at = find(body, CURSOR)? + CURSOR.len();
+    let len = body[at..].iter().position(|b| *b == b'"')?;
+    String::from_utf8(body[at..at + len].to_vec()).ok()
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
 }
@@ -190,5 +206,8 @@ mod tests {
         let f = br#"{"type":"chatMessageReceived","cursor":"a.1","data":{"message":"123456","id":"1"}}"#;
         assert_eq!(super::sent_at(f), Some(123456));
         assert_eq!(super::sent_at(br#"{"type":"pong"}"#), None);
+        let poll = br#"{"cursor":"ab12cd34.7","recovered":true,"events":[{"type":"chatMessageReceived","cursor":"ab12cd34.6","data":{"message":"5"}},{"type":"chatMessageReceived","cursor":"ab12cd34.7","data":{"message":"9"}}]}"#;
+        assert_eq!(super::sent_times(poll), vec![5, 9]);
+        assert_eq!(super::first_cursor(poll).as_deref(), Some("ab12cd34.7"));
     }
 }
