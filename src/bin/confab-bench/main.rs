@@ -213,6 +213,10 @@ fn main() -> std::process::ExitCode {
         Scenario::Mixed { chat_threads, rate } => scenarios::mixed(&ctx, chat_threads, rate),
     };
     match r {
+        Ok(()) if scenarios::failed() => {
+            eprintln!("confab-bench: errors or lost events (see above)");
+            std::process::ExitCode::FAILURE
+        }
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("confab-bench: {e}");

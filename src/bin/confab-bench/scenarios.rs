@@ -148,7 +148,27 @@ fn noop_phase(ctx: &Ctx, concurrency: usize) -> (Stats, f64) {
     (merge(out), started.elapsed().as_secs_f64())
 }
 
+/// Set when a phase had errors, lost events or no samples: the tool then exits non-zero,
+/// which is what the CI smoke run checks.
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+pub fn failed() -> bool {
+    FAILED.load(Relaxed)
+}
+
+/// Counts `expected - got` as lost (and the run as failed when any is).
+fn lost(expected: u64, got: u64) -> u64 {
+    let n = expected.saturating_sub(got);
+    if n > 0 {
+        FAILED.store(true, Relaxed);
+    }
+    n
+}
+
 fn line(name: &str, s: &Stats, secs: f64, unit: &str, extra: &str) {
+    if s.errors > 0 || s.ok == 0 {
+        FAILED.store(true, Relaxed);
+    }
     println!(
         "{name:<12} {:>9} {unit} in {secs:5.1} s = {:>9.0} {unit}/s  {}  errors {}{extra}",
         s.ok,
@@ -492,7 +512,7 @@ pub fn fanout(ctx: &Ctx, members: usize, senders: usize, rate: f64) -> Result<()
         &format!(
             "  ({} members, lost {}, {}drained; latency send→receive)",
             shared.connected.load(Relaxed),
-            expected.saturating_sub(received),
+            lost(expected, received),
             if drained { "" } else { "NOT " }
         ),
     );
@@ -574,6 +594,9 @@ pub fn connections(ctx: &Ctx, count: usize, per_user: usize) -> Result<(), Strin
         "connections",
         shared.failed.load(Relaxed)
     );
+    if n < count {
+        FAILED.store(true, Relaxed);
+    }
     shared.done.store(true, Relaxed);
     join(workers);
     Ok(())
@@ -756,7 +779,7 @@ pub fn longpoll(ctx: &Ctx, pollers: usize, interval: Duration) -> Result<(), Str
         &format!(
             "  ({} parked polls, {rounds} rounds, lost {}, {}drained; server RSS {} KiB while parked)",
             parked.load(Relaxed),
-            expected.saturating_sub(shared.received.load(Relaxed)),
+            lost(expected, shared.received.load(Relaxed)),
             if drained { "" } else { "NOT " },
             rss.map_or("?".into(), |r| r.to_string())
         ),
@@ -892,7 +915,7 @@ pub fn mixed(ctx: &Ctx, chat_threads: usize, rate: f64) -> Result<(), String> {
         "dlv",
         &format!(
             "  (lost {})",
-            expected.saturating_sub(ws_shared.received.load(Relaxed))
+            lost(expected, ws_shared.received.load(Relaxed))
         ),
     );
     line(
@@ -902,7 +925,7 @@ pub fn mixed(ctx: &Ctx, chat_threads: usize, rate: f64) -> Result<(), String> {
         "dlv",
         &format!(
             "  (lost {}, {}drained)",
-            expected.saturating_sub(poll_shared.received.load(Relaxed)),
+            lost(expected, poll_shared.received.load(Relaxed)),
             if drained { "" } else { "NOT " }
         ),
     );
