@@ -9,7 +9,7 @@ use super::Outbox;
 use crate::api::models::{Cim, Metadata};
 use crate::hub::events::P;
 use crate::ids::fmt_ms;
-use crate::store::models::Message;
+use crate::store::models::{Message, Thread};
 
 /// What every event of one change shares.
 pub struct Change<'a> {
@@ -20,6 +20,18 @@ pub struct Change<'a> {
     pub create_time: i64,
     /// The change's time (epoch ms): `eventTime`, and `version` of thread events.
     pub at: i64,
+}
+
+impl<'a> Change<'a> {
+    /// A change at `at` to the stored thread `t`.
+    pub fn of(t: &'a Thread, transaction_id: &'a str, at: i64) -> Change<'a> {
+        Change {
+            thread: &t.id,
+            transaction_id,
+            create_time: t.created_at,
+            at,
+        }
+    }
 }
 
 fn cim(raw: &str) -> Value {

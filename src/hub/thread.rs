@@ -560,12 +560,7 @@ impl Handler<CreateThread> for ThreadActor {
                 let props = events::properties(&thread.topic, &cmd_metadata, &cmd_retention);
                 let members = added_members(&added, added_at.2);
                 let ps: Vec<P> = members.iter().map(|(u, m)| m.p(u)).collect();
-                let change = Change {
-                    thread: &id,
-                    transaction_id: &cmd.request_id,
-                    create_time: now,
-                    at: now,
-                };
+                let change = Change::of(&thread, &cmd.request_id, now);
                 hooks::thread_created(ob, &change, &cmd.creator, &thread.topic, &cmd_metadata, &ps);
                 Ok((replay, members, now, props, cmd.creator))
             },
@@ -639,12 +634,7 @@ impl Handler<UpdateThread> for ThreadActor {
                     .as_deref()
                     .and_then(|r| serde_json::from_str(r).ok());
                 let props = events::properties(&t.topic, &metadata, &retention);
-                let change = Change {
-                    thread: &id,
-                    transaction_id: &cmd.request_id,
-                    create_time: t.created_at,
-                    at: now,
-                };
+                let change = Change::of(&t, &cmd.request_id, now);
                 hooks::properties_updated(ob, &change, &cmd.user, &t.topic, &metadata, &current);
                 Ok((now, props, seq, cmd.user))
             },
@@ -678,12 +668,7 @@ impl Handler<DeleteThread> for ThreadActor {
                 let t = live_thread(c, &id)?;
                 let now = now_ms();
                 threads::mark_deleted(c, &id, now)?;
-                let change = Change {
-                    thread: &id,
-                    transaction_id: &cmd.request_id,
-                    create_time: t.created_at,
-                    at: now,
-                };
+                let change = Change::of(&t, &cmd.request_id, now);
                 hooks::thread_deleted(ob, &change, &cmd.user, &current);
                 Ok((now, cmd.user))
             },
@@ -977,12 +962,7 @@ impl Handler<AddParticipants> for ThreadActor {
                     .cloned()
                     .chain(members.iter().map(|(u, _)| u.clone()))
                     .collect();
-                let change = Change {
-                    thread: &id,
-                    transaction_id: &cmd.request_id,
-                    create_time: t.created_at,
-                    at: at.2,
-                };
+                let change = Change::of(&t, &cmd.request_id, at.2);
                 hooks::participants_added(ob, &change, &cmd.user, &ps, &after);
                 Ok((invalid, members, Some((at.0, at.2)), cmd.user))
             },
@@ -1050,12 +1030,7 @@ impl Handler<RemoveParticipant> for ThreadActor {
                 )?;
                 participants::mark_removed(c, &id, &cmd.target, at.2)?;
                 cursor.save(c, &id)?;
-                let change = Change {
-                    thread: &id,
-                    transaction_id: &cmd.request_id,
-                    create_time: t.created_at,
-                    at: at.2,
-                };
+                let change = Change::of(&t, &cmd.request_id, at.2);
                 // every participant before the removal, the removed one included
                 hooks::participant_removed(ob, &change, &cmd.user, &removed_p, &before);
                 Ok((cmd.target, at, cmd.user))
