@@ -1295,3 +1295,48 @@ async fn subscriptions_deliver_in_parallel_with_at_most_eight_in_flight_each() {
         "at most 8 in flight per subscription, and 8 used"
     );
 }
+
+#[actix_web::test]
+async fn time_to_live_dead_letters_and_delete_drops_pending() {
+    let app = app().await;
+    let rx = Receiver::start();
+    // a retry asked for in 2 minutes falls after a 1-minute time to live: dead at once
+    rx.respond(&[(503, Some("120"))]);
+    subscribe(
+        &app,
+        "short",
+        json!({ "endpointUrl": rx.url, "eventTimeToLiveInMinutes": 1,
+        "includedEventTypes": ["ChatMessageReceivedInThread"] }),
+        201,
+    )
+    .await;
+    let (a, b) = (app.user().await, app.user().await);
+    let t = app.thread(&a, &[&b]).await;
+    app.send(&a, &t, "late").await;
+    let rows = deliveries_until(&app, "short", "?status=DeadLettered", |r| !r.is_empty()).await;
+    assert_eq!(rows[0]["deadLetterReason"], "TimeToLiveExceeded");
+    assert_eq!(rows[0]["attempts"], 1);
+    assert_eq!(rows[0]["lastStatusCode"], 503);
+
+    // DELETE drops what is still waiting: no attempt after it, and a new subscription of the
+    // same name starts with an empty log.
+    rx.set_default(500);
+    app.send(&a, &t, "pending").await;
+    rx.wait("a failed attempt", |h| h.len() >= 2).await;
+    let r = app
+        .signed(Method::DELETE, "/eventSubscriptions/short", "")
+        .await;
+    assert_eq!(r.status(), 204);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_delete = rx.notifications().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rx.notifications().len(),
+        after_delete,
+        "nothing sent after DELETE"
+    );
+    subscribe(&app, "short", json!({ "endpointUrl": rx.url }), 201).await;
+    let (s, log) = get(&app, "/eventSubscriptions/short/deliveries").await;
+    assert_eq!(s, 200);
+    assert_eq!(log["value"], json!([]));
+}
