@@ -9,7 +9,9 @@
 //!
 //! Invariants enforced here:
 //! 1. One writer per thread: only a thread's actor changes its rows, one command at a time
-//!    (`AtomicResponse` holds the mailbox until the commit has answered).
+//!    (`AtomicResponse` holds the mailbox until the commit has answered). Sends, which change
+//!    no cached state, are group-committed instead: those arriving during a commit go together,
+//!    in order, in the next one (see `thread.rs`).
 //! 2. Ack after durable commit: a command answers only after the writer's batch committed.
 //! 3. Sequence numbers come from the transaction: the job reads `threads.last_seq` inside it.
 
