@@ -397,7 +397,7 @@ pub async fn deliveries(
     };
     let mut rows = app
         .store
-        .read(move |c| Ok(webhooks::list(c, &key, status, before, size + 1)?))
+        .read(move |c| Ok(webhooks::list(c, Some(&key), status, before, size + 1)?))
         .await?;
     let more = rows.len() > size as usize;
     rows.truncate(size as usize);
@@ -443,11 +443,6 @@ pub async fn replay_delivery(app: &AppState, key: String, id: String) -> Result<
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-struct ValidateQuery {
-    code: Option<String>,
-}
-
 /// GET /eventSubscriptions/{name}:validate?code= — manual validation; the code is the
 /// credential, so there is no other auth.
 pub async fn validate_manually(
@@ -455,10 +450,7 @@ pub async fn validate_manually(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (_, key) = path_name(&req)?;
-    let code = web::Query::<ValidateQuery>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.into_inner().code)
-        .unwrap_or_default();
+    let code = Params::of(&req).get("code").cloned().unwrap_or_default();
     let s = existing(&app, &key).await?;
     if code.is_empty() || s.validation_code.as_deref() != Some(code.as_str()) {
         return Err(ApiError::bad_request(

@@ -642,8 +642,8 @@ pub async fn webhooks_page(req: HttpRequest, app: web::Data<AppState>) -> HttpRe
             Ok((
                 wh::subscriptions(c)?,
                 wh::backlog(c)?,
-                wh::recent(c, None, WEBHOOK_ROWS)?,
-                wh::recent(c, Some(wh::DEAD_LETTERED), WEBHOOK_ROWS)?,
+                wh::list(c, None, None, None, WEBHOOK_ROWS)?,
+                wh::list(c, None, Some(wh::DEAD_LETTERED), None, WEBHOOK_ROWS)?,
             ))
         })
         .await;

@@ -133,38 +133,28 @@ pub fn dead_letter_pending(c: &mut DbConn, key: &str, reason: &str) -> QueryResu
     .execute(c)
 }
 
-/// A subscription's deliveries, newest first, optionally by status and below a `seq`.
+/// Deliveries newest first: one subscription's (or every one's, for the dashboard),
+/// optionally by status and below a `seq`.
 pub fn list(
     c: &mut DbConn,
-    key: &str,
+    key: Option<&str>,
     status: Option<&str>,
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<Delivery>> {
     let mut q = dl::table
-        .filter(dl::subscription.eq(key))
         .select(Delivery::as_select())
         .order(dl::seq.desc())
         .limit(limit)
         .into_boxed();
+    if let Some(k) = key {
+        q = q.filter(dl::subscription.eq(k.to_string()));
+    }
     if let Some(s) = status {
         q = q.filter(dl::status.eq(s.to_string()));
     }
     if let Some(b) = before {
         q = q.filter(dl::seq.lt(b));
-    }
-    q.load(c)
-}
-
-/// Every subscription's deliveries with `status`, newest first (the dashboard).
-pub fn recent(c: &mut DbConn, status: Option<&str>, limit: i64) -> QueryResult<Vec<Delivery>> {
-    let mut q = dl::table
-        .select(Delivery::as_select())
-        .order(dl::seq.desc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(s) = status {
-        q = q.filter(dl::status.eq(s.to_string()));
     }
     q.load(c)
 }
