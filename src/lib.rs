@@ -28,6 +28,7 @@ pub mod events;
 pub mod hub;
 pub mod ids;
 pub mod metrics;
+pub mod model;
 pub mod ratelimit;
 pub mod state;
 pub mod store;
@@ -401,7 +402,7 @@ async fn sweep_retention(state: &AppState) -> Result<(), error::ApiError> {
         .await?;
     for thread in due {
         let cmd = hub::commands::DeleteThread {
-            user: api::models::SYSTEM_ACTOR.to_string(),
+            user: model::SYSTEM_ACTOR.to_string(),
             request_id: uuid::Uuid::new_v4().to_string(),
         };
         match hub::send(&state.registry, &thread, cmd).await {

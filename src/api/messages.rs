@@ -5,18 +5,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::models::{
-    check_display_name, check_metadata, parse_priority, ChatMessage, Cim, MessageContent, Page,
-    SendMessageRequest, MAX_MESSAGE_METADATA_BYTES,
-};
-use super::threads::{metadata_patch, patch_object};
+use super::threads::patch_object;
 use super::{
     base_url, chat_prologue, check_thread_id, empty, encode_sync_state, idempotency, json,
     parse_json, path_thread, Body, Params,
 };
 use crate::error::ApiError;
-use crate::hub::commands::{DeleteMessage, EditMessage, MetaPatch, SendMessage};
+use crate::hub::commands::{DeleteMessage, EditMessage, SendMessage};
 use crate::ids::{encode_query, encode_segment, fmt_ms, parse_message_id};
+use crate::model::{
+    check_display_name, check_metadata, ChatMessage, Cim, MessageContent, MessageKind, MetaPatch,
+    Page, Priority, SendMessageRequest, MAX_MESSAGE_METADATA_BYTES,
+};
 use crate::ratelimit::Op;
 use crate::state::AppState;
 use crate::store::models::{Message, Participant};
@@ -79,23 +79,18 @@ pub async fn send(
     let thread = path_thread(&req);
     let user = chat_prologue(&req, &body.0, Op::WriteMessage, Some(&thread)).await?;
     let parsed: SendMessageRequest = parse_json(&body.0)?;
-    let kind = match parsed.kind.as_deref() {
-        None => "text",
-        Some(k) if k.eq_ignore_ascii_case("text") => "text",
-        Some(k) if k.eq_ignore_ascii_case("html") => "html",
-        Some(k) => {
-            return Err(ApiError::invalid(
-                "type",
-                format!("Message type {k:?} cannot be sent; use text or html."),
-            ))
-        }
-    };
+    let kind = parsed
+        .kind
+        .as_deref()
+        .map(MessageKind::parse)
+        .transpose()?
+        .unwrap_or_default();
     let priority = parsed
         .priority
         .as_deref()
-        .map(parse_priority)
+        .map(Priority::parse)
         .transpose()?
-        .unwrap_or("normal");
+        .unwrap_or_default();
     check_display_name(&parsed.sender_display_name, "senderDisplayName")?;
     check_thread_id(&thread)?;
     let content = check_content(
@@ -104,7 +99,7 @@ pub async fn send(
     )?;
     let metadata = parsed.metadata.unwrap_or_default();
     check_metadata(&metadata, MAX_MESSAGE_METADATA_BYTES, "Message")?;
-    let content = if kind == "html" {
+    let content = if kind == MessageKind::Html {
         ammonia::clean(content)
     } else {
         content.to_string()
@@ -242,22 +237,16 @@ pub async fn update(
     };
     let priority = match patch.get("priority") {
         None | Some(Value::Null) => None,
-        Some(Value::String(p)) => Some(parse_priority(p)?),
+        Some(Value::String(p)) => Some(Priority::parse(p)?),
         Some(_) => return Err(ApiError::invalid("priority", "priority must be a string.")),
     };
-    let metadata = metadata_patch(patch.get("metadata"), "metadata")?;
+    let metadata = MetaPatch::from_member(patch.get("metadata"), "metadata")?;
     check_thread_id(&thread)?;
     let message_id = message_id(&req);
     if content.is_some() {
         check_content(content.as_deref(), app.config.max_message_bytes as usize)?;
     }
-    if let MetaPatch::Merge(m) = &metadata {
-        let sets = m
-            .iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-            .collect();
-        check_metadata(&sets, MAX_MESSAGE_METADATA_BYTES, "Message")?;
-    }
+    metadata.check_sets(MAX_MESSAGE_METADATA_BYTES, "Message")?;
     let cmd = EditMessage {
         request_id: super::request_id(&req),
         user: user.id,

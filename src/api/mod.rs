@@ -12,7 +12,6 @@ pub mod health;
 pub mod idempotency;
 pub mod identities;
 pub mod messages;
-pub mod models;
 pub mod participants;
 pub mod realtime;
 pub mod receipts;

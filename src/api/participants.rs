@@ -4,12 +4,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::models::{participant_out, AddParticipantsRequest, CimIn, Page};
 use super::threads::new_participants;
 use super::{chat_prologue, check_thread_id, empty, parse_json, path_thread, Body, Params};
 use crate::error::ApiError;
 use crate::hub::commands::{AddParticipants, RemoveParticipant};
 use crate::ids::encode_segment;
+use crate::model::{participant_out, AddParticipantsRequest, CimIn, Page};
 use crate::ratelimit::Op;
 use crate::state::AppState;
 use crate::store::{parse_metadata, participants};

@@ -3,7 +3,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::models::{Cim, Page, ReadReceipt, SendReadReceiptRequest, TypingRequest};
 use super::{
     chat_prologue, check_thread_id, empty, parse_json, parse_optional_json, path_thread, Body,
     Params,
@@ -11,6 +10,7 @@ use super::{
 use crate::error::ApiError;
 use crate::hub::commands::{SendReceipt, Typing};
 use crate::ids::{encode_segment, fmt_ms, parse_message_id};
+use crate::model::{Cim, Page, ReadReceipt, SendReadReceiptRequest, TypingRequest};
 use crate::ratelimit::Op;
 use crate::state::AppState;
 use crate::store::participants;
@@ -92,7 +92,7 @@ pub async fn typing(
     let thread = path_thread(&req);
     let user = chat_prologue(&req, &body.0, Op::Typing, Some(&thread)).await?;
     let parsed: TypingRequest = parse_optional_json(&body.0)?;
-    super::models::check_display_name(&parsed.sender_display_name, "senderDisplayName")?;
+    crate::model::check_display_name(&parsed.sender_display_name, "senderDisplayName")?;
     check_thread_id(&thread)?;
     crate::hub::send(
         &app.registry,

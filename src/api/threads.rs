@@ -5,18 +5,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::models::{
-    check_display_name, check_metadata, check_topic, Cim, CreateThreadRequest, Metadata, Page,
-    ParticipantIn, RetentionPolicy, ThreadItem, ThreadProperties, MAX_PARTICIPANTS_PER_REQUEST,
-    MAX_THREAD_METADATA_BYTES,
-};
 use super::{
     base_url, chat_prologue, check_thread_id, empty, encode_sync_state, idempotency, json,
     parse_json, path_thread, Body, Params,
 };
 use crate::error::ApiError;
-use crate::hub::commands::{CreateThread, DeleteThread, MetaPatch, NewParticipant, UpdateThread};
+use crate::hub::commands::{CreateThread, DeleteThread, NewParticipant, UpdateThread};
 use crate::ids::{encode_query, encode_segment, fmt_ms, new_thread_id, parse_time};
+use crate::model::{
+    check_display_name, check_metadata, check_topic, Cim, CreateThreadRequest, MetaPatch, Page,
+    ParticipantIn, RetentionPolicy, ThreadItem, ThreadProperties, MAX_PARTICIPANTS_PER_REQUEST,
+    MAX_THREAD_METADATA_BYTES,
+};
 use crate::ratelimit::Op;
 use crate::state::AppState;
 use crate::store::{parse_metadata, participants, threads};
@@ -241,27 +241,6 @@ pub async fn get(
     )
 }
 
-/// Reads a merge-patch `metadata` member.
-pub fn metadata_patch(v: Option<&Value>, field: &str) -> Result<MetaPatch, ApiError> {
-    match v {
-        None => Ok(MetaPatch::Keep),
-        Some(Value::Null) => Ok(MetaPatch::Clear),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), Some(s.clone()))),
-                Value::Null => Ok((k.clone(), None)),
-                _ => Err(ApiError::invalid(
-                    format!("{field}.{k}"),
-                    "Metadata values must be strings.",
-                )),
-            })
-            .collect::<Result<_, _>>()
-            .map(MetaPatch::Merge),
-        Some(_) => Err(ApiError::invalid(field, "metadata must be an object.")),
-    }
-}
-
 /// Parses a merge-patch body: a JSON object.
 pub fn patch_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
     match parse_json::<Value>(body)? {
@@ -291,7 +270,7 @@ pub async fn update(
         Some(Value::Null) => return Err(ApiError::invalid("topic", "topic cannot be null.")),
         Some(_) => return Err(ApiError::invalid("topic", "topic must be a string.")),
     };
-    let metadata = metadata_patch(patch.get("metadata"), "metadata")?;
+    let metadata = MetaPatch::from_member(patch.get("metadata"), "metadata")?;
     let retention = match patch.get("retentionPolicy") {
         None => None,
         Some(Value::Null) => Some(RetentionPolicy::None),
@@ -303,13 +282,7 @@ pub async fn update(
             Some(r)
         }
     };
-    if let MetaPatch::Merge(m) = &metadata {
-        let sets: Metadata = m
-            .iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-            .collect();
-        check_metadata(&sets, MAX_THREAD_METADATA_BYTES, "Thread")?;
-    }
+    metadata.check_sets(MAX_THREAD_METADATA_BYTES, "Thread")?;
     check_thread_id(&thread)?;
     let cmd = UpdateThread {
         request_id: super::request_id(&req),

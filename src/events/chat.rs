@@ -6,9 +6,9 @@
 use serde_json::{json, Map, Value};
 
 use super::Outbox;
-use crate::api::models::{Cim, Metadata};
-use crate::hub::events::P;
 use crate::ids::fmt_ms;
+use crate::model::EventParticipant;
+use crate::model::{Cim, Metadata};
 use crate::store::models::{Message, Thread};
 
 /// What every event of one change shares.
@@ -43,7 +43,7 @@ fn t(name: &str) -> String {
 }
 
 /// PA: `{"displayName"?, "participantCommunicationIdentifier", "metadata"?}`.
-fn pa(p: &P) -> Value {
+fn pa(p: &EventParticipant) -> Value {
     let mut m = Map::new();
     if let Some(d) = &p.display_name {
         m.insert("displayName".into(), json!(d));
@@ -183,7 +183,7 @@ pub fn thread_created(
     creator: &str,
     topic: &str,
     metadata: &Metadata,
-    participants: &[P],
+    participants: &[EventParticipant],
 ) {
     let names = ("ChatThreadCreatedWithUser", "ChatThreadCreated");
     if !ob.wants(&t(names.0)) && !ob.wants(&t(names.1)) {
@@ -242,7 +242,7 @@ pub fn participants_added(
     ob: &mut Outbox,
     c: &Change,
     by: &str,
-    added: &[P],
+    added: &[EventParticipant],
     recipients: &[String],
 ) {
     for p in added {
@@ -275,7 +275,7 @@ pub fn participant_removed(
     ob: &mut Outbox,
     c: &Change,
     by: &str,
-    removed: &P,
+    removed: &EventParticipant,
     recipients: &[String],
 ) {
     let mut d = th(c);

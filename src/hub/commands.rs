@@ -1,12 +1,12 @@
 //! Commands a request handler sends to a thread's actor, one struct per operation. Each is
 //! answered only after its change has committed.
 
-use std::collections::BTreeMap;
-
 use actix::Message;
 
-use crate::api::models::{InvalidParticipant, Metadata, RetentionPolicy};
 use crate::error::ApiError;
+use crate::model::{
+    InvalidParticipant, MessageKind, MetaPatch, Metadata, Priority, RetentionPolicy,
+};
 
 /// A participant to add, with its identifier already resolved.
 #[derive(Debug, Clone)]
@@ -33,36 +33,6 @@ pub struct Replay {
     pub status: u16,
     pub body: String,
     pub location: Option<String>,
-}
-
-/// A merge-patch of a metadata map (RFC 7396).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub enum MetaPatch {
-    #[default]
-    Keep,
-    /// `"metadata": null`
-    Clear,
-    /// `null` values remove keys.
-    Merge(BTreeMap<String, Option<String>>),
-}
-
-impl MetaPatch {
-    pub fn apply(&self, current: &Metadata) -> Metadata {
-        match self {
-            MetaPatch::Keep => current.clone(),
-            MetaPatch::Clear => Metadata::new(),
-            MetaPatch::Merge(m) => {
-                let mut out = current.clone();
-                for (k, v) in m {
-                    match v {
-                        Some(v) => out.insert(k.clone(), v.clone()),
-                        None => out.remove(k),
-                    };
-                }
-                out
-            }
-        }
-    }
 }
 
 /// POST /chat/threads → the new thread's actor.
@@ -106,7 +76,7 @@ impl UpdateThread {
 pub struct DeleteThread {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
-    /// The deleting user, or [`crate::api::models::SYSTEM_ACTOR`] for the sweeper.
+    /// The deleting user, or [`crate::model::SYSTEM_ACTOR`] for the sweeper.
     pub user: String,
 }
 
@@ -119,10 +89,10 @@ pub struct SendMessage {
     pub user: String,
     /// Already sanitized when `kind` is html.
     pub content: String,
-    pub kind: &'static str,
+    pub kind: MessageKind,
     pub display_name: Option<String>,
     pub metadata: Metadata,
-    pub priority: &'static str,
+    pub priority: Priority,
     /// `…/chat/threads/{t}/messages/`; the new id is appended for `Location`.
     pub location_prefix: String,
     pub idem: Option<IdemSlot>,
@@ -139,7 +109,7 @@ pub struct EditMessage {
     /// Raw content; sanitized in the transaction if the message is html.
     pub content: Option<String>,
     pub metadata: MetaPatch,
-    pub priority: Option<&'static str>,
+    pub priority: Option<Priority>,
 }
 
 impl EditMessage {

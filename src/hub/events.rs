@@ -6,48 +6,12 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::users::Event;
-use crate::api::models::{Cim, Metadata, RetentionPolicy};
 use crate::ids::fmt_ms;
+use crate::model::{Cim, EventParticipant, Metadata, RetentionPolicy};
 use crate::store::models::Message;
 
-/// A participant as events carry it: `{"id", "displayName"?, "shareHistoryTime"?, "metadata"?}`.
-#[derive(Debug, Clone)]
-pub struct P {
-    pub raw_id: String,
-    pub display_name: Option<String>,
-    pub share_history_time: Option<i64>,
-    pub metadata: Metadata,
-}
-
-impl P {
-    /// The acting identity with nothing else known (the retention sweeper's `system`).
-    pub fn bare(raw: &str) -> P {
-        P {
-            raw_id: raw.to_string(),
-            display_name: None,
-            share_history_time: None,
-            metadata: Metadata::new(),
-        }
-    }
-
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("id".into(), json!(Cim::from_raw(&self.raw_id)));
-        if let Some(d) = &self.display_name {
-            m.insert("displayName".into(), json!(d));
-        }
-        if let Some(t) = self.share_history_time {
-            m.insert("shareHistoryTime".into(), json!(fmt_ms(t)));
-        }
-        if !self.metadata.is_empty() {
-            m.insert("metadata".into(), json!(self.metadata));
-        }
-        Value::Object(m)
-    }
-}
-
-fn ps(list: &[P]) -> Value {
-    Value::Array(list.iter().map(P::to_json).collect())
+fn ps(list: &[EventParticipant]) -> Value {
+    Value::Array(list.iter().map(EventParticipant::to_json).collect())
 }
 
 /// The fields shared by the three message events.
@@ -145,8 +109,8 @@ pub fn thread_created(
     thread: &str,
     at: i64,
     properties: Value,
-    participants: &[P],
-    by: &P,
+    participants: &[EventParticipant],
+    by: &EventParticipant,
 ) -> Arc<Event> {
     Event::new(
         "chatThreadCreated",
@@ -161,7 +125,7 @@ pub fn thread_updated(
     thread: &str,
     at: i64,
     properties: Value,
-    by: &P,
+    by: &EventParticipant,
     sequence_id: Option<i64>,
 ) -> Arc<Event> {
     let mut d = json!({
@@ -174,14 +138,20 @@ pub fn thread_updated(
     Event::new("chatThreadPropertiesUpdated", d)
 }
 
-pub fn thread_deleted(thread: &str, at: i64, by: &P) -> Arc<Event> {
+pub fn thread_deleted(thread: &str, at: i64, by: &EventParticipant) -> Arc<Event> {
     Event::new(
         "chatThreadDeleted",
         json!({"threadId": thread, "version": at.to_string(), "deletedOn": fmt_ms(at), "deletedBy": by.to_json()}),
     )
 }
 
-pub fn participants_added(thread: &str, at: i64, added: &[P], by: &P, seq: i64) -> Arc<Event> {
+pub fn participants_added(
+    thread: &str,
+    at: i64,
+    added: &[EventParticipant],
+    by: &EventParticipant,
+    seq: i64,
+) -> Arc<Event> {
     Event::new(
         "participantsAdded",
         json!({
@@ -191,7 +161,13 @@ pub fn participants_added(thread: &str, at: i64, added: &[P], by: &P, seq: i64) 
     )
 }
 
-pub fn participants_removed(thread: &str, at: i64, removed: &[P], by: &P, seq: i64) -> Arc<Event> {
+pub fn participants_removed(
+    thread: &str,
+    at: i64,
+    removed: &[EventParticipant],
+    by: &EventParticipant,
+    seq: i64,
+) -> Arc<Event> {
     Event::new(
         "participantsRemoved",
         json!({

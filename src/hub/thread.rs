@@ -15,16 +15,17 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::commands::*;
-use super::events::{self, P};
+use super::events;
 use super::registry::{HubCtx, Reaped, Registry};
-use crate::api::models::{
-    self, check_metadata, participant_out, CimOut, CreateThreadResult, InvalidParticipant,
-    MessageContent, Metadata, ThreadProperties, SYSTEM_ACTOR,
-};
 use crate::error::ApiError;
 use crate::events::chat::{self as hooks, Change, MessageChange};
 use crate::events::Outbox;
 use crate::ids::{is_own_user_id, now_ms};
+use crate::model::EventParticipant;
+use crate::model::{
+    self, check_metadata, participant_out, CimOut, CreateThreadResult, InvalidParticipant,
+    MessageContent, Metadata, ThreadProperties, SYSTEM_ACTOR,
+};
 use crate::store::models::{IdempotencyRecord, Message, Participant, Receipt, Thread};
 use crate::store::{
     identities, messages, metadata_json, parse_metadata, participants, threads, DbConn,
@@ -44,8 +45,8 @@ impl Member {
         self.removed_at.is_none()
     }
 
-    fn p(&self, raw: &str) -> P {
-        P {
+    fn p(&self, raw: &str) -> EventParticipant {
+        EventParticipant {
             raw_id: raw.to_string(),
             display_name: self.display_name.clone(),
             share_history_time: Some(self.share_history_time),
@@ -150,13 +151,13 @@ impl ThreadActor {
     }
 
     /// The event form of a participant (or of the sweeper's `system` identity).
-    fn p(&self, user: &str) -> P {
+    fn p(&self, user: &str) -> EventParticipant {
         match &self.state {
             State::Live { members, .. } => members
                 .get(user)
                 .map(|m| m.p(user))
-                .unwrap_or_else(|| P::bare(user)),
-            _ => P::bare(user),
+                .unwrap_or_else(|| EventParticipant::bare(user)),
+            _ => EventParticipant::bare(user),
         }
     }
 
@@ -335,7 +336,7 @@ fn system_message(
         sender_id: None,
         sender_display_name: None,
         metadata: "{}".into(),
-        priority: "normal".into(),
+        priority: model::Priority::Normal.as_str().into(),
         created_at: at,
         version: id,
         edited_at: None,
@@ -406,7 +407,7 @@ fn write_added(
     thread: &str,
     added: &[NewParticipant],
     (seq, _, at): (i64, i64, i64),
-) -> Result<Vec<models::ParticipantOut>, ApiError> {
+) -> Result<Vec<model::ParticipantOut>, ApiError> {
     let mut out = Vec::with_capacity(added.len());
     for (index, p) in added.iter().enumerate() {
         // A time later than the add is clamped to it, so everyone sees their own add message.
@@ -435,7 +436,7 @@ fn write_added(
     Ok(out)
 }
 
-fn added_members(added: &[models::ParticipantOut], at: i64) -> Vec<(String, Member)> {
+fn added_members(added: &[model::ParticipantOut], at: i64) -> Vec<(String, Member)> {
     added
         .iter()
         .map(|p| {
@@ -517,7 +518,7 @@ impl Handler<CreateThread> for ThreadActor {
                     &system_message(
                         &id,
                         added_at,
-                        "participantAdded",
+                        model::PARTICIPANT_ADDED,
                         &MessageContent {
                             participants: Some(added.clone()),
                             initiator_communication_identifier: initiator.clone(),
@@ -530,7 +531,7 @@ impl Handler<CreateThread> for ThreadActor {
                     &system_message(
                         &id,
                         topic_at,
-                        "topicUpdated",
+                        model::TOPIC_UPDATED,
                         &MessageContent {
                             topic: Some(cmd.topic.clone()),
                             initiator_communication_identifier: initiator,
@@ -544,7 +545,7 @@ impl Handler<CreateThread> for ThreadActor {
                         id: id.clone(),
                         topic: cmd.topic,
                         created_on: crate::ids::fmt_ms(now),
-                        created_by_communication_identifier: models::Cim::from_raw(&cmd.creator),
+                        created_by_communication_identifier: model::Cim::from_raw(&cmd.creator),
                         metadata: (!cmd.metadata.is_empty()).then_some(cmd.metadata),
                         retention_policy: cmd.retention,
                         deleted_on: None,
@@ -559,7 +560,7 @@ impl Handler<CreateThread> for ThreadActor {
                 store_idem(c, &cmd.idem, &replay)?;
                 let props = events::properties(&thread.topic, &cmd_metadata, &cmd_retention);
                 let members = added_members(&added, added_at.2);
-                let ps: Vec<P> = members.iter().map(|(u, m)| m.p(u)).collect();
+                let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
                 let change = Change::of(&thread, &cmd.request_id, now);
                 hooks::thread_created(ob, &change, &cmd.creator, &thread.topic, &cmd_metadata, &ps);
                 Ok((replay, members, now, props, cmd.creator))
@@ -569,7 +570,7 @@ impl Handler<CreateThread> for ThreadActor {
                     current: members.len(),
                     members: members.iter().cloned().collect(),
                 };
-                let ps: Vec<P> = members.iter().map(|(u, m)| m.p(u)).collect();
+                let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
                 let e = events::thread_created(&act.id, *at, props.clone(), &ps, &act.p(creator));
                 act.publish_current(&e);
                 metrics::counter!(crate::metrics::THREADS_CREATED).increment(1);
@@ -599,7 +600,7 @@ impl Handler<UpdateThread> for ThreadActor {
                 let now = now_ms();
                 let mut t = live_thread(c, &id)?;
                 let metadata = cmd.metadata.apply(&parse_metadata(&t.metadata));
-                check_metadata(&metadata, models::MAX_THREAD_METADATA_BYTES, "Thread")?;
+                check_metadata(&metadata, model::MAX_THREAD_METADATA_BYTES, "Thread")?;
                 t.metadata = metadata_json(&metadata);
                 if let Some(r) = &cmd.retention {
                     t.retention = Some(serde_json::to_string(r).map_err(ApiError::internal)?);
@@ -616,7 +617,7 @@ impl Handler<UpdateThread> for ThreadActor {
                         &system_message(
                             &id,
                             at,
-                            "topicUpdated",
+                            model::TOPIC_UPDATED,
                             &MessageContent {
                                 topic: Some(topic.clone()),
                                 initiator_communication_identifier: Some(CimOut::from_raw(
@@ -750,13 +751,13 @@ impl ThreadActor {
                         thread_id: id.clone(),
                         seq,
                         id: mid,
-                        kind: cmd.kind.to_string(),
+                        kind: cmd.kind.as_str().to_string(),
                         content: Some(cmd.content),
                         system: None,
                         sender_id: Some(cmd.user),
                         sender_display_name: cmd.display_name,
                         metadata: metadata_json(&cmd.metadata),
-                        priority: cmd.priority.to_string(),
+                        priority: cmd.priority.as_str().to_string(),
                         created_at: at,
                         version: mid,
                         edited_at: None,
@@ -843,17 +844,17 @@ impl Handler<EditMessage> for ThreadActor {
                     return Ok(None);
                 }
                 if let Some(content) = cmd.content {
-                    m.content = Some(if m.kind == "html" {
+                    m.content = Some(if m.kind == model::MessageKind::Html.as_str() {
                         ammonia::clean(&content)
                     } else {
                         content
                     });
                 }
                 let metadata = cmd.metadata.apply(&parse_metadata(&m.metadata));
-                check_metadata(&metadata, models::MAX_MESSAGE_METADATA_BYTES, "Message")?;
+                check_metadata(&metadata, model::MAX_MESSAGE_METADATA_BYTES, "Message")?;
                 m.metadata = metadata_json(&metadata);
                 if let Some(p) = cmd.priority {
-                    m.priority = p.to_string();
+                    m.priority = p.as_str().to_string();
                 }
                 m.version = now.max(m.version + 1);
                 m.edited_at = Some(now);
@@ -945,7 +946,7 @@ impl Handler<AddParticipants> for ThreadActor {
                     &system_message(
                         &id,
                         at,
-                        "participantAdded",
+                        model::PARTICIPANT_ADDED,
                         &MessageContent {
                             participants: Some(added.clone()),
                             initiator_communication_identifier: Some(CimOut::from_raw(&cmd.user)),
@@ -955,7 +956,7 @@ impl Handler<AddParticipants> for ThreadActor {
                 )?;
                 cursor.save(c, &id)?;
                 let members = added_members(&added, at.2);
-                let ps: Vec<P> = members.iter().map(|(u, m)| m.p(u)).collect();
+                let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
                 // every participant after the add
                 let after: Vec<String> = current
                     .iter()
@@ -971,7 +972,7 @@ impl Handler<AddParticipants> for ThreadActor {
                     act.set_member(u.clone(), m.clone());
                 }
                 if let Some((seq, at)) = at {
-                    let ps: Vec<P> = added.iter().map(|(u, m)| m.p(u)).collect();
+                    let ps: Vec<EventParticipant> = added.iter().map(|(u, m)| m.p(u)).collect();
                     let e = events::participants_added(&act.id, *at, &ps, &act.p(user), *seq);
                     // every participant after the add, the new ones included
                     act.publish_current(&e);
@@ -1020,7 +1021,7 @@ impl Handler<RemoveParticipant> for ThreadActor {
                     &system_message(
                         &id,
                         at,
-                        "participantRemoved",
+                        model::PARTICIPANT_REMOVED,
                         &MessageContent {
                             participants: Some(vec![removed]),
                             initiator_communication_identifier: Some(CimOut::from_raw(&cmd.user)),

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::api::models::Cim;
+use crate::model::Cim;
 
 const SHARDS: usize = 32;
 /// Most events returned by one long-poll.

@@ -169,10 +169,10 @@ impl Store {
 }
 
 /// Parses a stored JSON metadata map (empty on bad data rather than failing a read).
-pub fn parse_metadata(s: &str) -> crate::api::models::Metadata {
+pub fn parse_metadata(s: &str) -> crate::model::Metadata {
     serde_json::from_str(s).unwrap_or_default()
 }
 
-pub fn metadata_json(m: &crate::api::models::Metadata) -> String {
+pub fn metadata_json(m: &crate::model::Metadata) -> String {
     serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
 }
