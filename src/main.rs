@@ -196,6 +196,7 @@ async fn token_create(
         .await
         .map_err(|e| e.to_string())?;
     let (token, exp) = state
+        .auth
         .tokens
         .issue(&id, &scopes, confab::ids::now_ms() / 1000, minutes);
     if let Some(n) = name {

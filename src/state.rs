@@ -1,40 +1,45 @@
-//! What every handler shares: configuration, store, hub, credentials, limiter.
+//! [`AppState`]: the API layer's bag of handles, one per subsystem a handler may reach. Nothing
+//! below the API takes it: each subsystem is given only its own handles when it is built.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::auth::hmac::AccessKeys;
-use crate::auth::token::Tokens;
+use crate::auth::Auth;
 use crate::config::Config;
+use crate::events::Webhooks;
+use crate::hub::activity::Activity;
+use crate::hub::users::Users;
+use crate::hub::Hub;
 use crate::ratelimit::RateLimiter;
+use crate::request_log::RecentErrors;
 use crate::store::Store;
 
 pub struct AppState {
-    /// The process's metrics registry, rendered by `/metrics` and sampled by the dashboard.
+    /// The process's metrics registry, rendered by `/metrics`.
     pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
-    pub config: Config,
+    /// Every flag, as parsed at start.
+    pub config: Arc<Config>,
+    /// Reads (and the few writes that belong to no thread: identities, subscriptions).
     pub store: Store,
-    pub registry: crate::hub::Hub,
-    pub tokens: Tokens,
-    /// Identity state for bearer auth (invalidated by revoke and delete).
-    pub identity_cache: crate::auth::cache::IdentityCache,
-    pub keys: AccessKeys,
+    /// The way to the thread actors: every change to a thread is a command to its actor.
+    pub hub: Hub,
+    /// Access keys, user tokens and the identity-state cache.
+    pub auth: Auth,
+    /// The resource id in user ids (`8:acs:<resourceId>_<uuid>`).
     pub resource_id: String,
+    /// Per-user, per-operation request rates (`--rate-limit-profile`).
     pub limiter: RateLimiter,
     /// Recent message activity per thread.
-    pub activity: std::sync::Arc<crate::hub::activity::Activity>,
-    /// The last hour of dashboard points, sampled from the metrics registry.
-    pub sampler: crate::dashboard::sampler::Sampler,
-    /// Dashboard login sessions.
-    pub sessions: crate::dashboard::session::Sessions,
-    /// The most recent error responses, for the dashboard's Requests page.
-    pub recent_errors: Mutex<std::collections::VecDeque<crate::dashboard::RecentError>>,
-    /// Active webhook subscriptions and the dispatcher's wake-up.
-    pub webhooks: std::sync::Arc<crate::events::Webhooks>,
+    pub activity: Arc<Activity>,
+    /// The most recent error responses, written by the request middleware.
+    pub recent_errors: Arc<RecentErrors>,
+    /// Active webhook subscriptions, the dispatcher's wake-up, delivery replay.
+    pub webhooks: Arc<Webhooks>,
     /// Per-user real-time streams.
-    pub users: std::sync::Arc<crate::hub::users::Users>,
+    pub users: Arc<Users>,
     /// (user, repeatability-request-id) pairs being processed right now (→ 409 on a repeat).
     pub inflight: Mutex<HashSet<(String, String)>>,
     /// Set on SIGINT/SIGTERM: `/readyz` answers 503 while in-flight requests finish.
@@ -44,13 +49,5 @@ pub struct AppState {
 impl AppState {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
-    }
-
-    /// The authority of `--public-url`, if set (an extra HMAC host candidate).
-    pub fn public_host(&self) -> Option<&str> {
-        self.config.public_url.as_deref().map(|u| {
-            let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
-            rest.split('/').next().unwrap_or(rest)
-        })
     }
 }

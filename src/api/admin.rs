@@ -3,6 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use subtle::ConstantTimeEq;
 
 use super::health;
 use crate::error::ApiError;
@@ -14,9 +15,7 @@ fn check_token(req: &HttpRequest, app: &AppState) -> Result<(), ApiError> {
         return Ok(());
     };
     let got = crate::auth::bearer(req).unwrap_or_default();
-    let (a, b) = (got.as_bytes(), want.expose().as_bytes());
-    let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-    if same {
+    if bool::from(got.as_bytes().ct_eq(want.expose().as_bytes())) {
         Ok(())
     } else {
         Err(ApiError::unauthorized())
@@ -34,9 +33,8 @@ pub async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpR
         .body(app.prometheus.render()))
 }
 
-/// The admin application's routes.
+/// The API's routes on the admin listener (the dashboard's are composed beside them).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    crate::dashboard::routes(cfg);
     cfg.route("/metrics", web::get().to(metrics))
         .route("/livez", web::get().to(health::livez))
         .route("/readyz", web::get().to(health::readyz));

@@ -41,7 +41,7 @@ fn prologue(req: &HttpRequest, app: &AppState, body: &[u8], op: Op) -> Result<()
 fn authenticate(req: &HttpRequest, app: &AppState, body: &[u8]) -> Result<(), ApiError> {
     check_api_version(req, app, IDENTITY_API_VERSIONS)?;
     check_content_type(req, body)?;
-    crate::auth::access_key(req, body, app)
+    app.auth.access_key(req, body)
 }
 
 /// The `{id}` path segment; malformed ids and other resources' ids are simply not found.
@@ -97,7 +97,7 @@ pub async fn create(
     metrics::counter!(crate::metrics::IDENTITIES_CREATED).increment(1);
     let mut out = json!({ "identity": { "id": id } });
     if let Some(s) = token_scopes {
-        let (token, exp) = app.tokens.issue(&id, &s, issue_time(None), minutes);
+        let (token, exp) = app.auth.tokens.issue(&id, &s, issue_time(None), minutes);
         out["accessToken"] = token_json(token, exp);
         metrics::counter!(crate::metrics::TOKENS_ISSUED).increment(1);
     }
@@ -121,9 +121,10 @@ pub async fn issue_token(
     let minutes = expires(parsed.expires_in_minutes)?;
     let id = path_identity(&req, &app)?;
     let identity = live_identity(&app, &id).await?;
-    let (token, exp) = app
-        .tokens
-        .issue(&id, &s, issue_time(identity.tokens_revoked_at), minutes);
+    let (token, exp) =
+        app.auth
+            .tokens
+            .issue(&id, &s, issue_time(identity.tokens_revoked_at), minutes);
     metrics::counter!(crate::metrics::TOKENS_ISSUED).increment(1);
     json(StatusCode::OK, &token_json(token, exp))
 }
@@ -142,7 +143,7 @@ pub async fn revoke_tokens(
     app.store
         .write(move |c| Ok(identities::revoke(c, &revoked, secs)?))
         .await?;
-    app.identity_cache.invalidate(&id);
+    app.auth.identities.invalidate(&id);
     app.users
         .close_user(&id, crate::hub::users::CloseReason::Revoked);
     metrics::counter!(crate::metrics::TOKENS_REVOKED).increment(1);
@@ -162,7 +163,7 @@ pub async fn delete(
     app.store
         .write(move |c| Ok(identities::delete(c, &deleted, now_ms())?))
         .await?;
-    app.identity_cache.invalidate(&id);
+    app.auth.identities.invalidate(&id);
     app.users
         .close_user(&id, crate::hub::users::CloseReason::Revoked);
     Ok(empty(StatusCode::NO_CONTENT))

@@ -121,7 +121,7 @@ pub async fn send(
             location_prefix,
             idem,
         };
-        crate::hub::send(&app.registry, &thread, cmd)
+        app.hub.send(&thread, cmd)
     })
     .await
 }
@@ -255,7 +255,7 @@ pub async fn update(
         metadata,
         priority,
     };
-    crate::hub::send(&app.registry, &thread, cmd).await?;
+    app.hub.send(&thread, cmd).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -269,15 +269,15 @@ pub async fn delete(
     let user = chat_prologue(&req, &body.0, Op::WriteMessage, Some(&thread)).await?;
     check_thread_id(&thread)?;
     let message_id = message_id(&req);
-    crate::hub::send(
-        &app.registry,
-        &thread,
-        DeleteMessage {
-            request_id: super::request_id(&req),
-            user: user.id,
-            message_id,
-        },
-    )
-    .await?;
+    app.hub
+        .send(
+            &thread,
+            DeleteMessage {
+                request_id: super::request_id(&req),
+                user: user.id,
+                message_id,
+            },
+        )
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

@@ -285,8 +285,7 @@ pub async fn prelude(
     );
     if res.status().as_u16() >= 400 {
         if let Some(app) = res.request().app_data::<web::Data<AppState>>() {
-            crate::dashboard::record_error(
-                app,
+            app.recent_errors.record(
                 &route,
                 res.request().method().as_str(),
                 res.status().as_u16(),
@@ -600,7 +599,7 @@ pub async fn chat_prologue(
     let app = state(req)?;
     check_api_version(req, app, CHAT_API_VERSIONS)?;
     check_content_type(req, body)?;
-    let user = crate::auth::chat_user(req, app).await?;
+    let user = app.auth.chat_user(req).await?;
     rate_limit(app, op, &user.id, thread)?;
     Ok(user)
 }

@@ -76,16 +76,17 @@ pub async fn add(
     }
     let list = new_participants(list, "participants")?;
     check_thread_id(&thread)?;
-    let invalid = crate::hub::send(
-        &app.registry,
-        &thread,
-        AddParticipants {
-            request_id: super::request_id(&req),
-            user: user.id,
-            participants: list,
-        },
-    )
-    .await?;
+    let invalid = app
+        .hub
+        .send(
+            &thread,
+            AddParticipants {
+                request_id: super::request_id(&req),
+                user: user.id,
+                participants: list,
+            },
+        )
+        .await?;
     let body = if invalid.is_empty() {
         json!({})
     } else {
@@ -108,15 +109,15 @@ pub async fn remove(
     let target: CimIn = parse_json(&body.0)?;
     let target = target.resolve("body")?;
     check_thread_id(&thread)?;
-    crate::hub::send(
-        &app.registry,
-        &thread,
-        RemoveParticipant {
-            request_id: super::request_id(&req),
-            user: user.id,
-            target: target.raw_id,
-        },
-    )
-    .await?;
+    app.hub
+        .send(
+            &thread,
+            RemoveParticipant {
+                request_id: super::request_id(&req),
+                user: user.id,
+                target: target.raw_id,
+            },
+        )
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

@@ -85,7 +85,7 @@ async fn prologue(
         metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "missing_token").increment(1);
         return Err(ApiError::unauthorized());
     };
-    let user = crate::auth::authenticate_token(&token, app).await?;
+    let user = app.auth.authenticate_token(&token).await?;
     check_origin(req, app)?;
     let raw = params.get("cursor").cloned().or_else(|| {
         sse.then(|| {

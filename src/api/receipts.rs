@@ -30,15 +30,15 @@ pub async fn send(
     check_thread_id(&thread)?;
     // A malformed id names no message: the actor answers 404 after checking membership.
     let message_id = parse_message_id(&raw).unwrap_or(-1);
-    crate::hub::send(
-        &app.registry,
-        &thread,
-        SendReceipt {
-            user: user.id,
-            message_id,
-        },
-    )
-    .await?;
+    app.hub
+        .send(
+            &thread,
+            SendReceipt {
+                user: user.id,
+                message_id,
+            },
+        )
+        .await?;
     Ok(empty(StatusCode::OK))
 }
 
@@ -94,15 +94,15 @@ pub async fn typing(
     let parsed: TypingRequest = parse_optional_json(&body.0)?;
     crate::model::check_display_name(&parsed.sender_display_name, "senderDisplayName")?;
     check_thread_id(&thread)?;
-    crate::hub::send(
-        &app.registry,
-        &thread,
-        Typing {
-            request_id: super::request_id(&req),
-            user: user.id,
-            display_name: parsed.sender_display_name,
-        },
-    )
-    .await?;
+    app.hub
+        .send(
+            &thread,
+            Typing {
+                request_id: super::request_id(&req),
+                user: user.id,
+                display_name: parsed.sender_display_name,
+            },
+        )
+        .await?;
     Ok(empty(StatusCode::OK))
 }

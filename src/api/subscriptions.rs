@@ -107,7 +107,7 @@ fn path_name(req: &HttpRequest) -> Result<(String, String), ApiError> {
 /// HMAC (a user token → 401) and the name.
 fn prologue(req: &HttpRequest, app: &AppState, body: &[u8]) -> Result<(String, String), ApiError> {
     check_content_type(req, body)?;
-    crate::auth::access_key(req, body, app)?;
+    app.auth.access_key(req, body)?;
     path_name(req)
 }
 
@@ -295,7 +295,7 @@ pub async fn put(
     app.store
         .write(move |c| Ok(webhooks::put_subscription(c, &row)?))
         .await?;
-    crate::events::reload(&app).await;
+    app.webhooks.reload().await;
     let status = if before.is_some() {
         StatusCode::OK
     } else {
@@ -322,7 +322,7 @@ pub async fn list(
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     check_content_type(&req, &body.0)?;
-    crate::auth::access_key(&req, &body.0, &app)?;
+    app.auth.access_key(&req, &body.0)?;
     let all = app.store.read(|c| Ok(webhooks::subscriptions(c)?)).await?;
     let base = base_url(&req, &app);
     let value: Vec<SubscriptionOut> = all.iter().map(|s| out(s, &base)).collect();
@@ -339,7 +339,7 @@ pub async fn delete(
     app.store
         .write(move |c| Ok(webhooks::delete_subscription(c, &key)?))
         .await?;
-    crate::events::reload(&app).await;
+    app.webhooks.reload().await;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -426,21 +426,10 @@ pub async fn replay(
 ) -> Result<HttpResponse, ApiError> {
     let (_, key) = prologue(&req, &app, &body.0)?;
     existing(&app, &key).await?;
-    replay_delivery(&app, key, req.match_info().query("id").to_string()).await?;
-    Ok(empty(StatusCode::ACCEPTED))
-}
-
-/// Re-queues one delivery (also the dashboard's replay button).
-pub async fn replay_delivery(app: &AppState, key: String, id: String) -> Result<(), ApiError> {
-    let n = app
-        .store
-        .write(move |c| Ok(webhooks::replay(c, &key, &id, now_ms())?))
+    app.webhooks
+        .replay(key, req.match_info().query("id").to_string())
         .await?;
-    if n == 0 {
-        return Err(ApiError::not_found("Delivery"));
-    }
-    app.webhooks.wake();
-    Ok(())
+    Ok(empty(StatusCode::ACCEPTED))
 }
 
 /// GET /eventSubscriptions/{name}:validate?code= — manual validation; the code is the
@@ -465,7 +454,7 @@ pub async fn validate_manually(
             app.store
                 .write(move |c| Ok(webhooks::validated(c, &key, now)?))
                 .await?;
-            crate::events::reload(&app).await;
+            app.webhooks.reload().await;
         }
         _ => return Err(ApiError::bad_request(
             "ValidationExpired",

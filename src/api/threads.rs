@@ -105,7 +105,7 @@ pub async fn create(
             location,
             idem,
         };
-        crate::hub::send(&app.registry, &id, cmd)
+        app.hub.send(&id, cmd)
     })
     .await
 }
@@ -291,7 +291,7 @@ pub async fn update(
         metadata,
         retention,
     };
-    crate::hub::send(&app.registry, &thread, cmd).await?;
+    app.hub.send(&thread, cmd).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -304,14 +304,14 @@ pub async fn delete(
     let thread = path_thread(&req);
     let user = chat_prologue(&req, &body.0, Op::DeleteThread, Some(&thread)).await?;
     check_thread_id(&thread)?;
-    crate::hub::send(
-        &app.registry,
-        &thread,
-        DeleteThread {
-            user: user.id,
-            request_id: super::request_id(&req),
-        },
-    )
-    .await?;
+    app.hub
+        .send(
+            &thread,
+            DeleteThread {
+                user: user.id,
+                request_id: super::request_id(&req),
+            },
+        )
+        .await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

@@ -9,8 +9,7 @@ use actix_web::{HttpMessage, HttpRequest};
 
 use crate::error::ApiError;
 use crate::ids::now_ms;
-use crate::state::AppState;
-use crate::store::identities;
+use crate::store::{identities, Store};
 use token::Scope;
 
 /// The authenticated chat user of a request.
@@ -55,53 +54,87 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Authenticates a chat request: token valid, identity live and not revoked, a chat scope.
-pub async fn chat_user(req: &HttpRequest, app: &AppState) -> Result<ChatUser, ApiError> {
-    let token = bearer(req).ok_or_else(|| refuse("missing_token"))?;
-    authenticate_token(token, app).await
+/// What authentication needs: the access keys, the token signer, the identity-state cache and
+/// the store behind it.
+pub struct Auth {
+    pub keys: hmac::AccessKeys,
+    pub tokens: token::Tokens,
+    /// Identity state for bearer auth (invalidated by revoke and delete).
+    pub identities: cache::IdentityCache,
+    store: Store,
+    /// The authority of `--public-url`, if set: one more host an HMAC signature may name.
+    public_host: Option<String>,
 }
 
-/// Checks a user token against the signature, claims and the identity's current state.
-pub async fn authenticate_token(token: &str, app: &AppState) -> Result<ChatUser, ApiError> {
-    let now = now_ms() / 1000;
-    let claims = app
-        .tokens
-        .verify(token, now)
-        .ok_or_else(|| refuse("invalid_token"))?;
-    let user_id = claims.user_id();
-    let identity = match app.identity_cache.get(&user_id) {
-        Some(state) => state,
-        None => {
-            let generation = app.identity_cache.generation();
-            let lookup = user_id.clone();
-            let row = app
-                .store
-                .read(move |c| Ok(identities::get(c, &lookup)?))
-                .await?
-                .ok_or_else(|| refuse("unknown_identity"))?;
-            let state = cache::IdentityState {
-                deleted: row.deleted_at.is_some(),
-                tokens_revoked_at: row.tokens_revoked_at,
-            };
-            app.identity_cache.put(&user_id, state, generation);
-            state
+impl Auth {
+    pub fn new(
+        keys: hmac::AccessKeys,
+        tokens: token::Tokens,
+        store: Store,
+        public_url: Option<&str>,
+    ) -> Auth {
+        let public_host = public_url.map(|u| {
+            let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
+            rest.split('/').next().unwrap_or(rest).to_string()
+        });
+        Auth {
+            keys,
+            tokens,
+            identities: Default::default(),
+            store,
+            public_host,
         }
-    };
-    if identity.deleted {
-        return Err(refuse("deleted_identity"));
     }
-    if identity.tokens_revoked_at.is_some_and(|r| claims.iat <= r) {
-        return Err(refuse("revoked_token"));
+
+    /// Authenticates a chat request: token valid, identity live and not revoked, a chat scope.
+    pub async fn chat_user(&self, req: &HttpRequest) -> Result<ChatUser, ApiError> {
+        let token = bearer(req).ok_or_else(|| refuse("missing_token"))?;
+        self.authenticate_token(token).await
     }
-    let user = ChatUser {
-        id: user_id,
-        scopes: claims.scopes(),
-        exp: claims.exp,
-    };
-    if !user.can_chat() {
-        return Err(ApiError::forbidden());
+
+    /// Checks a user token against the signature, claims and the identity's current state.
+    pub async fn authenticate_token(&self, token: &str) -> Result<ChatUser, ApiError> {
+        let app = self;
+        let now = now_ms() / 1000;
+        let claims = app
+            .tokens
+            .verify(token, now)
+            .ok_or_else(|| refuse("invalid_token"))?;
+        let user_id = claims.user_id();
+        let identity = match app.identities.get(&user_id) {
+            Some(state) => state,
+            None => {
+                let generation = app.identities.generation();
+                let lookup = user_id.clone();
+                let row = app
+                    .store
+                    .read(move |c| Ok(identities::get(c, &lookup)?))
+                    .await?
+                    .ok_or_else(|| refuse("unknown_identity"))?;
+                let state = cache::IdentityState {
+                    deleted: row.deleted_at.is_some(),
+                    tokens_revoked_at: row.tokens_revoked_at,
+                };
+                app.identities.put(&user_id, state, generation);
+                state
+            }
+        };
+        if identity.deleted {
+            return Err(refuse("deleted_identity"));
+        }
+        if identity.tokens_revoked_at.is_some_and(|r| claims.iat <= r) {
+            return Err(refuse("revoked_token"));
+        }
+        let user = ChatUser {
+            id: user_id,
+            scopes: claims.scopes(),
+            exp: claims.exp,
+        };
+        if !user.can_chat() {
+            return Err(ApiError::forbidden());
+        }
+        Ok(user)
     }
-    Ok(user)
 }
 
 /// The request target exactly as received (still percent-encoded), saved by the prelude
@@ -109,38 +142,40 @@ pub async fn authenticate_token(token: &str, app: &AppState) -> Result<ChatUser,
 #[derive(Debug, Clone)]
 pub struct OriginalTarget(pub String);
 
-/// Verifies access-key HMAC on `req` with its raw `body`.
-pub fn access_key(req: &HttpRequest, body: &[u8], app: &AppState) -> Result<(), ApiError> {
-    let h = req.headers();
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-    let authorization = get("authorization");
-    if authorization.is_some_and(|a| a.len() >= 7 && a[..7].eq_ignore_ascii_case("bearer ")) {
-        return Err(refuse("bearer_on_hmac_route"));
+impl Auth {
+    /// Verifies access-key HMAC on `req` with its raw `body`.
+    pub fn access_key(&self, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+        let h = req.headers();
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+        let authorization = get("authorization");
+        if authorization.is_some_and(|a| a.len() >= 7 && a[..7].eq_ignore_ascii_case("bearer ")) {
+            return Err(refuse("bearer_on_hmac_route"));
+        }
+        let target = req
+            .extensions()
+            .get::<OriginalTarget>()
+            .map(|t| t.0.clone())
+            .unwrap_or_else(|| {
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default()
+            });
+        let host = get("host")
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let signed = hmac::SignedRequest {
+            method: req.method().as_str(),
+            path_and_query: &target,
+            host: &host,
+            date: get("x-ms-date").or_else(|| get("date")),
+            content_hash: get("x-ms-content-sha256"),
+            authorization,
+            body,
+        };
+        self.keys
+            .verify(&signed, self.public_host.as_deref(), now_ms() / 1000)
+            .map_err(|f| refuse(f.reason()))
     }
-    let target = req
-        .extensions()
-        .get::<OriginalTarget>()
-        .map(|t| t.0.clone())
-        .unwrap_or_else(|| {
-            req.uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default()
-        });
-    let host = get("host")
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_default();
-    let signed = hmac::SignedRequest {
-        method: req.method().as_str(),
-        path_and_query: &target,
-        host: &host,
-        date: get("x-ms-date").or_else(|| get("date")),
-        content_hash: get("x-ms-content-sha256"),
-        authorization,
-        body,
-    };
-    app.keys
-        .verify(&signed, app.public_host(), now_ms() / 1000)
-        .map_err(|f| refuse(f.reason()))
 }

@@ -9,9 +9,9 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::web;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
@@ -19,9 +19,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::ssrf;
+use super::{ssrf, Webhooks};
 use crate::ids::{fmt_ms, now_ms};
-use crate::state::AppState;
 use crate::store::models::{AttemptOutcome, Delivery, Subscription};
 use crate::store::webhooks;
 
@@ -360,12 +359,24 @@ fn deadline(d: &Delivery, s: &Subscription) -> i64 {
     d.event_time.max(d.created_at) + i64::from(s.ttl_minutes) * 60_000
 }
 
+/// The settings the dispatcher reads (from `Config`).
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// `--webhook-allow-private`: private addresses and `http://` allowed.
+    pub allow_private: bool,
+    /// `--webhook-retry-scale`: multiplies the retry schedule (tests shrink it).
+    pub retry_scale: f64,
+    /// `--event-topic`: the `topic`/`source` of every envelope.
+    pub event_topic: String,
+}
+
 /// Starts the dispatcher on the current actix system.
-pub fn spawn(state: web::Data<AppState>) {
+pub fn spawn(webhooks: Arc<Webhooks>, config: DispatcherConfig) {
     actix_web::rt::spawn(async move {
         let d = Rc::new(Dispatcher {
-            client: client(state.config.webhook_allow_private),
-            state,
+            client: client(config.allow_private),
+            webhooks,
+            config,
             busy: RefCell::new(HashSet::new()),
             per_sub: RefCell::new(HashMap::new()),
         });
@@ -374,7 +385,8 @@ pub fn spawn(state: web::Data<AppState>) {
 }
 
 struct Dispatcher {
-    state: web::Data<AppState>,
+    webhooks: Arc<Webhooks>,
+    config: DispatcherConfig,
     client: awc::Client,
     /// Rows with an attempt in flight.
     busy: RefCell<HashSet<i64>>,
@@ -399,7 +411,7 @@ impl Dispatcher {
             }
             tokio::select! {
                 _ = actix_web::rt::time::sleep(sleep) => {}
-                _ = self.state.webhooks.woken() => {}
+                _ = self.webhooks.woken() => {}
             }
         }
     }
@@ -413,8 +425,8 @@ impl Dispatcher {
         let in_flight = self.per_sub.borrow().clone();
         let now = now_ms();
         let (subs, rows, next) = self
-            .state
-            .store
+            .webhooks
+            .store()
             .read(move |c| {
                 let subs = webhooks::subscriptions(c)?;
                 let (mut rows, mut next) = (Vec::new(), None::<i64>);
@@ -452,7 +464,7 @@ impl Dispatcher {
                 if let Some(n) = me.per_sub.borrow_mut().get_mut(&key) {
                     *n = n.saturating_sub(1);
                 }
-                me.state.webhooks.wake();
+                me.webhooks.wake();
             });
         }
         let now = now_ms();
@@ -465,7 +477,7 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, d: Delivery, s: &Subscription) {
-        let config = &self.state.config;
+        let config = &self.config;
         let now = now_ms();
         let answer = if now > deadline(&d, s) {
             None
@@ -501,7 +513,7 @@ impl Dispatcher {
             let answer = send(
                 &self.client,
                 &s.endpoint_url,
-                config.webhook_allow_private,
+                config.allow_private,
                 headers,
                 content_type,
                 body,
@@ -513,14 +525,7 @@ impl Dispatcher {
         };
         let now = now_ms();
         let o = match &answer {
-            Some((a, took)) => outcome(
-                &d,
-                s,
-                a,
-                now,
-                config.webhook_retry_scale,
-                took.as_millis() as i64,
-            ),
+            Some((a, took)) => outcome(&d, s, a, now, config.retry_scale, took.as_millis() as i64),
             None => AttemptOutcome {
                 status: webhooks::DEAD_LETTERED.into(),
                 attempts: d.attempts,
@@ -544,8 +549,8 @@ impl Dispatcher {
         let key = s.key.clone();
         let (seq, from) = (d.seq, d.attempts);
         let saved = self
-            .state
-            .store
+            .webhooks
+            .store()
             .write(move |c| {
                 webhooks::record_attempt(c, seq, from, &o)?;
                 if gone {
@@ -560,12 +565,16 @@ impl Dispatcher {
             tracing::warn!(error = %e, "cannot record a webhook attempt; it will be retried");
         } else if gone {
             tracing::warn!(subscription = %s.name, "endpoint answered 410 Gone: subscription disabled");
-            super::reload(&self.state).await;
+            self.webhooks.reload().await;
         }
     }
 
     async fn record_backlog(&self) {
-        let backlog = self.state.store.read(|c| Ok(webhooks::backlog(c)?)).await;
+        let backlog = self
+            .webhooks
+            .store()
+            .read(|c| Ok(webhooks::backlog(c)?))
+            .await;
         if let Ok((n, oldest)) = backlog {
             metrics::gauge!(crate::metrics::WEBHOOK_QUEUE).set(n as f64);
             let age = oldest.map_or(0, |t| (now_ms() - t).max(0));

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde_json::Value;
 
+use crate::error::ApiError;
 use crate::store::models::{NewDelivery, Subscription};
-use crate::store::{webhooks, DbConn};
+use crate::store::{webhooks, DbConn, Store};
 
 /// Every event type confab emits, without the `Microsoft.Communication.` prefix.
 pub const EVENT_TYPES: &[&str] = &[
@@ -80,14 +81,54 @@ impl Active {
     }
 }
 
-/// The active subscriptions (validated and enabled), and the dispatcher's wake-up.
-#[derive(Default)]
+/// The active subscriptions (validated and enabled), the dispatcher's wake-up, and the store
+/// the subscriptions and deliveries live in.
 pub struct Webhooks {
+    store: Store,
     active: RwLock<Arc<Vec<Active>>>,
     wake: tokio::sync::Notify,
 }
 
 impl Webhooks {
+    /// Starts with no active subscription; [`Webhooks::reload`] reads them.
+    pub fn new(store: Store) -> Webhooks {
+        Webhooks {
+            store,
+            active: Default::default(),
+            wake: Default::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Reloads the active set from the store (after a subscription changed state).
+    pub async fn reload(&self) {
+        match self.store.read(|c| Ok(webhooks::subscriptions(c)?)).await {
+            Ok(all) => {
+                self.load(&all);
+                // rows of a subscription that just became active may be due
+                self.wake();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reload webhook subscriptions"),
+        }
+    }
+
+    /// Re-queues one delivery of a subscription (contract §7.7 `:replay`): attempts reset,
+    /// the same event id. 404 if there is no such delivery.
+    pub async fn replay(&self, key: String, event_id: String) -> Result<(), ApiError> {
+        let n = self
+            .store
+            .write(move |c| Ok(webhooks::replay(c, &key, &event_id, crate::ids::now_ms())?))
+            .await?;
+        if n == 0 {
+            return Err(ApiError::not_found("Delivery"));
+        }
+        self.wake();
+        Ok(())
+    }
+
     /// Replaces the active set from the stored subscriptions.
     pub fn load(&self, all: &[Subscription]) {
         let active = all
@@ -164,7 +205,7 @@ impl Outbox {
 
     /// Writes one delivery row per (event, subscription that includes it), in the caller's
     /// transaction. Returns the number of rows.
-    pub fn flush(self, c: &mut DbConn) -> Result<usize, crate::error::ApiError> {
+    pub fn flush(self, c: &mut DbConn) -> Result<usize, ApiError> {
         if self.events.is_empty() {
             return Ok(0);
         }
@@ -188,17 +229,5 @@ impl Outbox {
             }
         }
         Ok(webhooks::insert_deliveries(c, &rows)?)
-    }
-}
-
-/// Reloads the active set from the store (after a subscription changed state).
-pub async fn reload(state: &crate::state::AppState) {
-    match state.store.read(|c| Ok(webhooks::subscriptions(c)?)).await {
-        Ok(all) => {
-            state.webhooks.load(&all);
-            // rows of a subscription that just became active may be due
-            state.webhooks.wake();
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot reload webhook subscriptions"),
     }
 }

@@ -36,38 +36,41 @@ pub struct Hub {
     pub directory: std::sync::Arc<registry::Directory>,
 }
 
-/// Sends `cmd` to the actor of `thread`. A live actor is found in the directory; otherwise
-/// the registry spawns one. If the actor stopped in between (idle reaping), asks the registry
-/// once more.
-pub async fn send<M, R>(hub: &Hub, thread: &str, cmd: M) -> Result<R, ApiError>
-where
-    M: Message<Result = Result<R, ApiError>> + Clone + Send + 'static,
-    R: Send + 'static,
-    ThreadActor: Handler<M>,
-{
-    for attempt in 0..3 {
-        let live = (attempt == 0)
-            .then(|| {
-                hub.directory
-                    .read()
-                    .get(thread)
-                    .filter(|a| a.connected())
-                    .cloned()
-            })
-            .flatten();
-        let addr = match live {
-            Some(addr) => addr,
-            None => hub
-                .registry
-                .send(Lookup(thread.to_string()))
-                .await
-                .map_err(|e| ApiError::unavailable(format!("registry: {e}")))?,
-        };
-        match addr.send(cmd.clone()).await {
-            Ok(result) => return result,
-            Err(actix::MailboxError::Closed) => continue,
-            Err(e) => return Err(ApiError::unavailable(format!("thread actor: {e}"))),
+impl Hub {
+    /// Sends `cmd` to the actor of `thread`. A live actor is found in the directory; otherwise
+    /// the registry spawns one. If the actor stopped in between (idle reaping), asks the registry
+    /// once more.
+    pub async fn send<M, R>(&self, thread: &str, cmd: M) -> Result<R, ApiError>
+    where
+        M: Message<Result = Result<R, ApiError>> + Clone + Send + 'static,
+        R: Send + 'static,
+        ThreadActor: Handler<M>,
+    {
+        let hub = self;
+        for attempt in 0..3 {
+            let live = (attempt == 0)
+                .then(|| {
+                    hub.directory
+                        .read()
+                        .get(thread)
+                        .filter(|a| a.connected())
+                        .cloned()
+                })
+                .flatten();
+            let addr = match live {
+                Some(addr) => addr,
+                None => hub
+                    .registry
+                    .send(Lookup(thread.to_string()))
+                    .await
+                    .map_err(|e| ApiError::unavailable(format!("registry: {e}")))?,
+            };
+            match addr.send(cmd.clone()).await {
+                Ok(result) => return result,
+                Err(actix::MailboxError::Closed) => continue,
+                Err(e) => return Err(ApiError::unavailable(format!("thread actor: {e}"))),
+            }
         }
+        Err(ApiError::unavailable("thread actor kept stopping"))
     }
-    Err(ApiError::unavailable("thread actor kept stopping"))
 }

@@ -1,0 +1,236 @@
+//! The Overview, Requests and Threads pages: rates, latencies and counts from the metrics
+//! registry (through the sampler) and the hub.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::alerts::{ago, alerts};
+use super::charts::{fmt, line_chart};
+use super::sampler::{self, quantile, Sample};
+use super::{render, DashboardState, SignedIn};
+use crate::hub::registry::LiveCount;
+use crate::ids::now_ms;
+use crate::request_log::RecentError;
+
+/// Per-interval rates between consecutive samples.
+struct Series {
+    messages_per_min: Vec<(i64, f64)>,
+    requests_per_s: Vec<(i64, f64)>,
+    error_ratio: Vec<(i64, f64)>,
+    p50: Vec<(i64, f64)>,
+    p95: Vec<(i64, f64)>,
+    p99: Vec<(i64, f64)>,
+    sessions: Vec<(i64, f64)>,
+    actors: Vec<(i64, f64)>,
+}
+
+fn series(samples: &[Arc<Sample>]) -> Series {
+    let mut s = Series {
+        messages_per_min: vec![],
+        requests_per_s: vec![],
+        error_ratio: vec![],
+        p50: vec![],
+        p95: vec![],
+        p99: vec![],
+        sessions: vec![],
+        actors: vec![],
+    };
+    for w in samples.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        let dt = ((b.at - a.at) as f64 / 1000.0).max(0.001);
+        let dreq = (b.requests - a.requests).max(0.0);
+        s.messages_per_min
+            .push((b.at, (b.messages - a.messages).max(0.0) / dt * 60.0));
+        s.requests_per_s.push((b.at, dreq / dt));
+        s.error_ratio.push((
+            b.at,
+            if dreq > 0.0 {
+                (b.errors_5xx - a.errors_5xx).max(0.0) / dreq
+            } else {
+                0.0
+            },
+        ));
+        for (q, out) in [(0.5, &mut s.p50), (0.95, &mut s.p95), (0.99, &mut s.p99)] {
+            out.push((
+                b.at,
+                quantile(q, &b.buckets, Some(&a.buckets)).unwrap_or(0.0),
+            ));
+        }
+    }
+    for x in samples {
+        s.sessions.push((x.at, x.sessions));
+        s.actors.push((x.at, x.actors));
+    }
+    s
+}
+
+fn last(v: &[(i64, f64)]) -> f64 {
+    v.last().map(|p| p.1).unwrap_or(0.0)
+}
+
+struct Stat {
+    label: &'static str,
+    value: String,
+    chart: String,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    csrf: String,
+    page: &'static str,
+    stats: Vec<Stat>,
+    firing: usize,
+}
+
+/// GET / — the overview.
+pub async fn overview(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> HttpResponse {
+    let samples = app.sampler.all();
+    let sr = series(&samples);
+    let stats = vec![
+        Stat {
+            label: "Messages sent per minute",
+            value: format!("{:.0}", last(&sr.messages_per_min)),
+            chart: line_chart(&[("messages/min", sr.messages_per_min.clone())], ""),
+        },
+        Stat {
+            label: "Requests per second",
+            value: format!("{:.1}", last(&sr.requests_per_s)),
+            chart: line_chart(&[("req/s", sr.requests_per_s.clone())], ""),
+        },
+        Stat {
+            label: "Error ratio (5xx)",
+            value: fmt(last(&sr.error_ratio), "%"),
+            chart: line_chart(&[("5xx ratio", sr.error_ratio.clone())], "%"),
+        },
+        Stat {
+            label: "Latency p50 / p95 / p99",
+            value: format!(
+                "{} / {} / {}",
+                fmt(last(&sr.p50), "s"),
+                fmt(last(&sr.p95), "s"),
+                fmt(last(&sr.p99), "s")
+            ),
+            chart: line_chart(
+                &[
+                    ("p50", sr.p50.clone()),
+                    ("p95", sr.p95.clone()),
+                    ("p99", sr.p99.clone()),
+                ],
+                "s",
+            ),
+        },
+        Stat {
+            label: "Live real-time sessions",
+            value: format!("{:.0}", last(&sr.sessions)),
+            chart: line_chart(&[("sessions", sr.sessions.clone())], ""),
+        },
+        Stat {
+            label: "Active threads (actors in memory)",
+            value: format!("{:.0}", last(&sr.actors)),
+            chart: line_chart(&[("threads", sr.actors.clone())], ""),
+        },
+    ];
+    let firing = alerts(&samples).iter().filter(|a| a.firing).count();
+    render(OverviewPage {
+        csrf: s.csrf,
+        page: "overview",
+        stats,
+        firing,
+    })
+}
+
+struct RouteRow {
+    route: String,
+    method: String,
+    rate: String,
+    errors: String,
+    p50: String,
+    p95: String,
+    p99: String,
+}
+
+#[derive(Template)]
+#[template(path = "requests.html")]
+struct RequestsPage {
+    csrf: String,
+    page: &'static str,
+    rows: Vec<RouteRow>,
+    errors: Vec<RecentError>,
+}
+
+/// GET /requests — per route: rate, error %, latency quantiles; and the latest errors.
+pub async fn requests(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> HttpResponse {
+    let text = app.prometheus.render();
+    let now = sampler::parse(&text, now_ms());
+    let samples = app.sampler.all();
+    let old = ago(&samples, 5 * 60_000).cloned();
+    let mut rows: Vec<RouteRow> = now
+        .routes
+        .iter()
+        .map(|(k, r)| {
+            let o = old.as_ref().and_then(|o| o.routes.get(k));
+            let secs = old
+                .as_ref()
+                .map(|o| ((now.at - o.at) as f64 / 1000.0).max(1.0))
+                .unwrap_or(1.0);
+            let dreq = r.requests - o.map(|o| o.requests).unwrap_or(0.0);
+            let derr = r.errors - o.map(|o| o.errors).unwrap_or(0.0);
+            let q = |p| {
+                quantile(p, &r.buckets, o.map(|o| &o.buckets))
+                    .map(|v| fmt(v, "s"))
+                    .unwrap_or("–".into())
+            };
+            RouteRow {
+                route: k.0.clone(),
+                method: k.1.clone(),
+                rate: format!("{:.2}/s", dreq / secs),
+                errors: if dreq > 0.0 {
+                    fmt(derr / dreq, "%")
+                } else {
+                    "–".into()
+                },
+                p50: q(0.5),
+                p95: q(0.95),
+                p99: q(0.99),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.route.cmp(&b.route).then_with(|| a.method.cmp(&b.method)));
+    let errors: Vec<RecentError> = app.recent_errors.snapshot();
+    render(RequestsPage {
+        csrf: s.csrf,
+        page: "requests",
+        rows,
+        errors,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "threads.html")]
+struct ThreadsPage {
+    csrf: String,
+    page: &'static str,
+    live: usize,
+    total: i64,
+    busiest: Vec<(String, usize)>,
+}
+
+/// GET /threads — counts and the busiest threads right now (from the hub).
+pub async fn threads(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> HttpResponse {
+    let live = app.hub.registry.send(LiveCount).await.unwrap_or(0);
+    let total = app
+        .store
+        .read(|c| Ok(crate::store::threads::count_live(c)?))
+        .await
+        .unwrap_or(-1);
+    render(ThreadsPage {
+        csrf: s.csrf,
+        page: "threads",
+        live,
+        total,
+        busiest: app.activity.busiest(10),
+    })
+}

@@ -1,0 +1,359 @@
+//! Composition: opens the store, starts the hub, builds each layer's state from its own
+//! handles, binds the public and admin listeners (the API's routes on both, the dashboard's on
+//! the admin one), and prints the banner.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use actix::Actor;
+use actix_web::{middleware, web, App, HttpServer};
+
+use crate::auth::hmac::AccessKeys;
+use crate::auth::token::{derive_secret, Tokens};
+use crate::auth::Auth;
+use crate::config::{self, Config};
+use crate::dashboard::DashboardState;
+use crate::hub::registry::{HubConfig, HubCtx, Registry};
+use crate::request_log::RecentErrors;
+use crate::state::AppState;
+use crate::store::connection::SqliteSync;
+use crate::store::Store;
+use crate::{api, dashboard, events, housekeeping, hub, metrics, ratelimit, store, tls};
+
+/// How long in-flight requests may take to finish at shutdown.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// Dashboard points kept (one hour at the default 10 s sample interval).
+const DASHBOARD_POINTS: usize = 360;
+
+/// A started server: its bound addresses and the handles to stop or await it.
+pub struct Running {
+    /// The plain HTTP listener (`None` with `--no-http`).
+    pub http_addr: Option<SocketAddr>,
+    /// The HTTPS listener (`None` with `--no-tls`).
+    pub https_addr: Option<SocketAddr>,
+    /// The development CA clients must trust, when confab made its own certificate.
+    pub ca_path: Option<std::path::PathBuf>,
+    /// The admin listener (dashboard, `/metrics`).
+    pub admin_addr: SocketAddr,
+    /// Stops the admin listener (it runs on its own task).
+    pub admin: actix_web::dev::ServerHandle,
+    pub server: actix_web::dev::Server,
+    pub state: web::Data<AppState>,
+    pub dashboard: web::Data<DashboardState>,
+    /// Where the data lives, for the banner (`./confab-data (sqlite)`).
+    pub data_location: String,
+    /// Kept alive for `--in-memory`; removed when the server is dropped.
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+/// Storage, hub and shared state, before any listener is bound.
+pub struct Opened {
+    pub state: web::Data<AppState>,
+    pub dashboard: web::Data<DashboardState>,
+    pub data_location: String,
+    /// Where files of this instance live (`--data-dir`, or the temporary one of `--in-memory`).
+    pub files_dir: std::path::PathBuf,
+    temp_dir: Option<tempfile::TempDir>,
+}
+
+/// Opens storage (applying migrations), starts the hub and builds the shared state. Must run
+/// inside an actix system.
+pub async fn open(config: Config) -> Result<Opened, String> {
+    config.validate()?;
+    // The webhook client's TLS uses the process default provider (ring, like the server).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sync = match config.sqlite_synchronous {
+        config::SqliteSynchronous::Full => SqliteSync::Full,
+        config::SqliteSynchronous::Normal => SqliteSync::Normal,
+    };
+    let (url, sync, data_location, temp_dir) = if let Some(db) = &config.database_url {
+        let backend = store::Backend::from_url(db.expose())?;
+        (
+            db.expose().to_string(),
+            sync,
+            format!("database ({})", backend.name()),
+            None,
+        )
+    } else if config.in_memory {
+        let dir = tempfile::Builder::new()
+            .prefix("confab-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let url = Store::sqlite_url(dir.path());
+        let location = format!(
+            "{} (sqlite, in-memory: removed at exit)",
+            dir.path().display()
+        );
+        // Nothing is meant to survive: no fsync at all.
+        (url, SqliteSync::Off, location, Some(dir))
+    } else {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+        let url = Store::sqlite_url(&config.data_dir);
+        (
+            url,
+            sync,
+            format!("{} (sqlite)", config.data_dir.display()),
+            None,
+        )
+    };
+    let store = web::block(move || Store::open(&url, sync))
+        .await
+        .map_err(|e| e.to_string())??;
+    let resource_id = store
+        .resource_id(config.resource_id.clone())
+        .await
+        .map_err(|e| format!("cannot read the resource id: {e}"))?;
+    let keys = AccessKeys::new(
+        std::iter::once(config.primary_key())
+            .chain(config.secondary_access_key.as_ref().map(|k| k.expose())),
+    );
+    let secret = match &config.token_secret {
+        Some(s) => s.expose().as_bytes().to_vec(),
+        None => derive_secret(keys.primary()),
+    };
+    let users = Arc::new(hub::users::Users::new(hub::users::RingLimits {
+        events: config.realtime_ring_events,
+        ttl: config.realtime_ring_ttl.0,
+    }));
+    let activity = Arc::new(hub::activity::Activity::default());
+    let webhooks = Arc::new(events::Webhooks::new(store.clone()));
+    let subscriptions = store
+        .read(|c| Ok(store::webhooks::subscriptions(c)?))
+        .await
+        .map_err(|e| format!("cannot read webhook subscriptions: {e}"))?;
+    webhooks.load(&subscriptions);
+    let directory = Arc::new(hub::registry::Directory::default());
+    let registry = Registry::new(
+        HubCtx {
+            store: store.clone(),
+            users: users.clone(),
+            activity: activity.clone(),
+            webhooks: webhooks.clone(),
+            config: HubConfig {
+                max_participants: config.max_participants as usize,
+                receipts_max_participants: config.receipts_max_participants as usize,
+                idle_timeout: config.thread_idle_timeout.0,
+            },
+            resource_id: resource_id.clone(),
+        },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        directory.clone(),
+    )
+    .start();
+    let prometheus = metrics::install();
+    let config = Arc::new(config);
+    let hub = hub::Hub {
+        registry,
+        directory,
+    };
+    let recent_errors = Arc::new(RecentErrors::default());
+    let dashboard = web::Data::new(DashboardState {
+        config: config.clone(),
+        prometheus: prometheus.clone(),
+        sampler: Arc::new(dashboard::sampler::Sampler::new(DASHBOARD_POINTS)),
+        sessions: Default::default(),
+        recent_errors: recent_errors.clone(),
+        store: store.clone(),
+        hub: hub.clone(),
+        activity: activity.clone(),
+        webhooks: webhooks.clone(),
+    });
+    let state = web::Data::new(AppState {
+        prometheus,
+        limiter: ratelimit::RateLimiter::new(config.rate_limit_profile),
+        auth: Auth::new(
+            keys,
+            Tokens::new(secret, resource_id.clone()),
+            store.clone(),
+            config.public_url.as_deref(),
+        ),
+        resource_id,
+        store,
+        hub,
+        inflight: Default::default(),
+        users,
+        activity,
+        webhooks,
+        recent_errors,
+        draining: AtomicBool::new(false),
+        config,
+    });
+    let files_dir = match &temp_dir {
+        Some(t) => t.path().to_path_buf(),
+        None => state.config.data_dir.clone(),
+    };
+    Ok(Opened {
+        state,
+        dashboard,
+        data_location,
+        files_dir,
+        temp_dir,
+    })
+}
+
+/// Opens everything and binds the listeners. Must run inside an actix system.
+pub async fn start(config: Config) -> Result<Running, String> {
+    let Opened {
+        state,
+        dashboard,
+        data_location,
+        files_dir,
+        temp_dir,
+    } = open(config).await?;
+    housekeeping::spawn(state.clone(), dashboard.sampler.clone());
+    events::dispatcher::spawn(
+        state.webhooks.clone(),
+        events::dispatcher::DispatcherConfig {
+            allow_private: state.config.webhook_allow_private,
+            retry_scale: state.config.webhook_retry_scale,
+            event_topic: state.config.event_topic.clone(),
+        },
+    );
+    let app_state = state.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .wrap(middleware::from_fn(api::prelude))
+            // outermost: preflights are answered before routing
+            .wrap(api::cors(app_state.config.allowed_origins.clone()))
+            .configure(api::routes)
+            .default_service(web::to(api::not_found))
+    })
+    .on_connect(no_delay)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
+    if state.config.workers > 0 {
+        server = server.workers(state.config.workers);
+    }
+    let c = &state.config;
+    let host = c
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let mut http_addr = None;
+    if !c.no_http {
+        server = server
+            .bind((host.as_str(), c.http_port))
+            .map_err(|e| format!("cannot listen on {host}:{}: {e}", c.http_port))?;
+        http_addr = server.addrs().last().copied();
+    }
+    let (mut https_addr, mut ca_path) = (None, None);
+    if !c.no_tls {
+        if !files_dir.exists() {
+            std::fs::create_dir_all(&files_dir)
+                .map_err(|e| format!("cannot create {}: {e}", files_dir.display()))?;
+        }
+        let sans = tls::dev_sans(&c.host, &c.tls_san);
+        let t = tls::load(
+            c.cert.as_deref(),
+            c.key.as_deref(),
+            &files_dir.join("tls"),
+            &sans,
+        )?;
+        server = server
+            .bind_rustls_0_23((host.as_str(), c.https_port), t.config)
+            .map_err(|e| format!("cannot listen on {host}:{}: {e}", c.https_port))?;
+        https_addr = server.addrs().last().copied();
+        ca_path = t.ca_path;
+    }
+    let admin_state = state.clone();
+    let admin_dashboard = dashboard.clone();
+    // The admin listener: the dashboard's pages beside the API's /metrics and health checks.
+    let admin_server = HttpServer::new(move || {
+        App::new()
+            .app_data(admin_state.clone())
+            .app_data(admin_dashboard.clone())
+            .wrap(middleware::from_fn(api::prelude))
+            .configure(dashboard::routes)
+            .configure(api::admin::routes)
+            .default_service(web::to(api::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .bind(c.admin_addr.as_str())
+    .map_err(|e| format!("cannot listen on {} (admin): {e}", c.admin_addr))?;
+    let admin_addr = *admin_server
+        .addrs()
+        .first()
+        .ok_or_else(|| "no admin address".to_string())?;
+    let admin_server = admin_server.run();
+    let admin = admin_server.handle();
+    actix_web::rt::spawn(admin_server);
+    Ok(Running {
+        http_addr,
+        https_addr,
+        ca_path,
+        admin_addr,
+        admin,
+        server: server.run(),
+        state,
+        dashboard,
+        data_location,
+        _temp_dir: temp_dir,
+    })
+}
+
+/// Turns Nagle's algorithm off on every accepted connection. Real-time frames are small and
+/// often come in quick succession: with Nagle on, the second waits for the client's delayed
+/// ACK of the first (40 ms on Linux).
+fn no_delay(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    use actix_web::rt::net::TcpStream;
+    let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
+        conn.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>()
+            .map(|t| t.get_ref().0)
+    });
+    if let Some(tcp) = tcp {
+        let _ = tcp.set_nodelay(true);
+    }
+}
+
+/// The start-up banner (contract §8.1).
+pub fn banner(r: &Running) -> String {
+    let c = &r.state.config;
+    let http = r.http_addr.map(|a| format!("http://{a}/"));
+    let https = r.https_addr.map(|a| format!("https://{a}/"));
+    let endpoint = https
+        .as_ref()
+        .or(http.as_ref())
+        .cloned()
+        .unwrap_or_default();
+    let mut b = format!(
+        "confab {} ready\n  connection string : endpoint={endpoint};accesskey={}\n",
+        env!("CARGO_PKG_VERSION"),
+        c.primary_key()
+    );
+    match (&https, &http) {
+        (Some(s), Some(h)) => b.push_str(&format!("  https             : {s}      http: {h}\n")),
+        (Some(s), None) => b.push_str(&format!("  https             : {s}\n")),
+        (None, Some(h)) => b.push_str(&format!("  http              : {h}\n")),
+        (None, None) => {}
+    }
+    b.push_str(&format!(
+        "  dashboard         : http://{0}/       metrics: http://{0}/metrics\n",
+        r.admin_addr
+    ));
+    b.push_str(&format!(
+        "  data              : {}        resourceId: {}\n",
+        r.data_location, r.state.resource_id
+    ));
+    if let Some(ca) = &r.ca_path {
+        let ca = ca.display();
+        b.push_str(&format!(
+            "  dev CA            : {ca}\n    export REQUESTS_CA_BUNDLE={ca}\n    export NODE_EXTRA_CA_CERTS={ca}\n"
+        ));
+    }
+    if c.uses_dev_key() {
+        b.push_str("  WARNING: using the well-known development access key (not for production)\n");
+    }
+    b
+}
