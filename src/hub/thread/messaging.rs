@@ -1,0 +1,226 @@
+//! Sending (group-committed), editing and deleting messages.
+
+use actix::prelude::*;
+
+use super::tx::*;
+use super::{Commit, Reply, ThreadActor};
+use crate::error::ApiError;
+use crate::events::chat::{self as hooks, MessageChange};
+use crate::hub::commands::*;
+use crate::hub::events;
+use crate::ids::now_ms;
+use crate::model::{self, check_metadata};
+use crate::store::models::Message;
+use crate::store::{messages, metadata_json, parse_metadata};
+
+/// A send waiting for the actor's next group commit, and where its answer goes.
+pub(super) type PendingSend = (
+    SendMessage,
+    tokio::sync::oneshot::Sender<Result<Replay, ApiError>>,
+);
+
+impl Handler<SendMessage> for ThreadActor {
+    type Result = ResponseFuture<Result<Replay, ApiError>>;
+
+    /// Sends are group-committed per thread: a send arriving while the thread's previous sends
+    /// are being committed waits for them and then goes, with every other send that arrived
+    /// meanwhile, in one writer job. Order, sequence ids and "ack after commit" are as for one
+    /// send at a time; a busy thread just takes one commit per batch instead of one per message.
+    fn handle(&mut self, cmd: SendMessage, ctx: &mut Self::Context) -> Self::Result {
+        self.touch();
+        if let Err(e) = self.current_member(&cmd.user) {
+            return Box::pin(async move { Err(e) });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending_sends.push((cmd, tx));
+        if !self.sending {
+            self.flush_sends(ctx);
+        }
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(ApiError::unavailable("The thread was unloaded.")))
+        })
+    }
+}
+
+impl ThreadActor {
+    /// Commits every pending send in one writer job, then publishes them in order and answers.
+    fn flush_sends(&mut self, ctx: &mut Context<Self>) {
+        let mut cmds = Vec::new();
+        let mut answers = Vec::new();
+        for (cmd, tx) in std::mem::take(&mut self.pending_sends) {
+            // membership may have changed while the send waited
+            match self.current_member(&cmd.user) {
+                Ok(_) => {
+                    cmds.push(cmd);
+                    answers.push(tx);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        }
+        if cmds.is_empty() {
+            return;
+        }
+        self.sending = true;
+        let id = self.id.clone();
+        let current = self.current_list();
+        let commit = self.commit(
+            move |c, ob| {
+                let now = now_ms();
+                let t = live_thread(c, &id)?;
+                let mut ids = Sequencer::of(&t);
+                let mut out = Vec::with_capacity(cmds.len());
+                for cmd in cmds {
+                    let (seq, mid, at) = ids.next(now);
+                    let message = Message {
+                        thread_id: id.clone(),
+                        seq,
+                        id: mid,
+                        kind: cmd.kind.as_str().to_string(),
+                        content: Some(cmd.content),
+                        system: None,
+                        sender_id: Some(cmd.user),
+                        sender_display_name: cmd.display_name,
+                        metadata: metadata_json(&cmd.metadata),
+                        priority: cmd.priority.as_str().to_string(),
+                        created_at: at,
+                        version: mid,
+                        edited_at: None,
+                        deleted_at: None,
+                    };
+                    messages::insert(c, &message)?;
+                    let replay = Replay {
+                        status: 201,
+                        body: serde_json::json!({ "id": mid.to_string() }).to_string(),
+                        location: Some(format!("{}{mid}", cmd.location_prefix)),
+                    };
+                    store_idem(c, &cmd.idem, &replay)?;
+                    hooks::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
+                    out.push((replay, message));
+                }
+                ids.save(c, &id)?;
+                Ok(out)
+            },
+            |act, out| {
+                for (_, m) in out {
+                    act.publish_current(&events::message_received(m));
+                    act.hub.activity.record(&act.id);
+                    metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
+                        .increment(1);
+                }
+            },
+        );
+        ctx.spawn(commit.map(move |res, act, ctx| {
+            act.sending = false;
+            match res {
+                Ok(out) => {
+                    for ((replay, _), tx) in out.into_iter().zip(answers) {
+                        let _ = tx.send(Ok(replay));
+                    }
+                }
+                Err(e) => {
+                    for tx in answers {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+            }
+            if !act.pending_sends.is_empty() {
+                act.flush_sends(ctx);
+            }
+        }));
+    }
+}
+
+impl Handler<EditMessage> for ThreadActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, cmd: EditMessage, _ctx: &mut Self::Context) -> Self::Result {
+        self.serve(|act| act.edit_message(cmd))
+    }
+}
+
+impl ThreadActor {
+    /// Edits the caller's own message: content (sanitized if html), metadata, priority.
+    fn edit_message(&mut self, cmd: EditMessage) -> Result<Commit<()>, ApiError> {
+        let member = self.current_member(&cmd.user)?;
+        let id = self.id.clone();
+        let current = self.current_list();
+        Ok(self
+            .commit(
+                move |c, ob| {
+                    let now = now_ms();
+                    live_thread(c, &id)?;
+                    let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
+                    if cmd.is_empty() {
+                        return Ok(None);
+                    }
+                    if let Some(content) = cmd.content {
+                        m.content = Some(if m.kind == model::MessageKind::Html.as_str() {
+                            ammonia::clean(&content)
+                        } else {
+                            content
+                        });
+                    }
+                    let metadata = cmd.metadata.apply(&parse_metadata(&m.metadata));
+                    check_metadata(&metadata, model::MAX_MESSAGE_METADATA_BYTES, "Message")?;
+                    m.metadata = metadata_json(&metadata);
+                    if let Some(p) = cmd.priority {
+                        m.priority = p.as_str().to_string();
+                    }
+                    m.version = now.max(m.version + 1);
+                    m.edited_at = Some(now);
+                    messages::update(c, &m)?;
+                    hooks::message(ob, MessageChange::Edited, &m, &cmd.request_id, &current);
+                    Ok(Some(m))
+                },
+                |act, m| {
+                    if let Some(m) = m {
+                        act.publish_current(&events::message_edited(m));
+                        metrics::counter!(crate::metrics::MESSAGES_EDITED).increment(1);
+                    }
+                },
+            )
+            .map(|r, _, _| r.map(|_| ()))
+            .boxed_local())
+    }
+}
+
+impl Handler<DeleteMessage> for ThreadActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, cmd: DeleteMessage, _ctx: &mut Self::Context) -> Self::Result {
+        self.serve(|act| act.delete_message(cmd))
+    }
+}
+
+impl ThreadActor {
+    /// Leaves a tombstone of the caller's own message.
+    fn delete_message(&mut self, cmd: DeleteMessage) -> Result<Commit<()>, ApiError> {
+        let member = self.current_member(&cmd.user)?;
+        let id = self.id.clone();
+        let current = self.current_list();
+        Ok(self
+            .commit(
+                move |c, ob| {
+                    let now = now_ms();
+                    live_thread(c, &id)?;
+                    let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
+                    m.content = None;
+                    m.metadata = "{}".into();
+                    m.version = now.max(m.version + 1);
+                    m.deleted_at = Some(now);
+                    messages::update(c, &m)?;
+                    hooks::message(ob, MessageChange::Deleted, &m, &cmd.request_id, &current);
+                    Ok(m)
+                },
+                |act, m| {
+                    act.publish_current(&events::message_deleted(m));
+                    metrics::counter!(crate::metrics::MESSAGES_DELETED).increment(1);
+                },
+            )
+            .map(|r, _, _| r.map(|_| ()))
+            .boxed_local())
+    }
+}

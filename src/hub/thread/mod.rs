@@ -1,0 +1,292 @@
+//! The thread actor: the only writer of its thread.
+//!
+//! It caches membership (loaded once when the actor starts, then kept in step with each
+//! committed change) so that permission checks need no database read, and it handles one
+//! command at a time: each handler returns an `AtomicResponse`, which holds the mailbox until
+//! the write has committed and the cache is updated. Sends are the exception that makes a busy
+//! thread fast: they change no cached state, so they are group-committed — those arriving
+//! while a commit is in flight go together in the next one, in arrival order, each checked
+//! against membership again when its commit starts.
+//!
+//! This file holds the actor, its membership cache and the commit every command goes
+//! through ([`ThreadActor::serve`] and [`ThreadActor::commit`]); the commands are handled in
+//! [`lifecycle`] (create, update, delete the thread), [`messaging`] (send, edit, delete),
+//! [`members`] (add, remove) and [`receipts`] (read receipts, typing), with the helpers they
+//! share inside the transaction in [`tx`].
+
+mod lifecycle;
+mod members;
+mod messaging;
+mod receipts;
+mod tx;
+
+use messaging::PendingSend;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::registry::{HubCtx, Reaped, Registry};
+use crate::error::ApiError;
+use crate::events::Outbox;
+use crate::model::EventParticipant;
+use crate::model::Metadata;
+use crate::store::models::Participant;
+use crate::store::{parse_metadata, participants, threads, DbConn};
+
+/// A participant as the actor remembers it (enough for permission checks and events).
+#[derive(Debug, Clone)]
+struct Member {
+    display_name: Option<String>,
+    metadata: Metadata,
+    share_history_time: i64,
+    removed_at: Option<i64>,
+}
+
+impl Member {
+    fn is_current(&self) -> bool {
+        self.removed_at.is_none()
+    }
+
+    fn p(&self, raw: &str) -> EventParticipant {
+        EventParticipant {
+            raw_id: raw.to_string(),
+            display_name: self.display_name.clone(),
+            share_history_time: Some(self.share_history_time),
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    fn of(p: &Participant) -> Member {
+        Member {
+            display_name: p.display_name.clone(),
+            metadata: parse_metadata(&p.metadata),
+            share_history_time: p.share_history_time,
+            removed_at: p.removed_at,
+        }
+    }
+}
+
+enum State {
+    /// Not loaded yet (only before `started` finished).
+    Loading,
+    /// No such thread (yet): only `CreateThread` is accepted.
+    Missing,
+    Deleted,
+    Live {
+        members: HashMap<String, Member>,
+        current: usize,
+    },
+}
+
+pub struct ThreadActor {
+    id: String,
+    hub: Arc<HubCtx>,
+    registry: Addr<Registry>,
+    state: State,
+    last_active: Instant,
+    /// Sends waiting for the group commit in flight (see `Handler<SendMessage>`).
+    pending_sends: Vec<PendingSend>,
+    /// A group commit of sends is in flight.
+    sending: bool,
+}
+
+/// A command's answer: the mailbox is held until it is ready.
+type Reply<T> = AtomicResponse<ThreadActor, Result<T, ApiError>>;
+
+/// A command's write in flight: done when committed and the cache and streams are updated.
+type Commit<T> = ResponseActFuture<ThreadActor, Result<T, ApiError>>;
+
+/// A command that needs no write.
+fn done<T: 'static>(v: T) -> Commit<T> {
+    Box::pin(fut::ready(Ok(v)))
+}
+
+fn thread_not_found() -> ApiError {
+    ApiError::not_found("Thread")
+}
+
+impl ThreadActor {
+    pub fn new(id: String, hub: Arc<HubCtx>, registry: Addr<Registry>) -> ThreadActor {
+        ThreadActor {
+            id,
+            hub,
+            registry,
+            state: State::Loading,
+            last_active: Instant::now(),
+            pending_sends: Vec::new(),
+            sending: false,
+        }
+    }
+
+    /// The caller's membership if current; 404 for a missing or deleted thread, else 403.
+    fn current_member(&self, user: &str) -> Result<Member, ApiError> {
+        match &self.state {
+            State::Live { members, .. } => members
+                .get(user)
+                .filter(|m| m.is_current())
+                .cloned()
+                .ok_or_else(ApiError::forbidden),
+            _ => Err(thread_not_found()),
+        }
+    }
+
+    fn current_ids(&self) -> HashSet<String> {
+        self.current_list().into_iter().collect()
+    }
+
+    /// Current participants: the recipients of most events (membership as of commit).
+    fn current_list(&self) -> Vec<String> {
+        match &self.state {
+            State::Live { members, .. } => members
+                .iter()
+                .filter(|(_, m)| m.is_current())
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The event form of a participant (or of the sweeper's `system` identity).
+    fn p(&self, user: &str) -> EventParticipant {
+        match &self.state {
+            State::Live { members, .. } => members
+                .get(user)
+                .map(|m| m.p(user))
+                .unwrap_or_else(|| EventParticipant::bare(user)),
+            _ => EventParticipant::bare(user),
+        }
+    }
+
+    /// Publishes to the current participants.
+    fn publish_current(&self, event: &Arc<super::users::Event>) {
+        self.hub.users.publish(&self.current_list(), event);
+    }
+
+    fn current_count(&self) -> usize {
+        match &self.state {
+            State::Live { current, .. } => *current,
+            _ => 0,
+        }
+    }
+
+    /// Whether receipts and typing are suppressed (more current participants than the limit).
+    fn receipts_suppressed(&self) -> bool {
+        let limit = self.hub.config.receipts_max_participants;
+        limit != 0 && self.current_count() > limit
+    }
+
+    fn set_member(&mut self, user: String, member: Member) {
+        if let State::Live { members, current } = &mut self.state {
+            let was = members.get(&user).is_some_and(Member::is_current);
+            let is = member.is_current();
+            members.insert(user, member);
+            match (was, is) {
+                (false, true) => *current += 1,
+                (true, false) => *current -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs `job` in the writer, then `after` on the actor with the committed result; the
+    /// mailbox is held until both are done. The job adds its webhook events to the outbox it is
+    /// given; they are written in the same transaction, and the dispatcher is woken after commit.
+    fn commit<T, J, A>(&mut self, job: J, after: A) -> Commit<T>
+    where
+        T: Send + 'static,
+        J: FnOnce(&mut DbConn, &mut Outbox) -> Result<T, ApiError> + Send + 'static,
+        A: FnOnce(&mut ThreadActor, &T) + 'static,
+    {
+        let store = self.hub.store.clone();
+        let mut outbox = self.hub.webhooks.outbox();
+        let write = move |c: &mut DbConn| {
+            let v = job(c, &mut outbox)?;
+            // the webhook rows belong to the change's transaction
+            let rows = outbox.flush(c)?;
+            Ok((v, rows))
+        };
+        let fut = async move { store.write(write).await }
+            .into_actor(self)
+            .map(move |res, act, _ctx| {
+                let (v, rows) = res?;
+                if rows > 0 {
+                    metrics::counter!(crate::metrics::WEBHOOK_EVENTS).increment(rows as u64);
+                    act.hub.webhooks.wake();
+                }
+                after(act, &v);
+                Ok(v)
+            });
+        Box::pin(fut)
+    }
+
+    /// Handles one command: the shared prologue (the actor counts as active) and epilogue (the
+    /// mailbox is held until the commit has answered). `start` checks membership and limits
+    /// (`?` answers an error at once) and returns the commit, which publishes what it changed.
+    fn serve<R: 'static>(
+        &mut self,
+        start: impl FnOnce(&mut ThreadActor) -> Result<Commit<R>, ApiError>,
+    ) -> Reply<R> {
+        self.touch();
+        match start(self) {
+            Ok(commit) => AtomicResponse::new(commit),
+            Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
+        }
+    }
+
+    fn touch(&mut self) {
+        self.last_active = Instant::now();
+    }
+
+    fn reap(&mut self, ctx: &mut Context<Self>) {
+        self.registry.do_send(Reaped {
+            thread: self.id.clone(),
+            addr: ctx.address(),
+        });
+        ctx.stop();
+    }
+}
+
+impl Actor for ThreadActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let store = self.hub.store.clone();
+        let id = self.id.clone();
+        let load = async move {
+            store
+                .read(move |c| {
+                    let t = threads::get(c, &id)?;
+                    let ps = match &t {
+                        Some(t) if t.deleted_at.is_none() => participants::all(c, &id)?,
+                        _ => Vec::new(),
+                    };
+                    Ok((t, ps))
+                })
+                .await
+        };
+        ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
+            Ok((None, _)) => act.state = State::Missing,
+            Ok((Some(t), _)) if t.deleted_at.is_some() => act.state = State::Deleted,
+            Ok((Some(_), ps)) => {
+                let current = ps.iter().filter(|p| p.is_current()).count();
+                                let members = ps.iter().map(|p| (p.user_id.clone(), Member::of(p))).collect();
+                act.state = State::Live { members, current };
+            }
+            Err(e) => {
+                tracing::warn!(thread = %act.id, error = %e, "cannot load thread; stopping its actor");
+                act.reap(ctx);
+            }
+        }));
+        let tick = (self.hub.config.idle_timeout / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        ctx.run_interval(tick, |act, ctx| {
+            let idle = act.last_active.elapsed() >= act.hub.config.idle_timeout;
+            if idle || matches!(act.state, State::Missing | State::Deleted) {
+                act.reap(ctx);
+            }
+        });
+    }
+}
