@@ -130,7 +130,7 @@ async fn serve(config: Config) -> Result<(), String> {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         state
             .users
-            .close_all(confab::hub::users::CloseReason::Shutdown);
+            .close_all(confab::hub::queue::CloseReason::Shutdown);
         handle.stop(true).await;
         admin.stop(true).await;
     });

@@ -145,7 +145,7 @@ pub async fn revoke_tokens(
         .await?;
     app.auth.identities.invalidate(&id);
     app.users
-        .close_user(&id, crate::hub::users::CloseReason::Revoked);
+        .close_user(&id, crate::hub::queue::CloseReason::Revoked);
     metrics::counter!(crate::metrics::TOKENS_REVOKED).increment(1);
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -165,7 +165,7 @@ pub async fn delete(
         .await?;
     app.auth.identities.invalidate(&id);
     app.users
-        .close_user(&id, crate::hub::users::CloseReason::Revoked);
+        .close_user(&id, crate::hub::queue::CloseReason::Revoked);
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

@@ -13,8 +13,10 @@ use futures_util::stream;
 use super::Params;
 use crate::auth::ChatUser;
 use crate::error::ApiError;
+use crate::hub::queue::{CloseReason, QueueLimits, SessionQueue};
+use crate::hub::realtime::Frame;
 use crate::hub::session::{self, HEARTBEAT};
-use crate::hub::users::{CloseReason, Cursor, Frame, Outbox, OutboxLimits, PollState, Users};
+use crate::hub::users::{Cursor, PollState, Users};
 use crate::ids::now_ms;
 use crate::state::AppState;
 
@@ -237,7 +239,7 @@ struct SseSession {
     users: Arc<Users>,
     user: String,
     session: u64,
-    outbox: Arc<Outbox>,
+    queue: Arc<SessionQueue>,
     notify: Arc<tokio::sync::Notify>,
 }
 
@@ -261,20 +263,17 @@ pub async fn sse(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRespo
     check_connection_cap(&app, &user.id)?;
     let notify = Arc::new(tokio::sync::Notify::new());
     let waker = notify.clone();
-    let outbox = Outbox::new(
-        OutboxLimits::default(),
-        Box::new(move || waker.notify_one()),
-    );
+    let queue = SessionQueue::new(QueueLimits::default(), Box::new(move || waker.notify_one()));
     let (session, _) = app
         .users
-        .attach(&user.id, &cursor, outbox.clone(), HEARTBEAT.as_secs());
+        .attach(&user.id, &cursor, queue.clone(), HEARTBEAT.as_secs());
     metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "sse").increment(1.0);
     metrics::counter!(crate::metrics::REALTIME_OPENED, "transport" => "sse").increment(1);
     let state = SseSession {
         users: app.users.clone(),
         user: user.id.clone(),
         session,
-        outbox,
+        queue,
         notify,
     };
     let expiry = tokio::time::Instant::now() + expires_in(&user);
@@ -284,13 +283,13 @@ pub async fn sse(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRespo
     let body: Body = Box::pin(stream::unfold(Some((state, ping)), move |st| async move {
         let (state, mut ping) = st?;
         let step = {
-            let (frames, closed) = state.outbox.drain();
+            let (frames, closed) = state.queue.drain();
             if !frames.is_empty() || closed.is_some() {
                 SseStep::Frames(frames, closed)
             } else {
                 tokio::select! {
                     _ = state.notify.notified() => {
-                        let (frames, closed) = state.outbox.drain();
+                        let (frames, closed) = state.queue.drain();
                         SseStep::Frames(frames, closed)
                     }
                     _ = ping.tick() => SseStep::Ping,

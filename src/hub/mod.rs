@@ -17,7 +17,8 @@
 
 pub mod activity;
 pub mod commands;
-pub mod events;
+pub mod queue;
+pub mod realtime;
 pub mod registry;
 pub mod session;
 pub mod thread;

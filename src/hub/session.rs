@@ -2,9 +2,9 @@
 //! actix-web-actors, so that a later switch to actix-ws touches one file.
 //!
 //! It attaches to the user's stream in `started` (connected frame and any replay are queued
-//! under the user's lock), drains its bounded [`Outbox`] when woken, pings every 15 s and
+//! under the user's lock), drains its bounded [`SessionQueue`] when woken, pings every 15 s and
 //! closes with 4002 after 30 s of silence, with 4001 when the token expires, with 4008 when its
-//! outbox overflowed, 4003 on revocation, 1003 for anything but `{"type":"ping"}` and 1009 for
+//! queue overflowed, 4003 on revocation, 1003 for anything but `{"type":"ping"}` and 1009 for
 //! frames over 4 KiB.
 
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use actix::prelude::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
-use super::users::{Cursor, Outbox, OutboxLimits, Users};
+use super::queue::{QueueLimits, SessionQueue};
+use super::users::{Cursor, Users};
 
 /// How often the server pings.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -28,15 +29,15 @@ pub struct WsSession {
     users: Arc<Users>,
     after: Option<Cursor>,
     expires_in: Duration,
-    limits: OutboxLimits,
-    outbox: Option<Arc<Outbox>>,
+    limits: QueueLimits,
+    queue: Option<Arc<SessionQueue>>,
     session: u64,
     last_seen: Instant,
     /// Why the session ended, for `confab_realtime_sessions_closed_total{reason}`.
     closed_by: &'static str,
 }
 
-/// Outbox → session: frames are waiting (sent once per empty → non-empty transition).
+/// SessionQueue → session: frames are waiting (sent once per empty → non-empty transition).
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Wake;
@@ -59,8 +60,8 @@ fn close(act: &mut WsSession, ctx: &mut ws::WebsocketContext<WsSession>, code: u
 
 impl WsSession {
     fn drain(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(outbox) = &self.outbox else { return };
-        let (frames, closed) = outbox.drain();
+        let Some(queue) = &self.queue else { return };
+        let (frames, closed) = queue.drain();
         for f in frames {
             ctx.text(f.json.to_string());
         }
@@ -75,12 +76,12 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let addr = ctx.address();
-        let outbox = Outbox::new(self.limits, Box::new(move || addr.do_send(Wake)));
+        let queue = SessionQueue::new(self.limits, Box::new(move || addr.do_send(Wake)));
         let (id, _) =
             self.users
-                .attach(&self.user, &self.after, outbox.clone(), HEARTBEAT.as_secs());
+                .attach(&self.user, &self.after, queue.clone(), HEARTBEAT.as_secs());
         self.session = id;
-        self.outbox = Some(outbox);
+        self.queue = Some(queue);
         metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "websocket")
             .increment(1.0);
         metrics::counter!(crate::metrics::REALTIME_OPENED, "transport" => "websocket").increment(1);
@@ -157,8 +158,8 @@ pub fn start(
         users,
         after,
         expires_in,
-        limits: OutboxLimits::default(),
-        outbox: None,
+        limits: QueueLimits::default(),
+        queue: None,
         session: 0,
         last_seen: Instant::now(),
         closed_by: "client",

@@ -3,7 +3,7 @@
 //! user's connections (any transport) see the same events with the same cursors.
 //!
 //! The table is sharded by user id. Publishing takes one shard lock per recipient, appends to
-//! the ring, pushes the frame into each session's bounded [`Outbox`] and wakes long-poll
+//! the ring, pushes the frame into each session's bounded [`SessionQueue`] and wakes long-poll
 //! waiters. An event's payload is serialized once ([`Event::body`]); only the small header
 //! (type, cursor, recipient) is formatted per recipient.
 
@@ -14,185 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::queue::{CloseReason, SessionQueue};
+use super::realtime::{Event, Frame};
 use crate::model::Cim;
 
 const SHARDS: usize = 32;
 /// Most events returned by one long-poll.
 pub const MAX_POLL_EVENTS: usize = 100;
-
-/// A committed change as the real-time protocol carries it.
-#[derive(Debug)]
-pub struct Event {
-    /// `chatMessageReceived`, `participantsAdded`, …
-    pub kind: &'static str,
-    /// The `data` members except `recipient`, serialized once: `"threadId":…,"id":…`.
-    pub body: String,
-}
-
-impl Event {
-    /// Builds an event from its data object (which must not contain `recipient`).
-    pub fn new(kind: &'static str, data: Value) -> Arc<Event> {
-        let text = data.to_string();
-        let inner = text
-            .strip_prefix('{')
-            .and_then(|t| t.strip_suffix('}'))
-            .unwrap_or_default()
-            .to_string();
-        Arc::new(Event { kind, body: inner })
-    }
-
-    /// The frame for `recipient` at `cursor`: `{"type","cursor","data":{"recipient",…}}`.
-    pub fn frame(&self, cursor: &str, recipient_json: &str) -> String {
-        let mut s = String::with_capacity(self.body.len() + recipient_json.len() + 64);
-        s.push_str("{\"type\":\"");
-        s.push_str(self.kind);
-        s.push_str("\",\"cursor\":\"");
-        s.push_str(cursor);
-        s.push_str("\",\"data\":{\"recipient\":");
-        s.push_str(recipient_json);
-        if !self.body.is_empty() {
-            s.push(',');
-            s.push_str(&self.body);
-        }
-        s.push_str("}}");
-        s
-    }
-}
-
-/// One frame ready to send, with its cursor and type (SSE needs both).
-#[derive(Debug, Clone)]
-pub struct Frame {
-    pub cursor: Arc<str>,
-    pub kind: &'static str,
-    pub json: Arc<str>,
-}
-
-/// Why a session's outbox stopped accepting frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// 4008: the client did not read fast enough.
-    SlowConsumer,
-    /// 4003: tokens revoked or identity deleted.
-    Revoked,
-    /// 1001: the server is shutting down.
-    Shutdown,
-}
-
-impl CloseReason {
-    pub fn code(self) -> u16 {
-        match self {
-            CloseReason::SlowConsumer => 4008,
-            CloseReason::Revoked => 4003,
-            CloseReason::Shutdown => 1001,
-        }
-    }
-
-    pub fn text(self) -> &'static str {
-        match self {
-            CloseReason::SlowConsumer => "slow consumer",
-            CloseReason::Revoked => "tokens revoked or identity deleted",
-            CloseReason::Shutdown => "server shutting down",
-        }
-    }
-}
-
-/// Limits of one session's outbound queue.
-#[derive(Debug, Clone, Copy)]
-pub struct OutboxLimits {
-    pub frames: usize,
-    pub bytes: usize,
-}
-
-impl Default for OutboxLimits {
-    fn default() -> Self {
-        OutboxLimits {
-            frames: 1000,
-            bytes: 1024 * 1024,
-        }
-    }
-}
-
-struct OutboxInner {
-    frames: VecDeque<Frame>,
-    bytes: usize,
-    closed: Option<CloseReason>,
-    /// A wake-up was sent and not yet consumed: don't send another.
-    wake_pending: bool,
-}
-
-/// A session's bounded outbound queue. The publisher pushes; the session drains when woken.
-pub struct Outbox {
-    inner: Mutex<OutboxInner>,
-    limits: OutboxLimits,
-    wake: Box<dyn Fn() + Send + Sync>,
-}
-
-impl Outbox {
-    /// `wake` is called when the queue becomes non-empty or closes.
-    pub fn new(limits: OutboxLimits, wake: Box<dyn Fn() + Send + Sync>) -> Arc<Outbox> {
-        Arc::new(Outbox {
-            inner: Mutex::new(OutboxInner {
-                frames: VecDeque::new(),
-                bytes: 0,
-                closed: None,
-                wake_pending: false,
-            }),
-            limits,
-            wake,
-        })
-    }
-
-    /// Queues a frame; on overflow the outbox closes as a slow consumer. Returns false once
-    /// closed.
-    pub fn push(&self, frame: Frame) -> bool {
-        let mut g = self.inner.lock();
-        if g.closed.is_some() {
-            return false;
-        }
-        if g.frames.len() >= self.limits.frames || g.bytes + frame.json.len() > self.limits.bytes {
-            g.closed = Some(CloseReason::SlowConsumer);
-            g.frames.clear();
-            g.bytes = 0;
-            metrics::counter!(crate::metrics::SLOW_CONSUMERS).increment(1);
-        } else {
-            g.bytes += frame.json.len();
-            g.frames.push_back(frame);
-        }
-        let wake = !g.wake_pending;
-        g.wake_pending = true;
-        let open = g.closed.is_none();
-        drop(g);
-        if wake {
-            (self.wake)();
-        }
-        open
-    }
-
-    /// Closes the outbox for `reason` (the session closes when it next drains).
-    pub fn close(&self, reason: CloseReason) {
-        let mut g = self.inner.lock();
-        if g.closed.is_none() {
-            g.closed = Some(reason);
-        }
-        let wake = !g.wake_pending;
-        g.wake_pending = true;
-        drop(g);
-        if wake {
-            (self.wake)();
-        }
-    }
-
-    /// Takes every queued frame, and the close reason if the outbox closed.
-    pub fn drain(&self) -> (Vec<Frame>, Option<CloseReason>) {
-        let mut g = self.inner.lock();
-        g.wake_pending = false;
-        g.bytes = 0;
-        (g.frames.drain(..).collect(), g.closed)
-    }
-}
 
 /// A parsed cursor `<epoch>.<n>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +53,7 @@ struct Stream {
     /// Last `n` handed out.
     head: u64,
     ring: VecDeque<(u64, Instant, Arc<Event>)>,
-    sessions: Vec<(u64, Arc<Outbox>)>,
+    sessions: Vec<(u64, Arc<SessionQueue>)>,
     /// Long-poll waiters (woken on every new event).
     notify: Arc<Notify>,
     polls: usize,
@@ -320,12 +150,12 @@ impl Users {
     }
 
     /// Registers a session at `after`; queues the connected frame then the missed events into
-    /// `outbox`, all under the user's lock so nothing falls in between. Returns the session id.
+    /// `queue`, all under the user's lock so nothing falls in between. Returns the session id.
     pub fn attach(
         &self,
         user: &str,
         after: &Option<Cursor>,
-        outbox: Arc<Outbox>,
+        queue: Arc<SessionQueue>,
         heartbeat_secs: u64,
     ) -> (u64, Attached) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
@@ -350,7 +180,7 @@ impl Users {
             "data": {"recovered": from.is_some(), "userId": user, "heartbeatSeconds": heartbeat_secs},
         })
         .to_string();
-        outbox.push(Frame {
+        queue.push(Frame {
             cursor: cursor.clone().into(),
             kind: "realTimeNotificationConnected",
             json: connected.into(),
@@ -358,14 +188,14 @@ impl Users {
         if from.is_some() {
             for (n, _, e) in s.ring.iter().filter(|(n, _, _)| *n > start) {
                 let c = self.cursor(*n);
-                outbox.push(Frame {
+                queue.push(Frame {
                     json: e.frame(&c, &s.recipient_json).into(),
                     cursor: c.into(),
                     kind: e.kind,
                 });
             }
         }
-        s.sessions.push((id, outbox));
+        s.sessions.push((id, queue));
         (
             id,
             Attached {
@@ -519,6 +349,7 @@ pub enum PollState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::queue::QueueLimits;
 
     fn users() -> Users {
         Users::new(RingLimits {
@@ -527,9 +358,9 @@ mod tests {
         })
     }
 
-    fn outbox() -> Arc<Outbox> {
-        Outbox::new(
-            OutboxLimits {
+    fn queue() -> Arc<SessionQueue> {
+        SessionQueue::new(
+            QueueLimits {
                 frames: 4,
                 bytes: 1 << 20,
             },
@@ -573,7 +404,7 @@ mod tests {
                 n,
             })
         };
-        let o = outbox();
+        let o = queue();
         let (_, a) = u.attach("8:acs:u", &at(2), o.clone(), 15);
         assert!(a.recovered);
         let (frames, _) = o.drain();
@@ -581,20 +412,20 @@ mod tests {
         assert!(frames[1]
             .json
             .contains("\"recipient\":{\"kind\":\"communicationUser\""));
-        let (_, a) = u.attach("8:acs:u", &at(1), outbox(), 15);
+        let (_, a) = u.attach("8:acs:u", &at(1), queue(), 15);
         assert!(!a.recovered, "event 2 fell out of the ring");
         let stale = Some(Cursor {
             epoch: "zzzzzzzz".into(),
             n: 5,
         });
-        let (_, a) = u.attach("8:acs:u", &stale, outbox(), 15);
+        let (_, a) = u.attach("8:acs:u", &stale, queue(), 15);
         assert!(!a.recovered);
     }
 
     #[test]
     fn overflow_closes_as_slow_consumer() {
         let u = users();
-        let o = outbox();
+        let o = queue();
         u.attach("8:acs:u", &None, o.clone(), 15);
         let e = Event::new("typingIndicatorReceived", serde_json::json!({}));
         for _ in 0..10 {

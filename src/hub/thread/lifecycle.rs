@@ -5,9 +5,9 @@ use actix::prelude::*;
 use super::tx::*;
 use super::{done, thread_not_found, Commit, Reply, State, ThreadActor};
 use crate::error::ApiError;
-use crate::events::chat::{self as hooks, Change};
+use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
-use crate::hub::events;
+use crate::hub::realtime;
 use crate::ids::now_ms;
 use crate::model::{
     self, check_metadata, CimOut, CreateThreadResult, EventParticipant, MessageContent, Metadata,
@@ -127,11 +127,11 @@ impl ThreadActor {
                         location: Some(cmd.location),
                     };
                     store_idem(c, &cmd.idem, &replay)?;
-                    let props = events::properties(&thread.topic, &cmd_metadata, &cmd_retention);
+                    let props = realtime::properties(&thread.topic, &cmd_metadata, &cmd_retention);
                     let members = added_members(&added, added_at.2);
                     let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
                     let change = Change::of(&thread, &cmd.request_id, now);
-                    hooks::thread_created(
+                    chat::thread_created(
                         ob,
                         &change,
                         &cmd.creator,
@@ -148,7 +148,7 @@ impl ThreadActor {
                     };
                     let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
                     let e =
-                        events::thread_created(&act.id, *at, props.clone(), &ps, &act.p(creator));
+                        realtime::thread_created(&act.id, *at, props.clone(), &ps, &act.p(creator));
                     act.publish_current(&e);
                     metrics::counter!(crate::metrics::THREADS_CREATED).increment(1);
                 },
@@ -215,15 +215,14 @@ impl ThreadActor {
                         .retention
                         .as_deref()
                         .and_then(|r| serde_json::from_str(r).ok());
-                    let props = events::properties(&t.topic, &metadata, &retention);
+                    let props = realtime::properties(&t.topic, &metadata, &retention);
                     let change = Change::of(&t, &cmd.request_id, now);
-                    hooks::properties_updated(
-                        ob, &change, &cmd.user, &t.topic, &metadata, &current,
-                    );
+                    chat::properties_updated(ob, &change, &cmd.user, &t.topic, &metadata, &current);
                     Ok((now, props, seq, cmd.user))
                 },
                 |act, (at, props, seq, user)| {
-                    let e = events::thread_updated(&act.id, *at, props.clone(), &act.p(user), *seq);
+                    let e =
+                        realtime::thread_updated(&act.id, *at, props.clone(), &act.p(user), *seq);
                     act.publish_current(&e);
                 },
             )
@@ -259,11 +258,11 @@ impl ThreadActor {
                     let now = now_ms();
                     threads::mark_deleted(c, &id, now)?;
                     let change = Change::of(&t, &cmd.request_id, now);
-                    hooks::thread_deleted(ob, &change, &cmd.user, &current);
+                    chat::thread_deleted(ob, &change, &cmd.user, &current);
                     Ok((now, cmd.user))
                 },
                 |act, (at, user)| {
-                    let e = events::thread_deleted(&act.id, *at, &act.p(user));
+                    let e = realtime::thread_deleted(&act.id, *at, &act.p(user));
                     act.publish_current(&e);
                     metrics::counter!(crate::metrics::THREADS_DELETED).increment(1);
                     act.state = State::Deleted;

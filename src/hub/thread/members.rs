@@ -5,9 +5,9 @@ use actix::prelude::*;
 use super::tx::*;
 use super::{done, Commit, Member, Reply, ThreadActor};
 use crate::error::ApiError;
-use crate::events::chat::{self as hooks, Change};
+use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
-use crate::hub::events;
+use crate::hub::realtime;
 use crate::ids::now_ms;
 use crate::model::{
     self, participant_out, CimOut, EventParticipant, InvalidParticipant, MessageContent,
@@ -79,7 +79,7 @@ impl ThreadActor {
                         .chain(members.iter().map(|(u, _)| u.clone()))
                         .collect();
                     let change = Change::of(&t, &cmd.request_id, at.2);
-                    hooks::participants_added(ob, &change, &cmd.user, &ps, &after);
+                    chat::participants_added(ob, &change, &cmd.user, &ps, &after);
                     Ok((invalid, members, Some((at.0, at.2)), cmd.user))
                 },
                 |act, (_, added, at, user)| {
@@ -88,7 +88,7 @@ impl ThreadActor {
                     }
                     if let Some((seq, at)) = at {
                         let ps: Vec<EventParticipant> = added.iter().map(|(u, m)| m.p(u)).collect();
-                        let e = events::participants_added(&act.id, *at, &ps, &act.p(user), *seq);
+                        let e = realtime::participants_added(&act.id, *at, &ps, &act.p(user), *seq);
                         // every participant after the add, the new ones included
                         act.publish_current(&e);
                         metrics::counter!(crate::metrics::PARTICIPANTS_ADDED)
@@ -154,12 +154,12 @@ impl ThreadActor {
                     ids.save(c, &id)?;
                     let change = Change::of(&t, &cmd.request_id, at.2);
                     // every participant before the removal, the removed one included
-                    hooks::participant_removed(ob, &change, &cmd.user, &removed_p, &before);
+                    chat::participant_removed(ob, &change, &cmd.user, &removed_p, &before);
                     Ok((cmd.target, at, cmd.user))
                 },
                 move |act, (removed, (seq, _, at), by)| {
                     // every participant before the removal, the removed one included; nothing after
-                    let e = events::participants_removed(
+                    let e = realtime::participants_removed(
                         &act.id,
                         *at,
                         &[target.p(removed)],

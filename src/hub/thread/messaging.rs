@@ -5,9 +5,9 @@ use actix::prelude::*;
 use super::tx::*;
 use super::{Commit, Reply, ThreadActor};
 use crate::error::ApiError;
-use crate::events::chat::{self as hooks, MessageChange};
+use crate::events::chat::{self, MessageChange};
 use crate::hub::commands::*;
-use crate::hub::events;
+use crate::hub::realtime;
 use crate::ids::now_ms;
 use crate::model::{self, check_metadata};
 use crate::store::models::Message;
@@ -97,7 +97,7 @@ impl ThreadActor {
                         location: Some(format!("{}{mid}", cmd.location_prefix)),
                     };
                     store_idem(c, &cmd.idem, &replay)?;
-                    hooks::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
+                    chat::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
                     out.push((replay, message));
                 }
                 ids.save(c, &id)?;
@@ -105,7 +105,7 @@ impl ThreadActor {
             },
             |act, out| {
                 for (_, m) in out {
-                    act.publish_current(&events::message_received(m));
+                    act.publish_current(&realtime::message_received(m));
                     act.hub.activity.record(&act.id);
                     metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
                         .increment(1);
@@ -172,12 +172,12 @@ impl ThreadActor {
                     m.version = now.max(m.version + 1);
                     m.edited_at = Some(now);
                     messages::update(c, &m)?;
-                    hooks::message(ob, MessageChange::Edited, &m, &cmd.request_id, &current);
+                    chat::message(ob, MessageChange::Edited, &m, &cmd.request_id, &current);
                     Ok(Some(m))
                 },
                 |act, m| {
                     if let Some(m) = m {
-                        act.publish_current(&events::message_edited(m));
+                        act.publish_current(&realtime::message_edited(m));
                         metrics::counter!(crate::metrics::MESSAGES_EDITED).increment(1);
                     }
                 },
@@ -212,11 +212,11 @@ impl ThreadActor {
                     m.version = now.max(m.version + 1);
                     m.deleted_at = Some(now);
                     messages::update(c, &m)?;
-                    hooks::message(ob, MessageChange::Deleted, &m, &cmd.request_id, &current);
+                    chat::message(ob, MessageChange::Deleted, &m, &cmd.request_id, &current);
                     Ok(m)
                 },
                 |act, m| {
-                    act.publish_current(&events::message_deleted(m));
+                    act.publish_current(&realtime::message_deleted(m));
                     metrics::counter!(crate::metrics::MESSAGES_DELETED).increment(1);
                 },
             )

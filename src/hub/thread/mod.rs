@@ -161,7 +161,7 @@ impl ThreadActor {
     }
 
     /// Publishes to the current participants.
-    fn publish_current(&self, event: &Arc<super::users::Event>) {
+    fn publish_current(&self, event: &Arc<super::realtime::Event>) {
         self.hub.users.publish(&self.current_list(), event);
     }
 

@@ -5,9 +5,9 @@ use actix::prelude::*;
 use super::tx::*;
 use super::{done, Commit, Reply, ThreadActor};
 use crate::error::ApiError;
-use crate::events::chat::{self as hooks, Change};
+use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
-use crate::hub::events;
+use crate::hub::realtime;
 use crate::ids::now_ms;
 use crate::store::models::Receipt;
 use crate::store::{messages, participants};
@@ -58,7 +58,7 @@ impl ThreadActor {
                 |act, moved| {
                     if let Some((reader, message_id, at)) = moved {
                         let name = act.p(reader).display_name.unwrap_or_default();
-                        act.publish_current(&events::read_receipt(
+                        act.publish_current(&realtime::read_receipt(
                             &act.id,
                             reader,
                             &name,
@@ -95,7 +95,7 @@ impl ThreadActor {
             .display_name
             .or_else(|| self.p(&cmd.user).display_name)
             .unwrap_or_default();
-        let e = events::typing(&self.id, &cmd.user, &name, now_ms());
+        let e = realtime::typing(&self.id, &cmd.user, &name, now_ms());
         let others: Vec<String> = self
             .current_list()
             .into_iter()
@@ -104,7 +104,7 @@ impl ThreadActor {
         self.hub.users.publish(&others, &e);
         metrics::counter!(crate::metrics::TYPING_SENT).increment(1);
         // Typing is stored only as webhook outbox rows, when a subscription wants it.
-        if !self.hub.webhooks.wants(hooks::TYPING) {
+        if !self.hub.webhooks.wants(chat::TYPING) {
             return Ok(done(()));
         }
         let id = self.id.clone();
@@ -117,7 +117,7 @@ impl ThreadActor {
                     create_time: 0,
                     at,
                 };
-                hooks::typing(ob, &change, &cmd.user, &name);
+                chat::typing(ob, &change, &cmd.user, &name);
                 Ok(())
             },
             |_, _| {},

@@ -5,10 +5,56 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::users::Event;
 use crate::ids::fmt_ms;
 use crate::model::{Cim, EventParticipant, Metadata, RetentionPolicy};
 use crate::store::models::Message;
+
+/// A committed change as the real-time protocol carries it.
+#[derive(Debug)]
+pub struct Event {
+    /// `chatMessageReceived`, `participantsAdded`, …
+    pub kind: &'static str,
+    /// The `data` members except `recipient`, serialized once: `"threadId":…,"id":…`.
+    pub body: String,
+}
+
+impl Event {
+    /// Builds an event from its data object (which must not contain `recipient`).
+    pub fn new(kind: &'static str, data: Value) -> Arc<Event> {
+        let text = data.to_string();
+        let inner = text
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or_default()
+            .to_string();
+        Arc::new(Event { kind, body: inner })
+    }
+
+    /// The frame for `recipient` at `cursor`: `{"type","cursor","data":{"recipient",…}}`.
+    pub fn frame(&self, cursor: &str, recipient_json: &str) -> String {
+        let mut s = String::with_capacity(self.body.len() + recipient_json.len() + 64);
+        s.push_str("{\"type\":\"");
+        s.push_str(self.kind);
+        s.push_str("\",\"cursor\":\"");
+        s.push_str(cursor);
+        s.push_str("\",\"data\":{\"recipient\":");
+        s.push_str(recipient_json);
+        if !self.body.is_empty() {
+            s.push(',');
+            s.push_str(&self.body);
+        }
+        s.push_str("}}");
+        s
+    }
+}
+
+/// One frame ready to send, with its cursor and type (SSE needs both).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub cursor: Arc<str>,
+    pub kind: &'static str,
+    pub json: Arc<str>,
+}
 
 fn ps(list: &[EventParticipant]) -> Value {
     Value::Array(list.iter().map(EventParticipant::to_json).collect())
