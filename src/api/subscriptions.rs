@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::{base_url, check_content_type, empty, json, parse_json, Body, Params};
 use crate::error::ApiError;
-use crate::events::dispatcher::{self, Handshake, CLOUD_EVENTS, ROTATION_OVERLAP_MS};
+use crate::events::client::{handshake, Handshake};
+use crate::events::envelope::CLOUD_EVENTS;
+use crate::events::signing::{secret_key, ROTATION_OVERLAP_MS};
 use crate::events::{full_type, ssrf};
 use crate::ids::{encode_query, fmt_ms, now_ms};
 use crate::state::AppState;
@@ -166,7 +168,7 @@ fn validate(body: PutBody) -> Result<Wanted, ApiError> {
         }
     };
     if let Some(s) = &body.secret {
-        if dispatcher::secret_key(s).is_none() {
+        if secret_key(s).is_none() {
             return Err(ApiError::invalid(
                 "secret",
                 "secret must be whsec_ followed by the base64 of 24 to 64 bytes.",
@@ -271,7 +273,7 @@ pub async fn put(
             .unwrap_or_default()
             .trim_start_matches('[')
             .to_string();
-        let passed = dispatcher::handshake(&Handshake {
+        let passed = handshake(&Handshake {
             schema: &s.delivery_schema,
             url: &s.endpoint_url,
             allow_private,

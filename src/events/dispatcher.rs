@@ -12,33 +12,26 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
 use rand::Rng;
-use serde_json::{json, Value};
-use sha2::Sha256;
+use serde_json::Value;
 
-use super::{ssrf, Webhooks};
-use crate::ids::{fmt_ms, now_ms};
+use super::client::{client, send, Answer};
+use super::envelope::envelope;
+use super::signing::{signature, signing_keys};
+use super::Webhooks;
+use crate::ids::now_ms;
 use crate::store::models::{AttemptOutcome, Delivery, Subscription};
 use crate::store::webhooks;
 
 /// Attempts in flight per subscription.
 pub const PER_SUBSCRIPTION: usize = 8;
-/// One attempt's limit, connection included.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest the dispatcher sleeps without a wake-up (also the backlog gauges' period).
 const IDLE_SCAN: Duration = Duration::from_secs(5);
 /// Delivered rows are kept this long (dead letters until their subscription is deleted).
 pub const DELIVERED_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long an old secret keeps signing after a new one is set.
-pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
 
 /// The retry schedule: the delay after the n-th failed attempt (the last repeats).
 const SCHEDULE_SECS: &[u64] = &[10, 30, 60, 300, 600, 1800, 3600, 10_800, 21_600, 43_200];
-
-pub const USER_AGENT: &str = concat!("confab-webhooks/", env!("CARGO_PKG_VERSION"));
 
 /// The delay before the next attempt after `failed` failed attempts (1-based), with jitter in
 /// [0.8, 1.2] and scaled by `--webhook-retry-scale`.
@@ -47,253 +40,6 @@ pub fn retry_delay(failed: i32, scale: f64) -> Duration {
     let base = SCHEDULE_SECS[i.min(SCHEDULE_SECS.len() - 1)] as f64;
     let jitter = rand::thread_rng().gen_range(0.8..=1.2);
     Duration::from_secs_f64(base * jitter * scale)
-}
-
-/// The HMAC key of a `whsec_…` secret: base64 of 24 to 64 bytes.
-pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
-    let key = B64.decode(secret.strip_prefix("whsec_")?).ok()?;
-    (24..=64).contains(&key.len()).then_some(key)
-}
-
-/// `webhook-signature`: one `v1,<base64>` entry per key, space-separated.
-pub fn signature(keys: &[Vec<u8>], id: &str, timestamp: i64, body: &[u8]) -> String {
-    keys.iter()
-        .map(|k| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(k).expect("HMAC takes any key length");
-            mac.update(id.as_bytes());
-            mac.update(b".");
-            mac.update(timestamp.to_string().as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The keys that sign for a subscription now: its secret, and the previous one during the
-/// rotation overlap.
-pub fn signing_keys(s: &Subscription, now: i64) -> Vec<Vec<u8>> {
-    let old = s
-        .old_secret
-        .as_deref()
-        .filter(|_| s.old_secret_until.is_some_and(|u| u > now));
-    s.secret
-        .as_deref()
-        .into_iter()
-        .chain(old)
-        .filter_map(secret_key)
-        .collect()
-}
-
-pub const CLOUD_EVENTS: &str = "CloudEventSchemaV1_0";
-
-/// The body and content type of one delivery in a subscription's schema (contract §7.3).
-pub fn envelope(
-    schema: &str,
-    topic: &str,
-    id: &str,
-    event_type: &str,
-    subject: &str,
-    time: i64,
-    data: Value,
-) -> (&'static str, String) {
-    if schema == CLOUD_EVENTS {
-        let e = json!({
-            "specversion": "1.0",
-            "id": id,
-            "source": topic,
-            "subject": subject,
-            "type": event_type,
-            "time": fmt_ms(time),
-            "datacontenttype": "application/json",
-            "data": data,
-        });
-        ("application/cloudevents+json; charset=utf-8", e.to_string())
-    } else {
-        let e = json!([{
-            "id": id,
-            "topic": topic,
-            "subject": subject,
-            "eventType": event_type,
-            "eventTime": fmt_ms(time),
-            "dataVersion": "1.0",
-            "metadataVersion": "1",
-            "data": data,
-        }]);
-        ("application/json; charset=utf-8", e.to_string())
-    }
-}
-
-/// The HTTP client for webhooks: redirects are not followed, and every address it dials has
-/// passed [`ssrf::GuardedResolver`].
-pub fn client(allow_private: bool) -> awc::Client {
-    let tcp = actix_tls::connect::Connector::new(actix_tls::connect::Resolver::custom(
-        ssrf::GuardedResolver { allow_private },
-    ))
-    .service();
-    awc::Client::builder()
-        .disable_redirects()
-        .timeout(ATTEMPT_TIMEOUT)
-        .connector(
-            awc::Connector::new()
-                .connector(tcp)
-                .timeout(Duration::from_secs(10)),
-        )
-        .finish()
-}
-
-/// How one attempt ended.
-#[derive(Debug)]
-pub enum Answer {
-    Status {
-        code: u16,
-        retry_after: Option<Duration>,
-    },
-    /// Timeout, refused connection, blocked address, TLS failure…
-    Failed(String),
-}
-
-/// An endpoint's answer.
-pub struct Reply {
-    pub status: u16,
-    pub headers: actix_web::http::header::HeaderMap,
-    pub body: bytes::Bytes,
-}
-
-/// Sends one request to an endpoint after checking its URL (the client's resolver checks the
-/// addresses dialled). Up to 64 KiB of the answer's body is read.
-pub async fn exchange(
-    client: &awc::Client,
-    method: actix_web::http::Method,
-    url: &str,
-    allow_private: bool,
-    headers: Vec<(&'static str, String)>,
-    body: Option<(&str, String)>,
-) -> Result<Reply, String> {
-    let endpoint = ssrf::check_url(url, allow_private)?;
-    let mut req = client
-        .request(method, endpoint.uri)
-        .insert_header(("User-Agent", USER_AGENT));
-    for (k, v) in headers {
-        req = req.insert_header((k, v));
-    }
-    let sent = match body {
-        Some((content_type, body)) => {
-            req.insert_header(("Content-Type", content_type))
-                .send_body(body)
-                .await
-        }
-        None => req.send().await,
-    };
-    let mut res = sent.map_err(|e| e.to_string())?;
-    let body = res.body().limit(64 * 1024).await.unwrap_or_default();
-    Ok(Reply {
-        status: res.status().as_u16(),
-        headers: res.headers().clone(),
-        body,
-    })
-}
-
-/// Sends one delivery.
-pub async fn send(
-    client: &awc::Client,
-    url: &str,
-    allow_private: bool,
-    headers: Vec<(&'static str, String)>,
-    content_type: &str,
-    body: String,
-) -> Answer {
-    let post = actix_web::http::Method::POST;
-    match exchange(
-        client,
-        post,
-        url,
-        allow_private,
-        headers,
-        Some((content_type, body)),
-    )
-    .await
-    {
-        Ok(r) => Answer::Status {
-            code: r.status,
-            retry_after: retry_after(&r.headers),
-        },
-        Err(e) => Answer::Failed(e),
-    }
-}
-
-/// What the validation handshake needs (contract §7.2).
-pub struct Handshake<'a> {
-    pub schema: &'a str,
-    pub url: &'a str,
-    pub allow_private: bool,
-    pub topic: &'a str,
-    pub name: &'a str,
-    pub code: &'a str,
-    pub validation_url: &'a str,
-    /// `WebHook-Request-Origin` (CloudEvents): confab's host name.
-    pub origin: &'a str,
-}
-
-/// Runs the handshake; true when the endpoint answered as the schema requires.
-pub async fn handshake(h: &Handshake<'_>) -> bool {
-    let client = client(h.allow_private);
-    if h.schema == CLOUD_EVENTS {
-        let headers = vec![("WebHook-Request-Origin", h.origin.to_string())];
-        let options = actix_web::http::Method::OPTIONS;
-        return match exchange(&client, options, h.url, h.allow_private, headers, None).await {
-            Ok(r) if r.status == 200 => r
-                .headers
-                .get("webhook-allowed-origin")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim() == "*" || v.trim().eq_ignore_ascii_case(h.origin)),
-            _ => false,
-        };
-    }
-    let body = json!([{
-        "id": uuid::Uuid::new_v4().to_string(),
-        "topic": h.topic,
-        "subject": "",
-        "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
-        "eventTime": fmt_ms(now_ms()),
-        "metadataVersion": "1",
-        "dataVersion": "1",
-        "data": { "validationCode": h.code, "validationUrl": h.validation_url },
-    }]);
-    let headers = vec![
-        ("aeg-event-type", "SubscriptionValidation".to_string()),
-        ("aeg-subscription-name", h.name.to_string()),
-        ("aeg-delivery-count", "0".to_string()),
-        ("aeg-data-version", "1".to_string()),
-        ("aeg-metadata-version", "1".to_string()),
-    ];
-    let post = actix_web::http::Method::POST;
-    let body = Some(("application/json; charset=utf-8", body.to_string()));
-    match exchange(&client, post, h.url, h.allow_private, headers, body).await {
-        Ok(r) if r.status == 200 => serde_json::from_slice::<Value>(&r.body)
-            .ok()
-            .and_then(|v| {
-                v.get("validationResponse")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .is_some_and(|v| v.eq_ignore_ascii_case(h.code)),
-        _ => false,
-    }
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(h: &actix_web::http::header::HeaderMap) -> Option<Duration> {
-    let v = h.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
 }
 
 /// What to do with a row after an attempt (contract §7.6).
@@ -586,25 +332,6 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn standard_webhooks_signature() {
-        // The example of the Standard Webhooks specification's reference libraries.
-        let key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let body = br#"{"test": 2432232314}"#;
-        let sig = signature(&[key], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
-        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    }
-
-    #[test]
-    fn secrets_are_24_to_64_bytes_of_base64() {
-        assert!(secret_key(&format!("whsec_{}", B64.encode([7u8; 24]))).is_some());
-        assert!(secret_key(&format!("whsec_{}", B64.encode([7u8; 64]))).is_some());
-        assert!(secret_key(&format!("whsec_{}", B64.encode([7u8; 23]))).is_none());
-        assert!(secret_key(&format!("whsec_{}", B64.encode([7u8; 65]))).is_none());
-        assert!(secret_key(&B64.encode([7u8; 32])).is_none());
-        assert!(secret_key("whsec_not base64!").is_none());
-    }
 
     #[test]
     fn schedule_has_jitter_and_scale() {

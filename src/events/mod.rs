@@ -9,7 +9,10 @@
 //!   [`ssrf`] keeps it off private addresses.
 
 pub mod chat;
+pub mod client;
 pub mod dispatcher;
+pub mod envelope;
+pub mod signing;
 pub mod ssrf;
 
 use std::collections::HashSet;

@@ -1239,9 +1239,9 @@ async fn private_endpoints_are_refused_without_the_flag() {
 
     // The check is on the address dialled, not only at PUT: the guarded client will not
     // connect to a name that resolves to loopback even when the URL passed its static check.
-    let client = confab::events::dispatcher::client(false);
+    let client = confab::events::client::client(false);
     let url = format!("http://localhost:{}/hook", rx.port);
-    let r = confab::events::dispatcher::exchange(
+    let r = confab::events::client::exchange(
         &client,
         actix_web::http::Method::POST,
         &url,
