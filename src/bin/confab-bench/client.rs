@@ -5,11 +5,7 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 pub const CHAT_V: &str = "2024-03-07";
 pub const IDENTITY_V: &str = "2023-10-01";
@@ -60,21 +56,19 @@ impl Target {
         let path = format!("/identities?api-version={IDENTITY_V}");
         let body = r#"{"createTokenWithScopes":["chat"]}"#;
         let date = httpdate::fmt_http_date(SystemTime::now());
-        let hash = B64.encode(Sha256::digest(body.as_bytes()));
-        let to_sign = format!("POST\n{path}\n{date};{};{hash}", self.host());
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key");
-        mac.update(to_sign.as_bytes());
-        let sig = B64.encode(mac.finalize().into_bytes());
+        let signed = confab::auth::hmac::sign(
+            &self.key,
+            "POST",
+            &path,
+            self.host(),
+            &date,
+            body.as_bytes(),
+        );
         let mut res = c
             .post(format!("{}{path}", self.base))
             .insert_header(("x-ms-date", date))
-            .insert_header(("x-ms-content-sha256", hash))
-            .insert_header((
-                "authorization",
-                format!(
-                    "HMAC-SHA256 SignedHeaders=x-ms-date;host;x-ms-content-sha256&Signature={sig}"
-                ),
-            ))
+            .insert_header(("x-ms-content-sha256", signed.content_hash))
+            .insert_header(("authorization", signed.authorization))
             .insert_header(("content-type", "application/json"))
             .send_body(body)
             .await
