@@ -190,8 +190,12 @@ impl r2d2::ManageConnection for Manager {
             .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// Checked when a connection goes back to the pool: one whose transaction manager is
+    /// broken (a transaction left open, e.g. by a panic mid-query) or returned by a
+    /// panicking thread is dropped instead of being handed to the next reader.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        use diesel::r2d2::R2D2Connection;
+        std::thread::panicking() || conn.is_broken()
     }
 }
 
@@ -208,4 +212,30 @@ pub fn pool(url: &str, size: u32, setup: ConnSetup) -> Result<DbPool, String> {
             setup,
         })
         .map_err(|e| format!("cannot build the connection pool: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::connection::TransactionManager;
+    use r2d2::ManageConnection;
+
+    /// A connection given back with a transaction still open is dropped, not reused.
+    #[test]
+    fn a_connection_with_an_open_transaction_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = Manager {
+            url: crate::store::Store::sqlite_url(dir.path()),
+            setup: ConnSetup {
+                sync: SqliteSync::Off,
+                writer: false,
+            },
+        };
+        let mut conn = manager.connect().unwrap();
+        assert!(!manager.has_broken(&mut conn));
+        <DbConn as Connection>::TransactionManager::begin_transaction(&mut conn).unwrap();
+        assert!(manager.has_broken(&mut conn));
+        <DbConn as Connection>::TransactionManager::commit_transaction(&mut conn).unwrap();
+        assert!(!manager.has_broken(&mut conn));
+    }
 }
