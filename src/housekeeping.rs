@@ -96,7 +96,7 @@ async fn sweep_retention(state: &AppState) -> Result<(), error::ApiError> {
         .await?;
     for thread in due {
         let cmd = crate::hub::commands::DeleteThread {
-            user: model::SYSTEM_ACTOR.to_string(),
+            user: ids::UserId::new(model::SYSTEM_ACTOR),
             request_id: uuid::Uuid::new_v4().to_string(),
         };
         match state.hub.send(&thread, cmd).await {

@@ -25,9 +25,95 @@ pub fn encode_query(s: &str) -> String {
     encode_segment(s)
 }
 
+/// Declares a string id newtype: the raw form on the wire and in storage, a distinct type in
+/// signatures so that a thread id and a user id cannot be swapped.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a raw id as received or stored (its shape is checked where it matters).
+            pub fn new(raw: impl Into<String>) -> $name {
+                $name(raw.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> $name {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> $name {
+                $name(s.to_string())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A thread id, `19:<32 lowercase hex>@thread.v2` when confab made it.
+    ThreadId
+);
+
+string_id!(
+    /// A raw user id: `8:acs:<resourceId>_<uuid>` for this resource's users, or any other
+    /// identity's raw id as the contract allows (the sweeper acts as `system`).
+    UserId
+);
+
 /// A new random thread id.
-pub fn new_thread_id() -> String {
-    format!("19:{}@thread.v2", uuid::Uuid::new_v4().simple())
+pub fn new_thread_id() -> ThreadId {
+    ThreadId(format!("19:{}@thread.v2", uuid::Uuid::new_v4().simple()))
 }
 
 /// Whether `s` has the thread id shape. Anything else cannot name a thread (→ 404).
@@ -43,8 +129,8 @@ pub fn is_thread_id(s: &str) -> bool {
 }
 
 /// A new user id under `resource_id`.
-pub fn new_user_id(resource_id: &str) -> String {
-    format!("8:acs:{resource_id}_{}", uuid::Uuid::new_v4())
+pub fn new_user_id(resource_id: &str) -> UserId {
+    UserId(format!("8:acs:{resource_id}_{}", uuid::Uuid::new_v4()))
 }
 
 /// Whether `raw` is a user id of this resource (`8:acs:<resourceId>_<uuid>`).

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::{CHAT_API_VERSIONS, DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_PAGE_SIZE};
 use crate::error::ApiError;
+use crate::ids::ThreadId;
 use crate::state::AppState;
 
 /// The api-version check of a route group (contract §1).
@@ -223,8 +224,8 @@ impl Params {
 }
 
 /// The thread id path segment (already percent-decoded by the router).
-pub fn path_thread(req: &HttpRequest) -> String {
-    req.match_info().query("t").to_string()
+pub fn path_thread(req: &HttpRequest) -> ThreadId {
+    ThreadId::new(req.match_info().query("t"))
 }
 
 /// Unknown-shaped thread ids cannot exist.

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::hub::commands::{IdemSlot, Replay};
 use crate::ids::now_ms;
+use crate::ids::UserId;
 use crate::state::AppState;
 use crate::store::messages;
 use crate::store::models::IdempotencyRecord;
@@ -117,7 +118,7 @@ where
         key: claim_key,
     };
     let hash = body_hash(body);
-    let (u, k) = (user.to_string(), key.clone());
+    let (u, k) = (UserId::new(user), key.clone());
     let stored = app
         .store
         .read(move |c| Ok(messages::idempotency_get(c, &u, &k)?))
@@ -142,7 +143,7 @@ where
         return Ok(res);
     }
     let slot = IdemSlot {
-        user: user.to_string(),
+        user: UserId::new(user),
         request_id: key.clone(),
         body_hash: hash.clone(),
     };

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::auth::token::{Scope, MAX_EXPIRES_MINUTES, MIN_EXPIRES_MINUTES};
 use crate::error::ApiError;
-use crate::ids::{fmt_ms, is_own_user_id, new_user_id, now_ms};
+use crate::ids::{fmt_ms, is_own_user_id, new_user_id, now_ms, UserId};
 use crate::ratelimit::Op;
 use crate::state::AppState;
 use crate::store::identities;
@@ -45,8 +45,8 @@ fn authenticate(req: &HttpRequest, app: &AppState, body: &[u8]) -> Result<(), Ap
 }
 
 /// The `{id}` path segment; malformed ids and other resources' ids are simply not found.
-fn path_identity(req: &HttpRequest, app: &AppState) -> Result<String, ApiError> {
-    let id = req.match_info().query("id").to_string();
+fn path_identity(req: &HttpRequest, app: &AppState) -> Result<UserId, ApiError> {
+    let id = UserId::new(req.match_info().query("id"));
     if is_own_user_id(&id, &app.resource_id) {
         Ok(id)
     } else {
@@ -57,9 +57,9 @@ fn path_identity(req: &HttpRequest, app: &AppState) -> Result<String, ApiError> 
 /// Loads a live identity (404 if unknown or deleted).
 async fn live_identity(
     app: &AppState,
-    id: &str,
+    id: &UserId,
 ) -> Result<crate::store::models::Identity, ApiError> {
-    let lookup = id.to_string();
+    let lookup = id.clone();
     app.store
         .read(move |c| Ok(identities::get(c, &lookup)?))
         .await?

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::hub::commands::{DeleteMessage, EditMessage, SendMessage};
-use crate::ids::{encode_query, encode_segment, fmt_ms, parse_message_id};
+use crate::ids::{encode_query, encode_segment, fmt_ms, parse_message_id, ThreadId, UserId};
 use crate::model::{
     check_display_name, check_metadata, ChatMessage, Cim, MessageContent, MessageKind, MetaPatch,
     Page, Priority, SendMessageRequest, MAX_MESSAGE_METADATA_BYTES,
@@ -128,7 +128,7 @@ pub async fn send(
 
 /// The caller's participant row in a live thread: 404 if the thread is missing or deleted,
 /// 403 if the caller never was a participant. Former participants are returned.
-pub fn viewer(c: &mut DbConn, thread: &str, user: &str) -> Result<Participant, ApiError> {
+pub fn viewer(c: &mut DbConn, thread: &ThreadId, user: &UserId) -> Result<Participant, ApiError> {
     threads::get(c, thread)?
         .filter(|t| t.deleted_at.is_none())
         .ok_or_else(|| ApiError::not_found("Thread"))?;

@@ -9,6 +9,7 @@ use super::{chat_prologue, check_thread_id, empty, parse_json, path_thread, Body
 use crate::error::ApiError;
 use crate::hub::commands::{AddParticipants, RemoveParticipant};
 use crate::ids::encode_segment;
+use crate::ids::UserId;
 use crate::model::{participant_out, AddParticipantsRequest, CimIn, Page};
 use crate::ratelimit::Op;
 use crate::state::AppState;
@@ -115,7 +116,7 @@ pub async fn remove(
             RemoveParticipant {
                 request_id: super::request_id(&req),
                 user: user.id,
-                target: target.raw_id,
+                target: UserId::from(target.raw_id),
             },
         )
         .await?;

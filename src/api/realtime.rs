@@ -133,8 +133,15 @@ pub async fn websocket(
     let (user, cursor) = prologue(&req, &app, false).await?;
     check_connection_cap(&app, &user.id)?;
     let ttl = expires_in(&user);
-    session::start(&req, body, user.id, app.users.clone(), cursor, ttl)
-        .map_err(|e| ApiError::invalid("upgrade", format!("WebSocket upgrade failed: {e}")))
+    session::start(
+        &req,
+        body,
+        user.id.to_string(),
+        app.users.clone(),
+        cursor,
+        ttl,
+    )
+    .map_err(|e| ApiError::invalid("upgrade", format!("WebSocket upgrade failed: {e}")))
 }
 
 /// Releases a long-poll slot however the request ends.
@@ -271,7 +278,7 @@ pub async fn sse(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpRespo
     metrics::counter!(crate::metrics::REALTIME_OPENED, "transport" => "sse").increment(1);
     let state = SseSession {
         users: app.users.clone(),
-        user: user.id.clone(),
+        user: user.id.to_string(),
         session,
         queue,
         notify,

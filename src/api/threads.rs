@@ -11,7 +11,9 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::hub::commands::{CreateThread, DeleteThread, NewParticipant, UpdateThread};
-use crate::ids::{encode_query, encode_segment, fmt_ms, new_thread_id, parse_time};
+use crate::ids::{
+    encode_query, encode_segment, fmt_ms, new_thread_id, parse_time, ThreadId, UserId,
+};
 use crate::model::{
     check_display_name, check_metadata, check_topic, Cim, CreateThreadRequest, MetaPatch, Page,
     ParticipantIn, RetentionPolicy, ThreadItem, ThreadProperties, MAX_PARTICIPANTS_PER_REQUEST,
@@ -57,7 +59,7 @@ pub fn new_participants(
                 })
                 .transpose()?;
             Ok(NewParticipant {
-                raw_id: r.raw_id,
+                raw_id: UserId::from(r.raw_id),
                 is_communication_user: r.is_communication_user,
                 display_name: p.display_name,
                 metadata,
@@ -214,7 +216,7 @@ pub async fn get(
         .read(move |c| {
             let t = threads::get(c, &thread)?;
             let p = match &t {
-                Some(t) => participants::get(c, &t.id, &user.id)?,
+                Some(t) => participants::get(c, &ThreadId::new(t.id.as_str()), &user.id)?,
                 None => None,
             };
             Ok((t, p))

@@ -15,7 +15,7 @@ use token::Scope;
 /// The authenticated chat user of a request.
 #[derive(Debug, Clone)]
 pub struct ChatUser {
-    pub id: String,
+    pub id: crate::ids::UserId,
     pub scopes: Vec<Scope>,
     /// Token expiry, epoch seconds (real-time connections close with 4001 then).
     pub exp: i64,

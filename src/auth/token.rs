@@ -67,8 +67,8 @@ pub struct Claims {
 
 impl Claims {
     /// The full user id (`8:` + `skypeid`).
-    pub fn user_id(&self) -> String {
-        format!("8:{}", self.skypeid)
+    pub fn user_id(&self) -> crate::ids::UserId {
+        crate::ids::UserId::new(format!("8:{}", self.skypeid))
     }
 
     pub fn scopes(&self) -> Vec<Scope> {

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::Outbox;
 use crate::ids::fmt_ms;
+use crate::ids::UserId;
 use crate::model::EventParticipant;
 use crate::model::{Cim, Metadata};
 use crate::store::models::{Message, Thread};
@@ -79,7 +80,7 @@ fn pair(
     at: i64,
     types: (&str, &str),
     subject: &str,
-    recipients: &[String],
+    recipients: &[UserId],
     actor: &str,
     data: &Map<String, Value>,
 ) {
@@ -100,7 +101,7 @@ pub fn message(
     change: MessageChange,
     m: &Message,
     tx: &str,
-    recipients: &[String],
+    recipients: &[UserId],
 ) {
     let (names, at) = match change {
         MessageChange::Received => (
@@ -199,13 +200,16 @@ pub fn thread_created(
         "participants".into(),
         Value::Array(participants.iter().map(pa).collect()),
     );
-    let recipients: Vec<String> = participants.iter().map(|p| p.raw_id.clone()).collect();
+    let recipients: Vec<UserId> = participants
+        .iter()
+        .map(|p| UserId::new(p.raw_id.as_str()))
+        .collect();
     let subject = format!("thread/{}/createdBy/{creator}", c.thread);
     pair(ob, c.at, names, &subject, &recipients, creator, &d);
 }
 
 /// ChatThreadWithUserDeleted / ChatThreadDeleted; recipients are the participants at deletion.
-pub fn thread_deleted(ob: &mut Outbox, c: &Change, by: &str, recipients: &[String]) {
+pub fn thread_deleted(ob: &mut Outbox, c: &Change, by: &str, recipients: &[UserId]) {
     let names = ("ChatThreadWithUserDeleted", "ChatThreadDeleted");
     let mut d = th(c);
     d.insert("deletedByCommunicationIdentifier".into(), cim(by));
@@ -221,7 +225,7 @@ pub fn properties_updated(
     by: &str,
     topic: &str,
     metadata: &Metadata,
-    recipients: &[String],
+    recipients: &[UserId],
 ) {
     let names = (
         "ChatThreadPropertiesUpdatedPerUser",
@@ -243,7 +247,7 @@ pub fn participants_added(
     c: &Change,
     by: &str,
     added: &[EventParticipant],
-    recipients: &[String],
+    recipients: &[UserId],
 ) {
     for p in added {
         let mut d = th(c);
@@ -276,7 +280,7 @@ pub fn participant_removed(
     c: &Change,
     by: &str,
     removed: &EventParticipant,
-    recipients: &[String],
+    recipients: &[UserId],
 ) {
     let mut d = th(c);
     d.insert("time".into(), json!(fmt_ms(c.at)));
@@ -307,7 +311,7 @@ fn emit_split(
     at: i64,
     (user_type, thread_type): (&str, &str),
     (user_subject, thread_subject): (&str, &str),
-    recipients: &[String],
+    recipients: &[UserId],
     actor: &str,
     data: &Map<String, Value>,
 ) {

@@ -4,6 +4,7 @@
 use actix::Message;
 
 use crate::error::ApiError;
+use crate::ids::UserId;
 use crate::model::{
     InvalidParticipant, MessageKind, MetaPatch, Metadata, Priority, RetentionPolicy,
 };
@@ -11,7 +12,7 @@ use crate::model::{
 /// A participant to add, with its identifier already resolved.
 #[derive(Debug, Clone)]
 pub struct NewParticipant {
-    pub raw_id: String,
+    pub raw_id: UserId,
     pub is_communication_user: bool,
     pub display_name: Option<String>,
     pub metadata: Metadata,
@@ -22,7 +23,7 @@ pub struct NewParticipant {
 /// Where to store the outcome of a request that carried `repeatability-request-id`.
 #[derive(Debug, Clone)]
 pub struct IdemSlot {
-    pub user: String,
+    pub user: UserId,
     pub request_id: String,
     pub body_hash: String,
 }
@@ -41,7 +42,7 @@ pub struct Replay {
 pub struct CreateThread {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
-    pub creator: String,
+    pub creator: UserId,
     pub topic: String,
     pub participants: Vec<NewParticipant>,
     pub metadata: Metadata,
@@ -57,7 +58,7 @@ pub struct CreateThread {
 pub struct UpdateThread {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
-    pub user: String,
+    pub user: UserId,
     pub topic: Option<String>,
     pub metadata: MetaPatch,
     /// `Some(RetentionPolicy::None)` for `"retentionPolicy": null`.
@@ -77,7 +78,7 @@ pub struct DeleteThread {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
     /// The deleting user, or [`crate::model::SYSTEM_ACTOR`] for the sweeper.
-    pub user: String,
+    pub user: UserId,
 }
 
 /// POST /chat/threads/{t}/messages → thread actor.
@@ -86,7 +87,7 @@ pub struct DeleteThread {
 pub struct SendMessage {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
-    pub user: String,
+    pub user: UserId,
     /// Already sanitized when `kind` is html.
     pub content: String,
     pub kind: MessageKind,
@@ -104,7 +105,7 @@ pub struct SendMessage {
 pub struct EditMessage {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
-    pub user: String,
+    pub user: UserId,
     pub message_id: i64,
     /// Raw content; sanitized in the transaction if the message is html.
     pub content: Option<String>,
@@ -124,7 +125,7 @@ impl EditMessage {
 pub struct DeleteMessage {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
-    pub user: String,
+    pub user: UserId,
     pub message_id: i64,
 }
 
@@ -134,7 +135,7 @@ pub struct DeleteMessage {
 pub struct AddParticipants {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
-    pub user: String,
+    pub user: UserId,
     pub participants: Vec<NewParticipant>,
 }
 
@@ -144,15 +145,15 @@ pub struct AddParticipants {
 pub struct RemoveParticipant {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
-    pub user: String,
-    pub target: String,
+    pub user: UserId,
+    pub target: UserId,
 }
 
 /// POST /chat/threads/{t}/readReceipts → thread actor.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ApiError>")]
 pub struct SendReceipt {
-    pub user: String,
+    pub user: UserId,
     pub message_id: i64,
 }
 
@@ -162,6 +163,6 @@ pub struct SendReceipt {
 pub struct Typing {
     /// The originating request's `x-ms-request-id` (webhook `transactionId`).
     pub request_id: String,
-    pub user: String,
+    pub user: UserId,
     pub display_name: Option<String>,
 }

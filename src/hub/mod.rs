@@ -27,6 +27,7 @@ pub mod users;
 use actix::{Addr, Handler, Message};
 
 use crate::error::ApiError;
+use crate::ids::ThreadId;
 use registry::{Lookup, Registry};
 use thread::ThreadActor;
 
@@ -41,7 +42,7 @@ impl Hub {
     /// Sends `cmd` to the actor of `thread`. A live actor is found in the directory; otherwise
     /// the registry spawns one. If the actor stopped in between (idle reaping), asks the registry
     /// once more.
-    pub async fn send<M, R>(&self, thread: &str, cmd: M) -> Result<R, ApiError>
+    pub async fn send<M, R>(&self, thread: &ThreadId, cmd: M) -> Result<R, ApiError>
     where
         M: Message<Result = Result<R, ApiError>> + Clone + Send + 'static,
         R: Send + 'static,
@@ -62,7 +63,7 @@ impl Hub {
                 Some(addr) => addr,
                 None => hub
                     .registry
-                    .send(Lookup(thread.to_string()))
+                    .send(Lookup(thread.clone()))
                     .await
                     .map_err(|e| ApiError::unavailable(format!("registry: {e}")))?,
             };

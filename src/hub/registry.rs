@@ -7,10 +7,11 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::thread::ThreadActor;
+use crate::ids::ThreadId;
 use crate::store::Store;
 
 /// Thread id → address of its live actor. Only the registry writes it.
-pub type Directory = parking_lot::RwLock<HashMap<String, Addr<ThreadActor>>>;
+pub type Directory = parking_lot::RwLock<HashMap<ThreadId, Addr<ThreadActor>>>;
 
 /// Limits and timings the thread actors need.
 #[derive(Debug, Clone)]
@@ -71,13 +72,13 @@ impl Actor for Registry {
 /// Handler → Registry: the address of a thread's actor, spawned if not live.
 #[derive(Message)]
 #[rtype(result = "Addr<ThreadActor>")]
-pub struct Lookup(pub String);
+pub struct Lookup(pub ThreadId);
 
 /// ThreadActor → Registry: this actor is stopping; forget it.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Reaped {
-    pub thread: String,
+    pub thread: ThreadId,
     pub addr: Addr<ThreadActor>,
 }
 

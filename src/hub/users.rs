@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::queue::{CloseReason, SessionQueue};
 use super::realtime::{Event, Frame};
+use crate::ids::UserId;
 use crate::model::Cim;
 
 const SHARDS: usize = 32;
@@ -222,7 +223,7 @@ impl Users {
     }
 
     /// Delivers `event` to each recipient's stream (in the order given).
-    pub fn publish(&self, recipients: &[String], event: &Arc<Event>) {
+    pub fn publish(&self, recipients: &[UserId], event: &Arc<Event>) {
         let now = Instant::now();
         for user in recipients {
             let mut map = self.shard(user).lock();
@@ -393,7 +394,7 @@ mod tests {
     fn resume_within_ring_and_not_beyond() {
         let u = users();
         let e = Event::new("chatMessageReceived", serde_json::json!({"threadId": "t"}));
-        let who = vec!["8:acs:u".to_string()];
+        let who = vec![UserId::new("8:acs:u")];
         for _ in 0..5 {
             u.publish(&who, &e);
         }
@@ -429,7 +430,7 @@ mod tests {
         u.attach("8:acs:u", &None, o.clone(), 15);
         let e = Event::new("typingIndicatorReceived", serde_json::json!({}));
         for _ in 0..10 {
-            u.publish(&["8:acs:u".to_string()], &e);
+            u.publish(&[UserId::new("8:acs:u")], &e);
         }
         let (frames, closed) = o.drain();
         assert!(frames.is_empty());

@@ -2,6 +2,8 @@
 
 use diesel::prelude::*;
 
+use crate::ids::{ThreadId, UserId};
+
 use super::models::{IdempotencyRecord, Message, Participant};
 use super::schema::{idempotency, messages};
 use super::DbConn;
@@ -13,9 +15,9 @@ pub fn insert(c: &mut DbConn, m: &Message) -> QueryResult<()> {
         .map(drop)
 }
 
-pub fn get(c: &mut DbConn, thread: &str, id: i64) -> QueryResult<Option<Message>> {
+pub fn get(c: &mut DbConn, thread: &ThreadId, id: i64) -> QueryResult<Option<Message>> {
     messages::table
-        .filter(messages::thread_id.eq(thread))
+        .filter(messages::thread_id.eq(thread.as_str()))
         .filter(messages::id.eq(id))
         .select(Message::as_select())
         .first(c)
@@ -40,14 +42,14 @@ pub fn update(c: &mut DbConn, m: &Message) -> QueryResult<()> {
 /// One page of the messages `viewer` may see, newest first, strictly below `before_seq`.
 pub fn visible_page(
     c: &mut DbConn,
-    thread: &str,
+    thread: &ThreadId,
     viewer: &Participant,
     before_seq: Option<i64>,
     start_time: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<Message>> {
     let mut q = messages::table
-        .filter(messages::thread_id.eq(thread))
+        .filter(messages::thread_id.eq(thread.as_str()))
         .filter(messages::created_at.ge(viewer.share_history_time))
         .into_boxed();
     if let Some(removed) = viewer.removed_at {
@@ -67,11 +69,11 @@ pub fn visible_page(
 
 pub fn idempotency_get(
     c: &mut DbConn,
-    user: &str,
+    user: &UserId,
     key: &str,
 ) -> QueryResult<Option<IdempotencyRecord>> {
     idempotency::table
-        .find((user, key))
+        .find((user.as_str(), key))
         .select(IdempotencyRecord::as_select())
         .first(c)
         .optional()

@@ -2,21 +2,23 @@
 
 use diesel::prelude::*;
 
+use crate::ids::{ThreadId, UserId};
+
 use super::models::{Participant, Receipt};
 use super::schema::{participants, read_receipts};
 use super::DbConn;
 
 /// Every participant row of a thread, current and former.
-pub fn all(c: &mut DbConn, thread: &str) -> QueryResult<Vec<Participant>> {
+pub fn all(c: &mut DbConn, thread: &ThreadId) -> QueryResult<Vec<Participant>> {
     participants::table
-        .filter(participants::thread_id.eq(thread))
+        .filter(participants::thread_id.eq(thread.as_str()))
         .select(Participant::as_select())
         .load(c)
 }
 
-pub fn get(c: &mut DbConn, thread: &str, user: &str) -> QueryResult<Option<Participant>> {
+pub fn get(c: &mut DbConn, thread: &ThreadId, user: &UserId) -> QueryResult<Option<Participant>> {
     participants::table
-        .find((thread, user))
+        .find((thread.as_str(), user.as_str()))
         .select(Participant::as_select())
         .first(c)
         .optional()
@@ -43,8 +45,8 @@ pub fn upsert(c: &mut DbConn, p: &Participant) -> QueryResult<()> {
     Ok(())
 }
 
-pub fn mark_removed(c: &mut DbConn, thread: &str, user: &str, at: i64) -> QueryResult<()> {
-    diesel::update(participants::table.find((thread, user)))
+pub fn mark_removed(c: &mut DbConn, thread: &ThreadId, user: &UserId, at: i64) -> QueryResult<()> {
+    diesel::update(participants::table.find((thread.as_str(), user.as_str())))
         .set(participants::removed_at.eq(at))
         .execute(c)
         .map(drop)
@@ -53,12 +55,12 @@ pub fn mark_removed(c: &mut DbConn, thread: &str, user: &str, at: i64) -> QueryR
 /// Current participants in the order added, one page.
 pub fn current_page(
     c: &mut DbConn,
-    thread: &str,
+    thread: &ThreadId,
     skip: i64,
     limit: i64,
 ) -> QueryResult<Vec<Participant>> {
     participants::table
-        .filter(participants::thread_id.eq(thread))
+        .filter(participants::thread_id.eq(thread.as_str()))
         .filter(participants::removed_at.is_null())
         .order((participants::added_seq.asc(), participants::add_index.asc()))
         .offset(skip)
@@ -67,9 +69,9 @@ pub fn current_page(
         .load(c)
 }
 
-pub fn receipt(c: &mut DbConn, thread: &str, user: &str) -> QueryResult<Option<Receipt>> {
+pub fn receipt(c: &mut DbConn, thread: &ThreadId, user: &UserId) -> QueryResult<Option<Receipt>> {
     read_receipts::table
-        .find((thread, user))
+        .find((thread.as_str(), user.as_str()))
         .select(Receipt::as_select())
         .first(c)
         .optional()
@@ -94,12 +96,12 @@ pub fn upsert_receipt(c: &mut DbConn, r: &Receipt) -> QueryResult<()> {
 /// Receipts of a thread, newest first then by user id, one page.
 pub fn receipts_page(
     c: &mut DbConn,
-    thread: &str,
+    thread: &ThreadId,
     skip: i64,
     limit: i64,
 ) -> QueryResult<Vec<Receipt>> {
     read_receipts::table
-        .filter(read_receipts::thread_id.eq(thread))
+        .filter(read_receipts::thread_id.eq(thread.as_str()))
         .order((read_receipts::read_at.desc(), read_receipts::user_id.asc()))
         .offset(skip)
         .limit(limit)
@@ -108,9 +110,9 @@ pub fn receipts_page(
 }
 
 /// How many current participants a thread has.
-pub fn current_count(c: &mut DbConn, thread: &str) -> QueryResult<i64> {
+pub fn current_count(c: &mut DbConn, thread: &ThreadId) -> QueryResult<i64> {
     participants::table
-        .filter(participants::thread_id.eq(thread))
+        .filter(participants::thread_id.eq(thread.as_str()))
         .filter(participants::removed_at.is_null())
         .count()
         .get_result(c)

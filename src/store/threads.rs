@@ -2,13 +2,15 @@
 
 use diesel::prelude::*;
 
+use crate::ids::{ThreadId, UserId};
+
 use super::models::{Participant, Thread};
 use super::schema::{participants, threads};
 use super::DbConn;
 
-pub fn get(c: &mut DbConn, id: &str) -> QueryResult<Option<Thread>> {
+pub fn get(c: &mut DbConn, id: &ThreadId) -> QueryResult<Option<Thread>> {
     threads::table
-        .find(id)
+        .find(id.as_str())
         .select(Thread::as_select())
         // by primary key: no LIMIT, whose bound parameter would cost a re-prepare per call
         .get_result(c)
@@ -38,12 +40,12 @@ pub fn update_properties(c: &mut DbConn, t: &Thread) -> QueryResult<()> {
 /// Records the last message handed out (sequence, id and time), in the writing transaction.
 pub fn set_last_message(
     c: &mut DbConn,
-    id: &str,
+    id: &ThreadId,
     seq: i64,
     message_id: i64,
     at: i64,
 ) -> QueryResult<()> {
-    diesel::update(threads::table.find(id))
+    diesel::update(threads::table.find(id.as_str()))
         .set((
             threads::last_seq.eq(seq),
             threads::last_message_id.eq(message_id),
@@ -53,8 +55,8 @@ pub fn set_last_message(
         .map(drop)
 }
 
-pub fn mark_deleted(c: &mut DbConn, id: &str, at: i64) -> QueryResult<()> {
-    diesel::update(threads::table.find(id))
+pub fn mark_deleted(c: &mut DbConn, id: &ThreadId, at: i64) -> QueryResult<()> {
+    diesel::update(threads::table.find(id.as_str()))
         .set(threads::deleted_at.eq(at))
         .execute(c)
         .map(drop)
@@ -62,10 +64,10 @@ pub fn mark_deleted(c: &mut DbConn, id: &str, at: i64) -> QueryResult<()> {
 
 /// Every thread `user` is or was in, with the user's participant row. Deleted threads only where
 /// the user was current at deletion.
-pub fn for_user(c: &mut DbConn, user: &str) -> QueryResult<Vec<(Thread, Participant)>> {
+pub fn for_user(c: &mut DbConn, user: &UserId) -> QueryResult<Vec<(Thread, Participant)>> {
     threads::table
         .inner_join(participants::table.on(participants::thread_id.eq(threads::id)))
-        .filter(participants::user_id.eq(user))
+        .filter(participants::user_id.eq(user.as_str()))
         .filter(
             threads::deleted_at
                 .is_null()
@@ -76,13 +78,14 @@ pub fn for_user(c: &mut DbConn, user: &str) -> QueryResult<Vec<(Thread, Particip
 }
 
 /// Ids of live threads whose retention time has come.
-pub fn due_for_retention(c: &mut DbConn, now: i64, limit: i64) -> QueryResult<Vec<String>> {
-    threads::table
+pub fn due_for_retention(c: &mut DbConn, now: i64, limit: i64) -> QueryResult<Vec<ThreadId>> {
+    let due: Vec<String> = threads::table
         .filter(threads::delete_after.le(now))
         .filter(threads::deleted_at.is_null())
         .select(threads::id)
         .limit(limit)
-        .load(c)
+        .load(c)?;
+    Ok(due.into_iter().map(ThreadId::from).collect())
 }
 
 /// Threads that are not deleted.

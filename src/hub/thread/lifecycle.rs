@@ -57,9 +57,9 @@ impl ThreadActor {
                         return Err(too_many(members.len(), max));
                     }
                     let mut thread = Thread {
-                        id: id.clone(),
+                        id: id.to_string(),
                         topic: cmd.topic.clone(),
-                        created_by: cmd.creator.clone(),
+                        created_by: cmd.creator.to_string(),
                         created_at: now,
                         deleted_at: None,
                         metadata: metadata_json(&cmd.metadata),
@@ -111,7 +111,7 @@ impl ThreadActor {
                         (cmd.metadata.clone(), cmd.retention.clone());
                     let result = CreateThreadResult {
                         chat_thread: ThreadProperties {
-                            id: id.clone(),
+                            id: id.to_string(),
                             topic: cmd.topic,
                             created_on: crate::ids::fmt_ms(now),
                             created_by_communication_identifier: model::Cim::from_raw(&cmd.creator),

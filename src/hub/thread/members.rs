@@ -9,6 +9,7 @@ use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
 use crate::hub::realtime;
 use crate::ids::now_ms;
+use crate::ids::UserId;
 use crate::model::{
     self, participant_out, CimOut, EventParticipant, InvalidParticipant, MessageContent,
 };
@@ -73,7 +74,7 @@ impl ThreadActor {
                     let members = added_members(&added, at.2);
                     let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
                     // every participant after the add
-                    let after: Vec<String> = current
+                    let after: Vec<UserId> = current
                         .iter()
                         .cloned()
                         .chain(members.iter().map(|(u, _)| u.clone()))

@@ -75,13 +75,13 @@ impl ThreadActor {
                 for cmd in cmds {
                     let (seq, mid, at) = ids.next(now);
                     let message = Message {
-                        thread_id: id.clone(),
+                        thread_id: id.to_string(),
                         seq,
                         id: mid,
                         kind: cmd.kind.as_str().to_string(),
                         content: Some(cmd.content),
                         system: None,
-                        sender_id: Some(cmd.user),
+                        sender_id: Some(cmd.user.to_string()),
                         sender_display_name: cmd.display_name,
                         metadata: metadata_json(&cmd.metadata),
                         priority: cmd.priority.as_str().to_string(),

@@ -31,6 +31,7 @@ use actix::prelude::*;
 use super::registry::{HubCtx, Reaped, Registry};
 use crate::error::ApiError;
 use crate::events::Outbox;
+use crate::ids::{ThreadId, UserId};
 use crate::model::EventParticipant;
 use crate::model::Metadata;
 use crate::store::models::Participant;
@@ -76,13 +77,13 @@ enum State {
     Missing,
     Deleted,
     Live {
-        members: HashMap<String, Member>,
+        members: HashMap<UserId, Member>,
         current: usize,
     },
 }
 
 pub struct ThreadActor {
-    id: String,
+    id: ThreadId,
     hub: Arc<HubCtx>,
     registry: Addr<Registry>,
     state: State,
@@ -109,7 +110,7 @@ fn thread_not_found() -> ApiError {
 }
 
 impl ThreadActor {
-    pub fn new(id: String, hub: Arc<HubCtx>, registry: Addr<Registry>) -> ThreadActor {
+    pub fn new(id: ThreadId, hub: Arc<HubCtx>, registry: Addr<Registry>) -> ThreadActor {
         ThreadActor {
             id,
             hub,
@@ -133,12 +134,12 @@ impl ThreadActor {
         }
     }
 
-    fn current_ids(&self) -> HashSet<String> {
+    fn current_ids(&self) -> HashSet<UserId> {
         self.current_list().into_iter().collect()
     }
 
     /// Current participants: the recipients of most events (membership as of commit).
-    fn current_list(&self) -> Vec<String> {
+    fn current_list(&self) -> Vec<UserId> {
         match &self.state {
             State::Live { members, .. } => members
                 .iter()
@@ -178,7 +179,7 @@ impl ThreadActor {
         limit != 0 && self.current_count() > limit
     }
 
-    fn set_member(&mut self, user: String, member: Member) {
+    fn set_member(&mut self, user: UserId, member: Member) {
         if let State::Live { members, current } = &mut self.state {
             let was = members.get(&user).is_some_and(Member::is_current);
             let is = member.is_current();
@@ -272,7 +273,7 @@ impl Actor for ThreadActor {
             Ok((Some(t), _)) if t.deleted_at.is_some() => act.state = State::Deleted,
             Ok((Some(_), ps)) => {
                 let current = ps.iter().filter(|p| p.is_current()).count();
-                                let members = ps.iter().map(|p| (p.user_id.clone(), Member::of(p))).collect();
+                                let members = ps.iter().map(|p| (UserId::new(p.user_id.as_str()), Member::of(p))).collect();
                 act.state = State::Live { members, current };
             }
             Err(e) => {

@@ -9,6 +9,7 @@ use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
 use crate::hub::realtime;
 use crate::ids::now_ms;
+use crate::ids::UserId;
 use crate::store::models::Receipt;
 use crate::store::{messages, participants};
 
@@ -46,8 +47,8 @@ impl ThreadActor {
                     participants::upsert_receipt(
                         c,
                         &Receipt {
-                            thread_id: id.clone(),
-                            user_id: cmd.user.clone(),
+                            thread_id: id.to_string(),
+                            user_id: cmd.user.to_string(),
                             message_id: m.id,
                             seq: m.seq,
                             read_at,
@@ -96,7 +97,7 @@ impl ThreadActor {
             .or_else(|| self.p(&cmd.user).display_name)
             .unwrap_or_default();
         let e = realtime::typing(&self.id, &cmd.user, &name, now_ms());
-        let others: Vec<String> = self
+        let others: Vec<UserId> = self
             .current_list()
             .into_iter()
             .filter(|u| *u != cmd.user)

@@ -7,6 +7,7 @@ use super::{thread_not_found, Member};
 use crate::error::ApiError;
 use crate::hub::commands::*;
 use crate::ids::{is_own_user_id, now_ms};
+use crate::ids::{ThreadId, UserId};
 use crate::model::{self, participant_out, InvalidParticipant, MessageContent};
 use crate::store::models::{IdempotencyRecord, Message, Participant, Thread};
 use crate::store::{identities, messages, metadata_json, participants, threads, DbConn};
@@ -35,7 +36,7 @@ impl Sequencer {
         (self.seq, self.id, self.at)
     }
 
-    pub(super) fn save(&self, c: &mut DbConn, thread: &str) -> Result<(), ApiError> {
+    pub(super) fn save(&self, c: &mut DbConn, thread: &ThreadId) -> Result<(), ApiError> {
         Ok(threads::set_last_message(
             c, thread, self.seq, self.id, self.at,
         )?)
@@ -43,14 +44,14 @@ impl Sequencer {
 }
 
 /// Loads a live thread inside the transaction (404 if missing or deleted).
-pub(super) fn live_thread(c: &mut DbConn, id: &str) -> Result<Thread, ApiError> {
+pub(super) fn live_thread(c: &mut DbConn, id: &ThreadId) -> Result<Thread, ApiError> {
     threads::get(c, id)?
         .filter(|t| t.deleted_at.is_none())
         .ok_or_else(thread_not_found)
 }
 
 pub(super) fn system_message(
-    thread: &str,
+    thread: &ThreadId,
     (seq, id, at): (i64, i64, i64),
     kind: &str,
     content: &MessageContent,
@@ -82,7 +83,7 @@ pub(super) fn store_idem(
         messages::idempotency_put(
             c,
             &IdempotencyRecord {
-                user_id: s.user.clone(),
+                user_id: s.user.to_string(),
                 request_id: s.request_id.clone(),
                 body_hash: s.body_hash.clone(),
                 status: i32::from(replay.status),
@@ -107,12 +108,12 @@ pub(super) fn validate_participants(
         .into_iter()
         .filter(|p| seen.insert(p.raw_id.clone()))
         .collect();
-    let own: Vec<String> = requested
+    let own: Vec<UserId> = requested
         .iter()
         .filter(|p| p.is_communication_user && is_own_user_id(&p.raw_id, resource_id))
         .map(|p| p.raw_id.clone())
         .collect();
-    let live: HashSet<String> = identities::live_among(c, &own)?.into_iter().collect();
+    let live: HashSet<UserId> = identities::live_among(c, &own)?.into_iter().collect();
     let mut valid = Vec::new();
     let mut invalid = Vec::new();
     for p in requested {
@@ -137,7 +138,7 @@ pub(super) fn too_many(n: usize, max: usize) -> ApiError {
 /// Writes participant rows for an add at `(seq, _, at)` and returns their wire form.
 pub(super) fn write_added(
     c: &mut DbConn,
-    thread: &str,
+    thread: &ThreadId,
     added: &[NewParticipant],
     (seq, _, at): (i64, i64, i64),
 ) -> Result<Vec<model::ParticipantOut>, ApiError> {
@@ -149,7 +150,7 @@ pub(super) fn write_added(
             c,
             &Participant {
                 thread_id: thread.to_string(),
-                user_id: p.raw_id.clone(),
+                user_id: p.raw_id.to_string(),
                 display_name: p.display_name.clone(),
                 metadata: metadata_json(&p.metadata),
                 share_history_time: sht,
@@ -169,7 +170,7 @@ pub(super) fn write_added(
     Ok(out)
 }
 
-pub(super) fn added_members(added: &[model::ParticipantOut], at: i64) -> Vec<(String, Member)> {
+pub(super) fn added_members(added: &[model::ParticipantOut], at: i64) -> Vec<(UserId, Member)> {
     added
         .iter()
         .map(|p| {
@@ -177,7 +178,7 @@ pub(super) fn added_members(added: &[model::ParticipantOut], at: i64) -> Vec<(St
                 .unwrap_or(0)
                 .min(at);
             (
-                p.communication_identifier.raw_id.clone(),
+                UserId::new(p.communication_identifier.raw_id.as_str()),
                 Member {
                     display_name: p.display_name.clone(),
                     metadata: p.metadata.clone().unwrap_or_default(),
@@ -193,9 +194,9 @@ pub(super) fn added_members(added: &[model::ParticipantOut], at: i64) -> Vec<(St
 /// message (403), sent by the caller (403).
 pub(super) fn own_message(
     c: &mut DbConn,
-    thread: &str,
+    thread: &ThreadId,
     id: i64,
-    user: &str,
+    user: &UserId,
     member: &Member,
 ) -> Result<Message, ApiError> {
     let m = messages::get(c, thread, id)?
