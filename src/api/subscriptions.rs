@@ -12,6 +12,7 @@ use crate::events::envelope::CLOUD_EVENTS;
 use crate::events::signing::{secret_key, ROTATION_OVERLAP_MS};
 use crate::events::{full_type, ssrf};
 use crate::ids::{encode_query, fmt_ms, now_ms};
+use crate::model::{ProvisioningState, SubscriptionStatus};
 use crate::state::AppState;
 use crate::store::models::{Delivery, Subscription};
 use crate::store::webhooks;
@@ -43,7 +44,7 @@ struct SubscriptionOut {
     has_secret: bool,
     max_delivery_attempts: i32,
     event_time_to_live_in_minutes: i32,
-    provisioning_state: &'static str,
+    provisioning_state: ProvisioningState,
     status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     validation_url: Option<String>,
@@ -52,13 +53,15 @@ struct SubscriptionOut {
 }
 
 /// The provisioning state now: a manual validation that timed out has failed.
-fn provisioning_state(s: &Subscription, now: i64) -> &'static str {
-    match s.provisioning_state.as_str() {
-        "Succeeded" => "Succeeded",
-        "AwaitingManualAction" if s.validation_expires.is_some_and(|e| e > now) => {
-            "AwaitingManualAction"
+fn provisioning_state(s: &Subscription, now: i64) -> ProvisioningState {
+    match ProvisioningState::parse(&s.provisioning_state) {
+        Some(ProvisioningState::Succeeded) => ProvisioningState::Succeeded,
+        Some(ProvisioningState::AwaitingManualAction)
+            if s.validation_expires.is_some_and(|e| e > now) =>
+        {
+            ProvisioningState::AwaitingManualAction
         }
-        _ => "Failed",
+        _ => ProvisioningState::Failed,
     }
 }
 
@@ -83,7 +86,9 @@ fn out(s: &Subscription, base: &str) -> SubscriptionOut {
         provisioning_state: state,
         status: s.status.clone(),
         validation_url: match (&s.validation_code, state) {
-            (Some(code), "AwaitingManualAction") => Some(validation_url(base, &s.name, code)),
+            (Some(code), ProvisioningState::AwaitingManualAction) => {
+                Some(validation_url(base, &s.name, code))
+            }
             _ => None,
         },
         created_on: fmt_ms(s.created_at),
@@ -241,7 +246,8 @@ pub async fn put(
     // The handshake reruns when the endpoint changes, and for a subscription that never
     // passed it (so a PUT is how a failed validation is retried).
     let revalidate = before.as_ref().is_none_or(|b| {
-        b.endpoint_url != wanted.endpoint_url || provisioning_state(b, now) != "Succeeded"
+        b.endpoint_url != wanted.endpoint_url
+            || provisioning_state(b, now) != ProvisioningState::Succeeded
     });
     // Rotation: a replaced secret keeps signing for 24 h beside the new one.
     match (&s.secret, &wanted.secret) {
@@ -261,7 +267,7 @@ pub async fn put(
     s.delivery_schema = wanted.schema;
     s.max_attempts = wanted.max_attempts;
     s.ttl_minutes = wanted.ttl_minutes;
-    s.status = "Active".into();
+    s.status = SubscriptionStatus::Active.as_str().into();
     s.updated_at = now;
     if revalidate {
         let code = uuid::Uuid::new_v4().to_string();
@@ -286,10 +292,10 @@ pub async fn put(
         .await;
         s.validation_code = Some(code);
         if passed {
-            s.provisioning_state = "Succeeded".into();
+            s.provisioning_state = ProvisioningState::Succeeded.as_str().into();
             s.validation_expires = None;
         } else {
-            s.provisioning_state = "AwaitingManualAction".into();
+            s.provisioning_state = ProvisioningState::AwaitingManualAction.as_str().into();
             s.validation_expires = Some(now_ms() + MANUAL_VALIDATION_MS);
         }
     }
@@ -451,8 +457,8 @@ pub async fn validate_manually(
     }
     let now = now_ms();
     match provisioning_state(&s, now) {
-        "Succeeded" => {}
-        "AwaitingManualAction" => {
+        ProvisioningState::Succeeded => {}
+        ProvisioningState::AwaitingManualAction => {
             app.store
                 .write(move |c| Ok(webhooks::validated(c, &key, now)?))
                 .await?;
@@ -465,6 +471,6 @@ pub async fn validate_manually(
     }
     json(
         StatusCode::OK,
-        &json!({ "name": s.name, "provisioningState": "Succeeded" }),
+        &json!({ "name": s.name, "provisioningState": ProvisioningState::Succeeded }),
     )
 }

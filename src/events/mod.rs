@@ -22,6 +22,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::model::{ProvisioningState, SubscriptionStatus};
 use crate::store::models::{NewDelivery, Subscription};
 use crate::store::{webhooks, DbConn, Store};
 
@@ -170,7 +171,8 @@ impl Webhooks {
 
 /// Whether new events are written for a subscription.
 pub fn is_active(s: &Subscription) -> bool {
-    s.provisioning_state == "Succeeded" && s.status == "Active"
+    s.provisioning_state == ProvisioningState::Succeeded.as_str()
+        && s.status == SubscriptionStatus::Active.as_str()
 }
 
 /// The stored `includedEventTypes` (a JSON array; empty = all).

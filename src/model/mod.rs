@@ -9,11 +9,13 @@
 mod identifier;
 mod message;
 mod participant;
+mod subscription;
 mod thread;
 
 pub use identifier::*;
 pub use message::*;
 pub use participant::*;
+pub use subscription::*;
 pub use thread::*;
 
 use std::collections::BTreeMap;

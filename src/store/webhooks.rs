@@ -9,11 +9,13 @@ use diesel::prelude::*;
 use super::models::{AttemptOutcome, Delivery, NewDelivery, Subscription};
 use super::schema::{event_subscriptions as subs, webhook_deliveries as dl};
 use super::DbConn;
+use crate::model::{DeliveryStatus, ProvisioningState, SubscriptionStatus};
 
-pub const PENDING: &str = "Pending";
-pub const RETRYING: &str = "Retrying";
-pub const DELIVERED: &str = "Delivered";
-pub const DEAD_LETTERED: &str = "DeadLettered";
+// The stored delivery states, as the queries below compare them.
+pub const PENDING: &str = DeliveryStatus::Pending.as_str();
+pub const RETRYING: &str = DeliveryStatus::Retrying.as_str();
+pub const DELIVERED: &str = DeliveryStatus::Delivered.as_str();
+pub const DEAD_LETTERED: &str = DeliveryStatus::DeadLettered.as_str();
 
 pub fn subscriptions(c: &mut DbConn) -> QueryResult<Vec<Subscription>> {
     subs::table
@@ -48,7 +50,10 @@ pub fn delete_subscription(c: &mut DbConn, key: &str) -> QueryResult<usize> {
 /// Disables a subscription (its endpoint answered 410).
 pub fn disable(c: &mut DbConn, key: &str, now: i64) -> QueryResult<usize> {
     diesel::update(subs::table.find(key))
-        .set((subs::status.eq("Disabled"), subs::updated_at.eq(now)))
+        .set((
+            subs::status.eq(SubscriptionStatus::Disabled.as_str()),
+            subs::updated_at.eq(now),
+        ))
         .execute(c)
 }
 
@@ -57,7 +62,7 @@ pub fn disable(c: &mut DbConn, key: &str, now: i64) -> QueryResult<usize> {
 pub fn validated(c: &mut DbConn, key: &str, now: i64) -> QueryResult<usize> {
     diesel::update(subs::table.find(key))
         .set((
-            subs::provisioning_state.eq("Succeeded"),
+            subs::provisioning_state.eq(ProvisioningState::Succeeded.as_str()),
             subs::validation_expires.eq(None::<i64>),
             subs::updated_at.eq(now),
         ))
