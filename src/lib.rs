@@ -2,22 +2,54 @@
 //! Identity REST APIs.
 //!
 //! ```text
-//!  HTTP (actix-web)
-//!   │ prelude middleware: request id, original target, trailing slash
-//!   ▼
-//!  api/  one file per resource ── reads ──► store/ (r2d2 pool, diesel, SQLite | PostgreSQL)
-//!   │ commands                                  ▲
-//!   ▼                                           │ one transaction per batch (group commit)
-//!  hub::Registry ── thread id → Addr<ThreadActor>
-//!   │                                           │
-//!   ▼                                           │
-//!  ThreadActor (one per live thread) ── job ──► store::Writer: change + last_seq, atomically;
-//!     serializes membership, messages, receipts for its thread; answers only after commit
+//!  public listeners (HTTP, HTTPS)                 admin listener (loopback)
+//!   │ api::middleware: request id, metrics, CORS   │ dashboard (own state) + api::admin (/metrics)
+//!   ▼                                              ▼
+//!  api/  URL table, one file per resource ── reads ──► store/ (r2d2 pool, diesel, SQLite | PostgreSQL)
+//!   │ auth::Auth (keys, tokens, identity cache)         ▲
+//!   │ commands (hub::Hub::send)                        │ one transaction per batch (group commit)
+//!   ▼                                                  │
+//!  hub::registry ── ThreadId → Addr<ThreadActor>       │
+//!   ▼                                                  │
+//!  hub::thread::ThreadActor (one per live thread) ─ job ─► store::writer: change + last_seq
+//!     serializes membership, messages, receipts;         + webhook outbox rows, atomically
+//!     answers only after commit, then publishes
+//!   │                                                          │
+//!   ▼                                                          ▼
+//!  hub::users (per-user streams, rings, cursors)      events::dispatcher → webhook endpoints
+//!   → hub::queue (bounded) → hub::session (WebSocket) · api::realtime (long-poll, SSE)
 //! ```
 //!
-//! Module map: [`config`] (every flag), [`error`] (the wire error), [`ids`] (id and time
-//! formats), [`api`] (URL table and handlers), [`auth`] (HMAC, tokens), [`hub`] (actors),
-//! [`store`] (database), [`ratelimit`], [`metrics`].
+//! Layers, each arrow pointing down: [`api`] and [`dashboard`] are siblings that never import
+//! each other ([`server`] composes them); below them [`hub`], [`events`] and [`auth`]; then
+//! [`store`]; [`model`], [`ids`], [`error`] and [`config`] are used by all and import none of
+//! the layers. Nothing below the API takes [`state::AppState`].
+//!
+//! Modules, one line each:
+//! - [`api`]: the public URL table and one file per resource (identities, threads, messages,
+//!   participants, receipts, real-time, subscriptions), with the shared extractors,
+//!   responders and middleware.
+//! - [`auth`]: [`auth::Auth`] — HMAC access keys, user tokens, the identity-state cache.
+//! - [`config`]: every flag, its environment variable, default and doc line.
+//! - [`dashboard`]: the admin pages (askama), their login, and the alert rules in-process.
+//! - [`error`]: `ApiError`, the one wire error (`{"error":{"code","message"}}`).
+//! - [`events`]: webhooks — the event types, the outbox written in the change's
+//!   transaction, signing, envelopes, the guarded HTTP client and the dispatcher.
+//! - [`housekeeping`]: background tasks (metrics upkeep, WAL checkpoints, retention, purges).
+//! - [`hub`]: the actors — registry, thread actors, per-user streams, session queues and the
+//!   WebSocket session, the real-time event types.
+//! - [`ids`]: `ThreadId`, `UserId`, and the id and time formats of the contract.
+//! - [`metrics`]: every metric declared once, the recorder, the RED recording.
+//! - [`model`]: the wire and domain types (identifiers, participants, threads, messages,
+//!   subscription states) and their limits.
+//! - [`ratelimit`]: per-user, per-operation request rates.
+//! - [`request_log`]: the ring of recent error responses.
+//! - [`server`]: composition — open the store, start the hub, build each layer's state, bind
+//!   the listeners, print the banner.
+//! - [`state`]: `AppState`, the API layer's bag of handles.
+//! - [`store`]: connections (SQLite | PostgreSQL), schema, one query module per table, the
+//!   group-commit writer.
+//! - [`tls`]: the development CA and certificate, or the operator's.
 
 pub mod api;
 pub mod auth;

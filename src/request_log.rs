@@ -20,7 +20,7 @@ pub struct RecentError {
     pub request_id: String,
 }
 
-/// A ring of the last [`KEPT`] error responses.
+/// A ring of the last `KEPT` (50) error responses.
 #[derive(Default)]
 pub struct RecentErrors {
     ring: Mutex<VecDeque<RecentError>>,

@@ -10,16 +10,16 @@
 
 pub mod admin;
 pub mod demo;
-mod extract;
+pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod identities;
 pub mod messages;
-mod middleware;
+pub mod middleware;
 pub mod participants;
 pub mod realtime;
 pub mod receipts;
-mod respond;
+pub mod respond;
 pub mod subscriptions;
 pub mod threads;
 

@@ -4,7 +4,7 @@
 //! Every layer uses this module (handlers, actors, webhooks, storage) and it uses none of them:
 //! it depends only on [`crate::error`] and [`crate::ids`]. Request types ignore unknown fields;
 //! `null` means absent except in merge-patch bodies, which are read through [`MetaPatch`] and
-//! [`patch_object`].
+//! `api::patch_object`.
 
 mod identifier;
 mod message;

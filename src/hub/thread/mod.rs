@@ -9,10 +9,10 @@
 //! against membership again when its commit starts.
 //!
 //! This file holds the actor, its membership cache and the commit every command goes
-//! through ([`ThreadActor::serve`] and [`ThreadActor::commit`]); the commands are handled in
-//! [`lifecycle`] (create, update, delete the thread), [`messaging`] (send, edit, delete),
-//! [`members`] (add, remove) and [`receipts`] (read receipts, typing), with the helpers they
-//! share inside the transaction in [`tx`].
+//! through (`ThreadActor::serve` and `ThreadActor::commit`); the commands are handled in
+//! `lifecycle` (create, update, delete the thread), `messaging` (send, edit, delete),
+//! `members` (add, remove) and `receipts` (read receipts, typing), with the helpers they
+//! share inside the transaction in `tx`.
 
 mod lifecycle;
 mod members;
