@@ -1,9 +1,7 @@
 //! Adding and removing participants.
 
-use actix::prelude::*;
-
 use super::tx::*;
-use super::{done, Commit, Member, Reply, ThreadActor};
+use super::{done, Commit, Member, ThreadActor};
 use crate::error::ApiError;
 use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
@@ -15,17 +13,9 @@ use crate::model::{
 };
 use crate::store::{messages, parse_metadata, participants};
 
-impl Handler<AddParticipants> for ThreadActor {
-    type Result = Reply<Vec<InvalidParticipant>>;
-
-    fn handle(&mut self, cmd: AddParticipants, _ctx: &mut Self::Context) -> Self::Result {
-        self.serve(|act| act.add_participants(cmd))
-    }
-}
-
 impl ThreadActor {
     /// Adds the valid new participants with one system message; returns the invalid ones.
-    fn add_participants(
+    pub(super) fn add_participants(
         &mut self,
         cmd: AddParticipants,
     ) -> Result<Commit<Vec<InvalidParticipant>>, ApiError> {
@@ -34,85 +24,75 @@ impl ThreadActor {
         let resource_id = self.hub.resource_id.clone();
         let max = self.hub.config.max_participants;
         let current = self.current_ids();
-        Ok(self
-            .commit(
-                move |c, ob| {
-                    let now = now_ms();
-                    let t = live_thread(c, &id)?;
-                    let (valid, invalid) =
-                        validate_participants(c, &resource_id, cmd.participants)?;
-                    // Adding a current participant does nothing (its display name is not updated).
-                    let new: Vec<NewParticipant> = valid
-                        .into_iter()
-                        .filter(|p| !current.contains(&p.raw_id))
-                        .collect();
-                    if current.len() + new.len() > max {
-                        return Err(too_many(current.len() + new.len(), max));
-                    }
-                    if new.is_empty() {
-                        return Ok((invalid, Vec::new(), None, cmd.user));
-                    }
-                    let mut ids = Sequencer::of(&t);
-                    let at = ids.next(now);
-                    let added = write_added(c, &id, &new, at)?;
-                    messages::insert(
-                        c,
-                        &system_message(
-                            &id,
-                            at,
-                            model::PARTICIPANT_ADDED,
-                            &MessageContent {
-                                participants: Some(added.clone()),
-                                initiator_communication_identifier: Some(CimOut::from_raw(
-                                    &cmd.user,
-                                )),
-                                ..Default::default()
-                            },
-                        ),
-                    )?;
-                    ids.save(c, &id)?;
-                    let members = added_members(&added, at.2);
-                    let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
-                    // every participant after the add
-                    let after: Vec<UserId> = current
-                        .iter()
-                        .cloned()
-                        .chain(members.iter().map(|(u, _)| u.clone()))
-                        .collect();
-                    let change = Change::of(&t, &cmd.request_id, at.2);
-                    chat::participants_added(ob, &change, &cmd.user, &ps, &after);
-                    Ok((invalid, members, Some((at.0, at.2)), cmd.user))
-                },
-                |act, (_, added, at, user)| {
-                    for (u, m) in added {
-                        act.set_member(u.clone(), m.clone());
-                    }
-                    if let Some((seq, at)) = at {
-                        let ps: Vec<EventParticipant> = added.iter().map(|(u, m)| m.p(u)).collect();
-                        let e = realtime::participants_added(&act.id, *at, &ps, &act.p(user), *seq);
-                        // every participant after the add, the new ones included
-                        act.publish_current(&e);
-                        metrics::counter!(crate::metrics::PARTICIPANTS_ADDED)
-                            .increment(ps.len() as u64);
-                    }
-                },
-            )
-            .map(|r, _, _| r.map(|(invalid, ..)| invalid))
-            .boxed_local())
-    }
-}
-
-impl Handler<RemoveParticipant> for ThreadActor {
-    type Result = Reply<()>;
-
-    fn handle(&mut self, cmd: RemoveParticipant, _ctx: &mut Self::Context) -> Self::Result {
-        self.serve(|act| act.remove_participant(cmd))
+        Ok(self.commit(
+            move |c, ob| {
+                let now = now_ms();
+                let t = live_thread(c, &id)?;
+                let (valid, invalid) = validate_participants(c, &resource_id, cmd.participants)?;
+                // Adding a current participant does nothing (its display name is not updated).
+                let new: Vec<NewParticipant> = valid
+                    .into_iter()
+                    .filter(|p| !current.contains(&p.raw_id))
+                    .collect();
+                if current.len() + new.len() > max {
+                    return Err(too_many(current.len() + new.len(), max));
+                }
+                if new.is_empty() {
+                    return Ok((invalid, Vec::new(), None, cmd.user));
+                }
+                let mut ids = Sequencer::of(&t);
+                let at = ids.next(now);
+                let added = write_added(c, &id, &new, at)?;
+                messages::insert(
+                    c,
+                    &system_message(
+                        &id,
+                        at,
+                        model::PARTICIPANT_ADDED,
+                        &MessageContent {
+                            participants: Some(added.clone()),
+                            initiator_communication_identifier: Some(CimOut::from_raw(&cmd.user)),
+                            ..Default::default()
+                        },
+                    ),
+                )?;
+                ids.save(c, &id)?;
+                let members = added_members(&added, at.2);
+                let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
+                // every participant after the add
+                let after: Vec<UserId> = current
+                    .iter()
+                    .cloned()
+                    .chain(members.iter().map(|(u, _)| u.clone()))
+                    .collect();
+                let change = Change::of(&t, &cmd.request_id, at.2);
+                chat::participants_added(ob, &change, &cmd.user, &ps, &after);
+                Ok((invalid, members, Some((at.0, at.2)), cmd.user))
+            },
+            |act, (_, added, at, user)| {
+                for (u, m) in added {
+                    act.set_member(u.clone(), m.clone());
+                }
+                if let Some((seq, at)) = at {
+                    let ps: Vec<EventParticipant> = added.iter().map(|(u, m)| m.p(u)).collect();
+                    let e = realtime::participants_added(&act.id, *at, &ps, &act.p(user), *seq);
+                    // every participant after the add, the new ones included
+                    act.publish_current(&e);
+                    metrics::counter!(crate::metrics::PARTICIPANTS_ADDED)
+                        .increment(ps.len() as u64);
+                }
+            },
+            |(invalid, ..)| invalid,
+        ))
     }
 }
 
 impl ThreadActor {
     /// Removes a current participant with a system message (a no-op for anyone else).
-    fn remove_participant(&mut self, cmd: RemoveParticipant) -> Result<Commit<()>, ApiError> {
+    pub(super) fn remove_participant(
+        &mut self,
+        cmd: RemoveParticipant,
+    ) -> Result<Commit<()>, ApiError> {
         self.current_member(&cmd.user)?;
         let Ok(target) = self.current_member(&cmd.target) else {
             // Removing someone who is not current is a no-op.
@@ -121,64 +101,60 @@ impl ThreadActor {
         let id = self.id.clone();
         let before = self.current_list();
         let removed_p = target.p(&cmd.target);
-        Ok(self
-            .commit(
-                move |c, ob| {
-                    let now = now_ms();
-                    let t = live_thread(c, &id)?;
-                    let row = participants::get(c, &id, &cmd.target)?
-                        .ok_or_else(|| ApiError::not_found("Participant"))?;
-                    let mut ids = Sequencer::of(&t);
-                    let at = ids.next(now);
-                    let removed = participant_out(
-                        &row.user_id,
-                        row.display_name.clone(),
-                        row.share_history_time,
-                        parse_metadata(&row.metadata),
-                    );
-                    messages::insert(
-                        c,
-                        &system_message(
-                            &id,
-                            at,
-                            model::PARTICIPANT_REMOVED,
-                            &MessageContent {
-                                participants: Some(vec![removed]),
-                                initiator_communication_identifier: Some(CimOut::from_raw(
-                                    &cmd.user,
-                                )),
-                                ..Default::default()
-                            },
-                        ),
-                    )?;
-                    participants::mark_removed(c, &id, &cmd.target, at.2)?;
-                    ids.save(c, &id)?;
-                    let change = Change::of(&t, &cmd.request_id, at.2);
-                    // every participant before the removal, the removed one included
-                    chat::participant_removed(ob, &change, &cmd.user, &removed_p, &before);
-                    Ok((cmd.target, at, cmd.user))
-                },
-                move |act, (removed, (seq, _, at), by)| {
-                    // every participant before the removal, the removed one included; nothing after
-                    let e = realtime::participants_removed(
-                        &act.id,
-                        *at,
-                        &[target.p(removed)],
-                        &act.p(by),
-                        *seq,
-                    );
-                    act.publish_current(&e);
-                    metrics::counter!(crate::metrics::PARTICIPANTS_REMOVED).increment(1);
-                    act.set_member(
-                        removed.clone(),
-                        Member {
-                            removed_at: Some(*at),
-                            ..target.clone()
+        Ok(self.commit(
+            move |c, ob| {
+                let now = now_ms();
+                let t = live_thread(c, &id)?;
+                let row = participants::get(c, &id, &cmd.target)?
+                    .ok_or_else(|| ApiError::not_found("Participant"))?;
+                let mut ids = Sequencer::of(&t);
+                let at = ids.next(now);
+                let removed = participant_out(
+                    &row.user_id,
+                    row.display_name.clone(),
+                    row.share_history_time,
+                    parse_metadata(&row.metadata),
+                );
+                messages::insert(
+                    c,
+                    &system_message(
+                        &id,
+                        at,
+                        model::PARTICIPANT_REMOVED,
+                        &MessageContent {
+                            participants: Some(vec![removed]),
+                            initiator_communication_identifier: Some(CimOut::from_raw(&cmd.user)),
+                            ..Default::default()
                         },
-                    );
-                },
-            )
-            .map(|r, _, _| r.map(|_| ()))
-            .boxed_local())
+                    ),
+                )?;
+                participants::mark_removed(c, &id, &cmd.target, at.2)?;
+                ids.save(c, &id)?;
+                let change = Change::of(&t, &cmd.request_id, at.2);
+                // every participant before the removal, the removed one included
+                chat::participant_removed(ob, &change, &cmd.user, &removed_p, &before);
+                Ok((cmd.target, at, cmd.user))
+            },
+            move |act, (removed, (seq, _, at), by)| {
+                // every participant before the removal, the removed one included; nothing after
+                let e = realtime::participants_removed(
+                    &act.id,
+                    *at,
+                    &[target.p(removed)],
+                    &act.p(by),
+                    *seq,
+                );
+                act.publish_current(&e);
+                metrics::counter!(crate::metrics::PARTICIPANTS_REMOVED).increment(1);
+                act.set_member(
+                    removed.clone(),
+                    Member {
+                        removed_at: Some(*at),
+                        ..target.clone()
+                    },
+                );
+            },
+            |_| (),
+        ))
     }
 }

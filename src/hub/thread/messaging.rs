@@ -3,7 +3,7 @@
 use actix::prelude::*;
 
 use super::tx::*;
-use super::{Commit, Reply, ThreadActor};
+use super::{Commit, ThreadActor};
 use crate::error::ApiError;
 use crate::events::chat::{self, MessageChange};
 use crate::hub::commands::*;
@@ -111,6 +111,7 @@ impl ThreadActor {
                         .increment(1);
                 }
             },
+            |out| out,
         );
         ctx.spawn(commit.map(move |res, act, ctx| {
             act.sending = false;
@@ -133,94 +134,74 @@ impl ThreadActor {
     }
 }
 
-impl Handler<EditMessage> for ThreadActor {
-    type Result = Reply<()>;
-
-    fn handle(&mut self, cmd: EditMessage, _ctx: &mut Self::Context) -> Self::Result {
-        self.serve(|act| act.edit_message(cmd))
-    }
-}
-
 impl ThreadActor {
     /// Edits the caller's own message: content (sanitized if html), metadata, priority.
-    fn edit_message(&mut self, cmd: EditMessage) -> Result<Commit<()>, ApiError> {
+    pub(super) fn edit_message(&mut self, cmd: EditMessage) -> Result<Commit<()>, ApiError> {
         let member = self.current_member(&cmd.user)?;
         let id = self.id.clone();
         let current = self.current_list();
-        Ok(self
-            .commit(
-                move |c, ob| {
-                    let now = now_ms();
-                    live_thread(c, &id)?;
-                    let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
-                    if cmd.is_empty() {
-                        return Ok(None);
-                    }
-                    if let Some(content) = cmd.content {
-                        m.content = Some(if m.kind == model::MessageKind::Html.as_str() {
-                            ammonia::clean(&content)
-                        } else {
-                            content
-                        });
-                    }
-                    let metadata = cmd.metadata.apply(&parse_metadata(&m.metadata));
-                    check_metadata(&metadata, model::MAX_MESSAGE_METADATA_BYTES, "Message")?;
-                    m.metadata = metadata_json(&metadata);
-                    if let Some(p) = cmd.priority {
-                        m.priority = p.as_str().to_string();
-                    }
-                    m.version = now.max(m.version + 1);
-                    m.edited_at = Some(now);
-                    messages::update(c, &m)?;
-                    chat::message(ob, MessageChange::Edited, &m, &cmd.request_id, &current);
-                    Ok(Some(m))
-                },
-                |act, m| {
-                    if let Some(m) = m {
-                        act.publish_current(&realtime::message_edited(m));
-                        metrics::counter!(crate::metrics::MESSAGES_EDITED).increment(1);
-                    }
-                },
-            )
-            .map(|r, _, _| r.map(|_| ()))
-            .boxed_local())
-    }
-}
-
-impl Handler<DeleteMessage> for ThreadActor {
-    type Result = Reply<()>;
-
-    fn handle(&mut self, cmd: DeleteMessage, _ctx: &mut Self::Context) -> Self::Result {
-        self.serve(|act| act.delete_message(cmd))
+        Ok(self.commit(
+            move |c, ob| {
+                let now = now_ms();
+                live_thread(c, &id)?;
+                let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
+                if cmd.is_empty() {
+                    return Ok(None);
+                }
+                if let Some(content) = cmd.content {
+                    m.content = Some(if m.kind == model::MessageKind::Html.as_str() {
+                        ammonia::clean(&content)
+                    } else {
+                        content
+                    });
+                }
+                let metadata = cmd.metadata.apply(&parse_metadata(&m.metadata));
+                check_metadata(&metadata, model::MAX_MESSAGE_METADATA_BYTES, "Message")?;
+                m.metadata = metadata_json(&metadata);
+                if let Some(p) = cmd.priority {
+                    m.priority = p.as_str().to_string();
+                }
+                m.version = now.max(m.version + 1);
+                m.edited_at = Some(now);
+                messages::update(c, &m)?;
+                chat::message(ob, MessageChange::Edited, &m, &cmd.request_id, &current);
+                Ok(Some(m))
+            },
+            |act, m| {
+                if let Some(m) = m {
+                    act.publish_current(&realtime::message_edited(m));
+                    metrics::counter!(crate::metrics::MESSAGES_EDITED).increment(1);
+                }
+            },
+            |_| (),
+        ))
     }
 }
 
 impl ThreadActor {
     /// Leaves a tombstone of the caller's own message.
-    fn delete_message(&mut self, cmd: DeleteMessage) -> Result<Commit<()>, ApiError> {
+    pub(super) fn delete_message(&mut self, cmd: DeleteMessage) -> Result<Commit<()>, ApiError> {
         let member = self.current_member(&cmd.user)?;
         let id = self.id.clone();
         let current = self.current_list();
-        Ok(self
-            .commit(
-                move |c, ob| {
-                    let now = now_ms();
-                    live_thread(c, &id)?;
-                    let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
-                    m.content = None;
-                    m.metadata = "{}".into();
-                    m.version = now.max(m.version + 1);
-                    m.deleted_at = Some(now);
-                    messages::update(c, &m)?;
-                    chat::message(ob, MessageChange::Deleted, &m, &cmd.request_id, &current);
-                    Ok(m)
-                },
-                |act, m| {
-                    act.publish_current(&realtime::message_deleted(m));
-                    metrics::counter!(crate::metrics::MESSAGES_DELETED).increment(1);
-                },
-            )
-            .map(|r, _, _| r.map(|_| ()))
-            .boxed_local())
+        Ok(self.commit(
+            move |c, ob| {
+                let now = now_ms();
+                live_thread(c, &id)?;
+                let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
+                m.content = None;
+                m.metadata = "{}".into();
+                m.version = now.max(m.version + 1);
+                m.deleted_at = Some(now);
+                messages::update(c, &m)?;
+                chat::message(ob, MessageChange::Deleted, &m, &cmd.request_id, &current);
+                Ok(m)
+            },
+            |act, m| {
+                act.publish_current(&realtime::message_deleted(m));
+                metrics::counter!(crate::metrics::MESSAGES_DELETED).increment(1);
+            },
+            |_| (),
+        ))
     }
 }

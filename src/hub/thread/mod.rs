@@ -28,12 +28,16 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::commands::{
+    AddParticipants, CreateThread, DeleteMessage, DeleteThread, EditMessage, RemoveParticipant,
+    Replay, SendReceipt, Typing, UpdateThread,
+};
 use super::registry::{HubCtx, Reaped, Registry};
 use crate::error::ApiError;
 use crate::events::Outbox;
 use crate::ids::{ThreadId, UserId};
-use crate::model::EventParticipant;
 use crate::model::Metadata;
+use crate::model::{EventParticipant, InvalidParticipant};
 use crate::store::models::Participant;
 use crate::store::{parse_metadata, participants, threads, DbConn};
 
@@ -192,14 +196,16 @@ impl ThreadActor {
         }
     }
 
-    /// Runs `job` in the writer, then `after` on the actor with the committed result; the
-    /// mailbox is held until both are done. The job adds its webhook events to the outbox it is
+    /// The epilogue every command shares: runs `job` in the writer, then `after` on the actor
+    /// with the committed result (cache update, publish, metrics), then answers with `answer`
+    /// of it; the mailbox is held until all are done. The job adds its webhook events to the outbox it is
     /// given; they are written in the same transaction, and the dispatcher is woken after commit.
-    fn commit<T, J, A>(&mut self, job: J, after: A) -> Commit<T>
+    fn commit<T, R, J, A, N>(&mut self, job: J, after: A, answer: N) -> Commit<R>
     where
         T: Send + 'static,
         J: FnOnce(&mut DbConn, &mut Outbox) -> Result<T, ApiError> + Send + 'static,
         A: FnOnce(&mut ThreadActor, &T) + 'static,
+        N: FnOnce(T) -> R + 'static,
     {
         let store = self.hub.store.clone();
         let mut outbox = self.hub.webhooks.outbox();
@@ -218,7 +224,7 @@ impl ThreadActor {
                     act.hub.webhooks.wake();
                 }
                 after(act, &v);
-                Ok(v)
+                Ok(answer(v))
             });
         Box::pin(fut)
     }
@@ -290,4 +296,30 @@ impl Actor for ThreadActor {
             }
         });
     }
+}
+
+/// Routes each command to the method that checks and commits it, through
+/// [`ThreadActor::serve`]. Sends are group-committed instead (see `messaging`).
+macro_rules! commands {
+    ($($cmd:ty => $method:ident -> $answer:ty;)+) => {$(
+        impl Handler<$cmd> for ThreadActor {
+            type Result = Reply<$answer>;
+
+            fn handle(&mut self, cmd: $cmd, _ctx: &mut Self::Context) -> Self::Result {
+                self.serve(|act| act.$method(cmd))
+            }
+        }
+    )+};
+}
+
+commands! {
+    CreateThread => create_thread -> Replay;
+    UpdateThread => update_thread -> ();
+    DeleteThread => delete_thread -> ();
+    EditMessage => edit_message -> ();
+    DeleteMessage => delete_message -> ();
+    AddParticipants => add_participants -> Vec<InvalidParticipant>;
+    RemoveParticipant => remove_participant -> ();
+    SendReceipt => send_receipt -> ();
+    Typing => typing -> ();
 }

@@ -1,9 +1,7 @@
 //! Read receipts and typing notifications.
 
-use actix::prelude::*;
-
 use super::tx::*;
-use super::{done, Commit, Reply, ThreadActor};
+use super::{done, Commit, ThreadActor};
 use crate::error::ApiError;
 use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
@@ -13,79 +11,61 @@ use crate::ids::UserId;
 use crate::store::models::Receipt;
 use crate::store::{messages, participants};
 
-impl Handler<SendReceipt> for ThreadActor {
-    type Result = Reply<()>;
-
-    fn handle(&mut self, cmd: SendReceipt, _ctx: &mut Self::Context) -> Self::Result {
-        self.serve(|act| act.send_receipt(cmd))
-    }
-}
-
 impl ThreadActor {
     /// Moves the caller's read receipt forward (never back); suppressed above the receipts limit.
-    fn send_receipt(&mut self, cmd: SendReceipt) -> Result<Commit<()>, ApiError> {
+    pub(super) fn send_receipt(&mut self, cmd: SendReceipt) -> Result<Commit<()>, ApiError> {
         let member = self.current_member(&cmd.user)?;
         let id = self.id.clone();
         let suppressed = self.receipts_suppressed();
-        Ok(self
-            .commit(
-                move |c, _ob| {
-                    live_thread(c, &id)?;
-                    // Tombstones and system messages count; messages the caller can't see don't.
-                    let m = messages::get(c, &id, cmd.message_id)?
-                        .filter(|m| m.created_at >= member.share_history_time)
-                        .ok_or_else(|| ApiError::not_found("Message"))?;
-                    if suppressed {
-                        metrics::counter!(crate::metrics::RECEIPTS_SUPPRESSED).increment(1);
-                        return Ok(None);
-                    }
-                    let existing = participants::receipt(c, &id, &cmd.user)?;
-                    if existing.is_some_and(|r| r.seq >= m.seq) {
-                        return Ok(None);
-                    }
-                    let read_at = now_ms();
-                    participants::upsert_receipt(
-                        c,
-                        &Receipt {
-                            thread_id: id.to_string(),
-                            user_id: cmd.user.to_string(),
-                            message_id: m.id,
-                            seq: m.seq,
-                            read_at,
-                        },
-                    )?;
-                    Ok(Some((cmd.user, m.id, read_at)))
-                },
-                |act, moved| {
-                    if let Some((reader, message_id, at)) = moved {
-                        let name = act.p(reader).display_name.unwrap_or_default();
-                        act.publish_current(&realtime::read_receipt(
-                            &act.id,
-                            reader,
-                            &name,
-                            *message_id,
-                            *at,
-                        ));
-                        metrics::counter!(crate::metrics::READ_RECEIPTS).increment(1);
-                    }
-                },
-            )
-            .map(|r, _, _| r.map(|_| ()))
-            .boxed_local())
-    }
-}
-
-impl Handler<Typing> for ThreadActor {
-    type Result = Reply<()>;
-
-    fn handle(&mut self, cmd: Typing, _ctx: &mut Self::Context) -> Self::Result {
-        self.serve(|act| act.typing(cmd))
+        Ok(self.commit(
+            move |c, _ob| {
+                live_thread(c, &id)?;
+                // Tombstones and system messages count; messages the caller can't see don't.
+                let m = messages::get(c, &id, cmd.message_id)?
+                    .filter(|m| m.created_at >= member.share_history_time)
+                    .ok_or_else(|| ApiError::not_found("Message"))?;
+                if suppressed {
+                    metrics::counter!(crate::metrics::RECEIPTS_SUPPRESSED).increment(1);
+                    return Ok(None);
+                }
+                let existing = participants::receipt(c, &id, &cmd.user)?;
+                if existing.is_some_and(|r| r.seq >= m.seq) {
+                    return Ok(None);
+                }
+                let read_at = now_ms();
+                participants::upsert_receipt(
+                    c,
+                    &Receipt {
+                        thread_id: id.to_string(),
+                        user_id: cmd.user.to_string(),
+                        message_id: m.id,
+                        seq: m.seq,
+                        read_at,
+                    },
+                )?;
+                Ok(Some((cmd.user, m.id, read_at)))
+            },
+            |act, moved| {
+                if let Some((reader, message_id, at)) = moved {
+                    let name = act.p(reader).display_name.unwrap_or_default();
+                    act.publish_current(&realtime::read_receipt(
+                        &act.id,
+                        reader,
+                        &name,
+                        *message_id,
+                        *at,
+                    ));
+                    metrics::counter!(crate::metrics::READ_RECEIPTS).increment(1);
+                }
+            },
+            |_| (),
+        ))
     }
 }
 
 impl ThreadActor {
     /// Publishes a typing notification at once; stored only as webhook outbox rows when wanted.
-    fn typing(&mut self, cmd: Typing) -> Result<Commit<()>, ApiError> {
+    pub(super) fn typing(&mut self, cmd: Typing) -> Result<Commit<()>, ApiError> {
         self.current_member(&cmd.user)?;
         if self.receipts_suppressed() {
             metrics::counter!(crate::metrics::TYPING_SUPPRESSED).increment(1);
@@ -122,6 +102,7 @@ impl ThreadActor {
                 Ok(())
             },
             |_, _| {},
+            |()| (),
         ))
     }
 }
