@@ -6,8 +6,14 @@
 //! - only the types diesel's `MultiConnection` supports (BigInt, Integer, Text) and no
 //!   RETURNING clauses.
 //!
-//! Writes go through [`Writer`] (one thread, group commit); reads take a pooled connection on
-//! actix's blocking pool via [`Store::read`], never on an actor's or worker's event loop.
+//! Writes go through [`Writer`]s (a thread each, group commit); reads take a pooled connection
+//! on actix's blocking pool via [`Store::read`], never on an actor's or worker's event loop.
+//!
+//! SQLite has one writer (the database allows one writing transaction at a time). PostgreSQL
+//! has [`PG_WRITERS`], each with its own connection: a thread's changes always go to the same
+//! one ([`Store::write_for`]), so they stay in order, while different threads commit in
+//! parallel and PostgreSQL group-commits them. Changes that belong to no thread (identities,
+//! subscriptions, deliveries, purges) go to the first.
 
 pub mod connection;
 pub mod identities;
@@ -30,12 +36,14 @@ use crate::error::ApiError;
 
 /// Read pool size.
 const POOL_SIZE: u32 = 8;
+/// Writer connections on PostgreSQL (SQLite has one).
+pub const PG_WRITERS: usize = 8;
 
-/// The database: a read pool and the writer.
+/// The database: a read pool and the writers.
 #[derive(Clone)]
 pub struct Store {
     pool: DbPool,
-    writer: Writer,
+    writers: std::sync::Arc<[Writer]>,
     backend: Backend,
 }
 
@@ -54,14 +62,27 @@ impl Store {
         let mut conn = connection::connect(url, writer_setup)?;
         connection::migrate(&mut conn)?;
         let pool = connection::pool(url, POOL_SIZE, setup)?;
-        let reopen = url.to_string();
-        let writer = Writer::start(
-            conn,
-            Box::new(move || connection::connect(&reopen, writer_setup)),
-        );
+        let count = match backend {
+            Backend::Sqlite => 1,
+            _ => PG_WRITERS,
+        };
+        let mut writers = Vec::with_capacity(count);
+        // the first writer keeps the connection that ran the migrations
+        let mut first = Some(conn);
+        for _ in 0..count {
+            let conn = match first.take() {
+                Some(c) => c,
+                None => connection::connect(url, writer_setup)?,
+            };
+            let reopen = url.to_string();
+            writers.push(Writer::start(
+                conn,
+                Box::new(move || connection::connect(&reopen, writer_setup)),
+            ));
+        }
         Ok(Store {
             pool,
-            writer,
+            writers: writers.into(),
             backend,
         })
     }
@@ -90,13 +111,33 @@ impl Store {
         .map_err(ApiError::internal)?
     }
 
-    /// Runs a change in the writer's next batch; resolves once it is committed.
+    /// Runs a change that belongs to no thread in the first writer's next batch; resolves
+    /// once it is committed.
     pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        self.writer.run(f).await
+        self.writers[0].run(f).await
+    }
+
+    /// Runs a change to `thread` in the next batch of the writer that owns that thread (the
+    /// same one every time, so a thread's changes commit in order); resolves once committed.
+    pub async fn write_for<T, F>(&self, thread: &crate::ids::ThreadId, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let n = self.writers.len();
+        let i = if n == 1 {
+            0
+        } else {
+            let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .hash_one(thread.as_str());
+            (h % n as u64) as usize
+        };
+        self.writers[i].run(f).await
     }
 
     /// SQLite: copies committed WAL frames into the database file (PASSIVE: never waits for,

@@ -208,6 +208,7 @@ impl ThreadActor {
         N: FnOnce(T) -> R + 'static,
     {
         let store = self.hub.store.clone();
+        let thread = self.id.clone();
         let mut outbox = self.hub.webhooks.outbox();
         let write = move |c: &mut DbConn| {
             let v = job(c, &mut outbox)?;
@@ -215,7 +216,7 @@ impl ThreadActor {
             let rows = outbox.flush(c)?;
             Ok((v, rows))
         };
-        let fut = async move { store.write(write).await }
+        let fut = async move { store.write_for(&thread, write).await }
             .into_actor(self)
             .map(move |res, act, _ctx| {
                 let (v, rows) = res?;
