@@ -205,4 +205,51 @@ mod tests {
             .unwrap();
         assert_eq!((half, after), (0, 1));
     }
+
+    /// One failing job in a batch fails alone: its caller gets its own error, the jobs before
+    /// and after it in the same batch commit.
+    #[tokio::test]
+    async fn a_failing_job_fails_alone_in_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::sqlite_url(dir.path()), SqliteSync::Normal).unwrap();
+        let insert = |key: &'static str| {
+            move |c: &mut crate::store::DbConn| -> Result<(), crate::error::ApiError> {
+                diesel::insert_into(meta::table)
+                    .values((meta::key.eq(key), meta::value.eq("x")))
+                    .execute(c)?;
+                Ok(())
+            }
+        };
+        // Holds the writer so that the next three jobs queue up and go in one batch.
+        let blocker = store.write(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok(())
+        });
+        let a = store.write(insert("a"));
+        let insert_b = insert("b");
+        let b = store.write(move |c| {
+            insert_b(c)?;
+            Err::<(), _>(crate::error::ApiError::invalid(
+                "b",
+                "refused inside the transaction",
+            ))
+        });
+        let c = store.write(insert("c"));
+        let (blocked, a, b, c) = tokio::join!(blocker, a, b, c);
+        blocked.unwrap();
+        a.unwrap();
+        let e = b.unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(e.message, "refused inside the transaction");
+        c.unwrap();
+        let rows = store
+            .read(|c| Ok((count(c, "a"), count(c, "b"), count(c, "c"))))
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            (1, 0, 1),
+            "b's insert rolled back with its savepoint only"
+        );
+    }
 }
