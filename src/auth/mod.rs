@@ -94,19 +94,18 @@ impl Auth {
 
     /// Checks a user token against the signature, claims and the identity's current state.
     pub async fn authenticate_token(&self, token: &str) -> Result<ChatUser, ApiError> {
-        let app = self;
         let now = now_ms() / 1000;
-        let claims = app
+        let claims = self
             .tokens
             .verify(token, now)
             .ok_or_else(|| refuse("invalid_token"))?;
         let user_id = claims.user_id();
-        let identity = match app.identities.get(&user_id) {
+        let identity = match self.identities.get(&user_id) {
             Some(state) => state,
             None => {
-                let generation = app.identities.generation();
+                let generation = self.identities.generation();
                 let lookup = user_id.clone();
-                let row = app
+                let row = self
                     .store
                     .read(move |c| Ok(identities::get(c, &lookup)?))
                     .await?
@@ -115,7 +114,7 @@ impl Auth {
                     deleted: row.deleted_at.is_some(),
                     tokens_revoked_at: row.tokens_revoked_at,
                 };
-                app.identities.put(&user_id, state, generation);
+                self.identities.put(&user_id, state, generation);
                 state
             }
         };

@@ -48,11 +48,10 @@ impl Hub {
         R: Send + 'static,
         ThreadActor: Handler<M>,
     {
-        let hub = self;
         for attempt in 0..3 {
             let live = (attempt == 0)
                 .then(|| {
-                    hub.directory
+                    self.directory
                         .read()
                         .get(thread)
                         .filter(|a| a.connected())
@@ -61,7 +60,7 @@ impl Hub {
                 .flatten();
             let addr = match live {
                 Some(addr) => addr,
-                None => hub
+                None => self
                     .registry
                     .send(Lookup(thread.clone()))
                     .await
