@@ -1,4 +1,5 @@
-//! The group-commit writer: one dedicated thread owns the only writing connection.
+//! A group-commit writer: one dedicated thread owns one writing connection (the store runs one
+//! on SQLite, several on PostgreSQL; see the `store` module).
 //!
 //! Each job runs in its own savepoint inside a batch transaction, so one failing job (a
 //! validation error found in the transaction) rolls back alone. The batch commits once and only

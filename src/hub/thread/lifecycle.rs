@@ -134,9 +134,7 @@ impl ThreadActor {
             |(replay, ..)| replay,
         ))
     }
-}
 
-impl ThreadActor {
     /// Applies a merge-patch of topic, metadata and retention; a topic change adds a system message.
     pub(super) fn update_thread(&mut self, cmd: UpdateThread) -> Result<Commit<()>, ApiError> {
         self.current_member(&cmd.user)?;
@@ -196,9 +194,7 @@ impl ThreadActor {
             |_| (),
         ))
     }
-}
 
-impl ThreadActor {
     /// Marks the thread deleted (by a participant, or by the retention sweeper).
     pub(super) fn delete_thread(&mut self, cmd: DeleteThread) -> Result<Commit<()>, ApiError> {
         if cmd.user == SYSTEM_ACTOR {

@@ -85,9 +85,7 @@ impl ThreadActor {
             |(invalid, ..)| invalid,
         ))
     }
-}
 
-impl ThreadActor {
     /// Removes a current participant with a system message (a no-op for anyone else).
     pub(super) fn remove_participant(
         &mut self,

@@ -132,9 +132,7 @@ impl ThreadActor {
             }
         }));
     }
-}
 
-impl ThreadActor {
     /// Edits the caller's own message: content (sanitized if html), metadata, priority.
     pub(super) fn edit_message(&mut self, cmd: EditMessage) -> Result<Commit<()>, ApiError> {
         let member = self.current_member(&cmd.user)?;
@@ -176,9 +174,7 @@ impl ThreadActor {
             |_| (),
         ))
     }
-}
 
-impl ThreadActor {
     /// Leaves a tombstone of the caller's own message.
     pub(super) fn delete_message(&mut self, cmd: DeleteMessage) -> Result<Commit<()>, ApiError> {
         let member = self.current_member(&cmd.user)?;

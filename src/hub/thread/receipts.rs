@@ -61,9 +61,7 @@ impl ThreadActor {
             |_| (),
         ))
     }
-}
 
-impl ThreadActor {
     /// Publishes a typing notification at once; stored only as webhook outbox rows when wanted.
     pub(super) fn typing(&mut self, cmd: Typing) -> Result<Commit<()>, ApiError> {
         self.current_member(&cmd.user)?;
