@@ -40,6 +40,7 @@ pub const RESUMES: &str = "confab_realtime_resumes_total";
 // --- saturation and internals ---
 pub const WRITER_BATCH_SIZE: &str = "confab_writer_batch_size";
 pub const WRITER_COMMIT_SECONDS: &str = "confab_writer_commit_duration_seconds";
+pub const WRITER_BATCH_RETRIES: &str = "confab_writer_batch_retries_total";
 pub const POOL_IN_USE: &str = "confab_db_pool_connections_in_use";
 pub const RATE_LIMITED: &str = "confab_rate_limited_total";
 pub const AUTH_FAILURES: &str = "confab_auth_failures_total";
@@ -160,6 +161,10 @@ fn describe() {
         Unit::Seconds,
         "Time to run and commit one write batch"
     );
+    c!(
+        WRITER_BATCH_RETRIES,
+        "Write batches run again with a savepoint per change because one change failed"
+    );
     g!(POOL_IN_USE, "Read-pool connections in use");
     c!(
         RATE_LIMITED,
@@ -194,6 +199,10 @@ fn describe() {
 pub fn record_write_batch(size: usize, took: Duration) {
     metrics::histogram!(WRITER_BATCH_SIZE).record(size as f64);
     metrics::histogram!(WRITER_COMMIT_SECONDS).record(took.as_secs_f64());
+}
+
+pub fn record_write_batch_retry() {
+    metrics::counter!(WRITER_BATCH_RETRIES).increment(1);
 }
 
 /// `2xx`, `4xx`, … for a status code.

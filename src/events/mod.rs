@@ -183,6 +183,7 @@ pub fn parse_types(json: &str) -> Option<HashSet<String>> {
 
 /// The events of one write job. Builders ask [`Outbox::wants`] first, so nothing is built for
 /// types no subscription includes.
+#[derive(Clone)]
 pub struct Outbox {
     active: Arc<Vec<Active>>,
     events: Vec<WebhookEvent>,

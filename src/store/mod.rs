@@ -115,7 +115,7 @@ impl Store {
     /// once it is committed.
     pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
-        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
         self.writers[0].run(f).await
@@ -125,7 +125,7 @@ impl Store {
     /// same one every time, so a thread's changes commit in order); resolves once committed.
     pub async fn write_for<T, F>(&self, thread: &crate::ids::ThreadId, f: F) -> Result<T, ApiError>
     where
-        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
         use std::hash::{BuildHasher, BuildHasherDefault};

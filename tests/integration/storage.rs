@@ -100,3 +100,53 @@ async fn readyz_is_503_when_the_database_is_gone() {
         200
     );
 }
+
+/// A change whose statement fails (a duplicate key, which on PostgreSQL aborts the whole
+/// transaction) fails alone in its batch: the writer runs the batch again with a savepoint per
+/// change, the caller of the failing one gets its error and the others commit. Runs on SQLite,
+/// and on PostgreSQL when `CONFAB_TEST_DATABASE_URL` is set.
+#[tokio::test]
+async fn a_failing_statement_fails_alone_in_its_batch() {
+    use confab::store::schema::meta;
+    use confab::store::{connection::SqliteSync, DbConn, Store};
+    use diesel::prelude::*;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = test_database().unwrap_or_else(|| Store::sqlite_url(dir.path()));
+    let store = Store::open(&url, SqliteSync::Normal).unwrap();
+    let insert = |key: &'static str| {
+        move |c: &mut DbConn| -> Result<(), confab::error::ApiError> {
+            diesel::insert_into(meta::table)
+                .values((meta::key.eq(key), meta::value.eq("x")))
+                .execute(c)?;
+            Ok(())
+        }
+    };
+    store.write(insert("taken")).await.unwrap();
+    // holds the writer so that the next three changes queue up and go in one batch
+    let blocker = store.write(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(())
+    });
+    let (blocked, a, dup, c) = tokio::join!(
+        blocker,
+        store.write(insert("a")),
+        store.write(insert("taken")),
+        store.write(insert("c")),
+    );
+    blocked.unwrap();
+    a.unwrap();
+    assert!(dup.is_err(), "the duplicate key is refused");
+    c.unwrap();
+    let keys: Vec<String> = store
+        .read(|c| Ok(meta::table.select(meta::key).order(meta::key).load(c)?))
+        .await
+        .unwrap();
+    for k in ["a", "c", "taken"] {
+        assert_eq!(
+            keys.iter().filter(|x| *x == k).count(),
+            1,
+            "{k} in {keys:?}"
+        );
+    }
+}

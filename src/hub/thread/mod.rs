@@ -203,13 +203,14 @@ impl ThreadActor {
     fn commit<T, R, J, A, N>(&mut self, job: J, after: A, answer: N) -> Commit<R>
     where
         T: Send + 'static,
-        J: FnOnce(&mut DbConn, &mut Outbox) -> Result<T, ApiError> + Send + 'static,
+        J: FnOnce(&mut DbConn, &mut Outbox) -> Result<T, ApiError> + Clone + Send + 'static,
         A: FnOnce(&mut ThreadActor, &T) + 'static,
         N: FnOnce(T) -> R + 'static,
     {
         let store = self.hub.store.clone();
         let thread = self.id.clone();
         let mut outbox = self.hub.webhooks.outbox();
+        // (the writer may run this twice: see `store::writer`; each run starts from an empty outbox)
         let write = move |c: &mut DbConn| {
             let v = job(c, &mut outbox)?;
             // the webhook rows belong to the change's transaction
