@@ -378,3 +378,65 @@ async fn empty_patch_changes_nothing() {
     assert!(m.get("editedOn").is_none());
     assert_eq!(m["content"]["message"], "as is");
 }
+
+/// Sends interleaved with changes that write system messages (adds, topic changes), some of
+/// them concurrent: sequence ids stay gapless and unique, message ids increase with them and
+/// createdOn never goes back.
+#[tokio::test]
+async fn sequence_ids_stay_gapless_across_system_messages() {
+    let app = std::sync::Arc::new(TestApp::spawn_with(&["--rate-limit-profile", "off"]).await);
+    let a = app.user().await;
+    let t = app.thread(&a, &[]).await;
+    let mut tasks = Vec::new();
+    for round in 0..5 {
+        let (app2, a2, t2) = (app.clone(), a.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..4 {
+                app2.send(&a2, &t2, &format!("r{round} m{i}")).await;
+            }
+        }));
+        let joiner = app.user().await;
+        let add = format!("/chat/threads/{}/participants/:add", enc(&t));
+        let r = app
+            .chat(
+                &a,
+                Method::POST,
+                &add,
+                Some(json!({ "participants": [participant(&joiner.id)] })),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let r = app
+            .chat(
+                &a,
+                Method::PATCH,
+                &format!("/chat/threads/{}", enc(&t)),
+                Some(json!({ "topic": format!("round {round}") })),
+            )
+            .await;
+        assert_eq!(r.status(), 204);
+        app.send(&a, &t, &format!("r{round} after")).await;
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut all = app.all_messages(&a, &t, 50).await;
+    all.reverse();
+    let seqs: Vec<u64> = all
+        .iter()
+        .map(|m| m["sequenceId"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    // creation (topic and participants: 2), then 5 × (4 sends, an add, a topic, a send)
+    assert_eq!(seqs.len(), 2 + 5 * 7, "{all:#?}");
+    let ids: Vec<u64> = all
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let created: Vec<&str> = all
+        .iter()
+        .map(|m| m["createdOn"].as_str().unwrap())
+        .collect();
+    assert!(created.windows(2).all(|w| w[0] <= w[1]), "{created:?}");
+}

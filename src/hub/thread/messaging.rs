@@ -66,11 +66,11 @@ impl ThreadActor {
         self.sending = true;
         let id = self.id.clone();
         let current = self.current_list();
+        let hint = self.last_message;
         let commit = self.commit(
             move |c, ob| {
                 let now = now_ms();
-                let t = live_thread(c, &id)?;
-                let mut ids = Sequencer::of(&t);
+                let mut ids = Sequencer::claim(c, &id, hint, cmds.len(), now)?;
                 let mut out = Vec::with_capacity(cmds.len());
                 for cmd in cmds {
                     let (seq, mid, at) = ids.next(now);
@@ -100,10 +100,10 @@ impl ThreadActor {
                     chat::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
                     out.push((replay, message));
                 }
-                ids.save(c, &id)?;
-                Ok(out)
+                Ok((out, ids))
             },
-            |act, out| {
+            |act, (out, ids)| {
+                act.last_message = Some(*ids);
                 for (_, m) in out {
                     act.publish_current(&realtime::message_received(m));
                     act.hub.activity.record(&act.id);
@@ -111,7 +111,7 @@ impl ThreadActor {
                         .increment(1);
                 }
             },
-            |out| out,
+            |(out, _)| out,
         );
         ctx.spawn(commit.map(move |res, act, ctx| {
             act.sending = false;

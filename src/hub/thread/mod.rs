@@ -21,6 +21,7 @@ mod receipts;
 mod tx;
 
 use messaging::PendingSend;
+use tx::Sequencer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -96,6 +97,9 @@ pub struct ThreadActor {
     pending_sends: Vec<PendingSend>,
     /// A group commit of sends is in flight.
     sending: bool,
+    /// Where the thread's messages stood after the last commit of sends (or at load): the next
+    /// sends claim their ids from it in one guarded write (see [`Sequencer::claim`]).
+    last_message: Option<Sequencer>,
 }
 
 /// A command's answer: the mailbox is held until it is ready.
@@ -123,6 +127,7 @@ impl ThreadActor {
             last_active: Instant::now(),
             pending_sends: Vec::new(),
             sending: false,
+            last_message: None,
         }
     }
 
@@ -279,10 +284,14 @@ impl Actor for ThreadActor {
         ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
             Ok((None, _)) => act.state = State::Missing,
             Ok((Some(t), _)) if t.deleted_at.is_some() => act.state = State::Deleted,
-            Ok((Some(_), ps)) => {
+            Ok((Some(t), ps)) => {
                 let current = ps.iter().filter(|p| p.is_current()).count();
-                                let members = ps.iter().map(|p| (UserId::new(p.user_id.as_str()), Member::of(p))).collect();
+                let members = ps
+                    .iter()
+                    .map(|p| (UserId::new(p.user_id.as_str()), Member::of(p)))
+                    .collect();
                 act.state = State::Live { members, current };
+                act.last_message = Some(Sequencer::of(&t));
             }
             Err(e) => {
                 tracing::warn!(thread = %act.id, error = %e, "cannot load thread; stopping its actor");
