@@ -181,6 +181,12 @@ pub struct Config {
     #[arg(long, env = "CONFAB_DATABASE_URL")]
     pub database_url: Option<Secret>,
 
+    /// PostgreSQL writer connections: each thread's changes go to one of them, in order;
+    /// different threads commit in parallel (SQLite always has one)
+    #[arg(long, env = "CONFAB_PG_WRITERS", default_value_t = crate::store::PG_WRITERS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pg_writers: u16,
+
     /// SQLite durability: full (fsync every commit) or normal
     #[arg(long, env = "CONFAB_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
     pub sqlite_synchronous: SqliteSynchronous,

@@ -102,7 +102,8 @@ pub async fn open(config: Config) -> Result<Opened, String> {
             None,
         )
     };
-    let store = web::block(move || Store::open(&url, sync))
+    let pg_writers = usize::from(config.pg_writers);
+    let store = web::block(move || Store::open_with_writers(&url, sync, pg_writers))
         .await
         .map_err(|e| e.to_string())??;
     let resource_id = store

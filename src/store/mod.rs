@@ -15,6 +15,7 @@
 //! parallel and PostgreSQL group-commits them. Changes that belong to no thread (identities,
 //! subscriptions, deliveries, purges) go to the first.
 
+pub mod appends;
 pub mod connection;
 pub mod identities;
 pub mod messages;
@@ -36,8 +37,10 @@ use crate::error::ApiError;
 
 /// Read pool size.
 const POOL_SIZE: u32 = 8;
-/// Writer connections on PostgreSQL (SQLite has one).
-pub const PG_WRITERS: usize = 8;
+/// Writer connections on PostgreSQL by default (SQLite has one): with sends grouped per batch,
+/// two keep a commit in flight while the next batch runs, and beat more on a two-core machine
+/// (see the README's performance section); `--pg-writers` changes it.
+pub const PG_WRITERS: usize = 2;
 
 /// The database: a read pool and the writers.
 #[derive(Clone)]
@@ -48,8 +51,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the database named by `url`, applies the embedded migrations and starts the writer.
+    /// Opens the database named by `url`, applies the embedded migrations and starts the
+    /// writers ([`PG_WRITERS`] on PostgreSQL).
     pub fn open(url: &str, sync: connection::SqliteSync) -> Result<Store, String> {
+        Store::open_with_writers(url, sync, PG_WRITERS)
+    }
+
+    /// As [`Store::open`], with `pg_writers` writer connections on PostgreSQL (at least one).
+    pub fn open_with_writers(
+        url: &str,
+        sync: connection::SqliteSync,
+        pg_writers: usize,
+    ) -> Result<Store, String> {
         let backend = Backend::from_url(url)?;
         let setup = connection::ConnSetup {
             sync,
@@ -64,7 +77,7 @@ impl Store {
         let pool = connection::pool(url, POOL_SIZE, setup)?;
         let count = match backend {
             Backend::Sqlite => 1,
-            _ => PG_WRITERS,
+            _ => pg_writers.max(1),
         };
         let mut writers = Vec::with_capacity(count);
         // the first writer keeps the connection that ran the migrations
@@ -128,16 +141,33 @@ impl Store {
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
+        self.writers[self.writer_of(thread)].run(f).await
+    }
+
+    /// As [`Store::write_for`], for a job that writes messages through
+    /// [`appends::Appends`] (see there).
+    pub async fn append_for<T, F>(&self, thread: &crate::ids::ThreadId, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConn, &mut appends::Appends) -> Result<T, ApiError>
+            + Clone
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        self.writers[self.writer_of(thread)].run_appending(f).await
+    }
+
+    /// The writer that owns `thread`'s changes.
+    fn writer_of(&self, thread: &crate::ids::ThreadId) -> usize {
         use std::hash::{BuildHasher, BuildHasherDefault};
         let n = self.writers.len();
-        let i = if n == 1 {
+        if n == 1 {
             0
         } else {
             let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
                 .hash_one(thread.as_str());
             (h % n as u64) as usize
-        };
-        self.writers[i].run(f).await
+        }
     }
 
     /// SQLite: copies committed WAL frames into the database file (PASSIVE: never waits for,

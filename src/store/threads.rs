@@ -55,30 +55,6 @@ pub fn set_last_message(
         .map(drop)
 }
 
-/// Moves a live thread's last message (sequence, id, time) from `from` to `to`, only if it
-/// still is at `from`; whether it was.
-pub fn advance_last_message(
-    c: &mut DbConn,
-    id: &ThreadId,
-    from: (i64, i64, i64),
-    to: (i64, i64, i64),
-) -> QueryResult<bool> {
-    let row = threads::table
-        .find(id.as_str())
-        .filter(threads::last_seq.eq(from.0))
-        .filter(threads::last_message_id.eq(from.1))
-        .filter(threads::last_message_at.eq(from.2))
-        .filter(threads::deleted_at.is_null());
-    diesel::update(row)
-        .set((
-            threads::last_seq.eq(to.0),
-            threads::last_message_id.eq(to.1),
-            threads::last_message_at.eq(to.2),
-        ))
-        .execute(c)
-        .map(|n| n == 1)
-}
-
 pub fn mark_deleted(c: &mut DbConn, id: &ThreadId, at: i64) -> QueryResult<()> {
     diesel::update(threads::table.find(id.as_str()))
         .set(threads::deleted_at.eq(at))

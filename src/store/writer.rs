@@ -11,6 +11,10 @@
 //! PostgreSQL transaction) the whole batch is rolled back and run again with a savepoint per
 //! job, so that the failing job fails alone and the others commit. Jobs are therefore `Clone`
 //! and free of side effects outside the connection: a retried batch runs each of them again.
+//!
+//! Appending jobs (sends) hand their messages to the batch's group in the first attempt, which
+//! writes those of many threads with two statements (see `store::appends`); the group is written
+//! before the next job that is not an append, and before the commit.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread;
@@ -19,6 +23,7 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use tokio::sync::oneshot;
 
+use super::appends::{self, Append, Appends};
 use super::connection::DbConn;
 use crate::error::ApiError;
 
@@ -31,30 +36,37 @@ const RECONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1)
 
 /// A queued change and its caller's answer.
 trait Job: Send {
+    /// Whether its messages may join the batch's group of appends.
+    fn appending(&self) -> bool;
     /// Runs the change on `conn` (in a savepoint of its own if `savepoint`), keeping its
     /// outcome; whether it succeeded.
-    fn attempt(&mut self, conn: &mut DbConn, savepoint: bool) -> bool;
+    fn attempt(&mut self, conn: &mut DbConn, savepoint: bool, appends: Appends<'_>) -> bool;
     /// Answers the caller once the batch has committed (Ok) or failed to commit (Err).
     fn answer(self: Box<Self>, commit: Result<(), String>);
 }
 
 struct Pending<T, F> {
     f: F,
+    appending: bool,
     outcome: Option<Result<T, ApiError>>,
     tx: oneshot::Sender<Result<T, ApiError>>,
 }
 
 impl<T, F> Job for Pending<T, F>
 where
-    F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send,
+    F: FnOnce(&mut DbConn, &mut Appends) -> Result<T, ApiError> + Clone + Send,
     T: Send,
 {
-    fn attempt(&mut self, conn: &mut DbConn, savepoint: bool) -> bool {
+    fn appending(&self) -> bool {
+        self.appending
+    }
+
+    fn attempt(&mut self, conn: &mut DbConn, savepoint: bool, mut appends: Appends<'_>) -> bool {
         let f = self.f.clone();
         let outcome = if savepoint {
-            conn.transaction(f)
+            conn.transaction(|c| f(c, &mut appends))
         } else {
-            f(conn)
+            f(conn, &mut appends)
         };
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
@@ -102,9 +114,29 @@ impl Writer {
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
+        self.queue(false, move |c: &mut DbConn, _: &mut Appends| f(c))
+            .await
+    }
+
+    /// As [`Writer::run`], for a job that writes messages through `Appends`: in the batch's
+    /// first attempt they join its group.
+    pub async fn run_appending<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConn, &mut Appends) -> Result<T, ApiError> + Clone + Send + 'static,
+        T: Send + 'static,
+    {
+        self.queue(true, f).await
+    }
+
+    async fn queue<T, F>(&self, appending: bool, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConn, &mut Appends) -> Result<T, ApiError> + Clone + Send + 'static,
+        T: Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T, ApiError>>();
         let job = Box::new(Pending {
             f,
+            appending,
             outcome: None,
             tx,
         });
@@ -125,7 +157,8 @@ impl Writer {
 
 /// Why a batch transaction did not commit.
 enum BatchFailed {
-    /// A job failed with no savepoint of its own: run the batch again with savepoints.
+    /// A job failed with no savepoint of its own, or the group of appends could not be written
+    /// as trusted: run the batch again, each job on its own with a savepoint.
     Job,
     /// A job panicked (a bug): it must neither kill the writer nor leave half of its changes in
     /// the batch's commit.
@@ -139,26 +172,43 @@ impl From<diesel::result::Error> for BatchFailed {
     }
 }
 
-/// Runs every job of the batch in one transaction and commits it.
-fn run_batch(
-    conn: &mut DbConn,
-    batch: &mut [Box<dyn Job>],
-    savepoints: bool,
-) -> Result<(), BatchFailed> {
+/// Runs every job of the batch in one transaction and commits it: the first attempt (`safe`
+/// false) with no savepoints and appends grouped, the retry with a savepoint per job and
+/// appends written by each job.
+fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Result<(), BatchFailed> {
     conn.transaction::<_, BatchFailed, _>(|c| {
+        let mut group: Vec<Append> = Vec::new();
         for job in batch.iter_mut() {
+            if !job.appending() {
+                write_group(c, &mut group)?;
+            }
+            let appends = if safe {
+                Appends::immediate()
+            } else {
+                Appends::grouped(&mut group)
+            };
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                job.attempt(c, savepoints)
+                job.attempt(c, safe, appends)
             })) {
                 Ok(true) => {}
                 // rolled back alone, in its own savepoint
-                Ok(false) if savepoints => {}
+                Ok(false) if safe => {}
                 Ok(false) => return Err(BatchFailed::Job),
                 Err(_) => return Err(BatchFailed::Panic),
             }
         }
-        Ok(())
+        write_group(c, &mut group)
     })
+}
+
+/// Writes and empties the group of appends; any failure sends the batch to its retry.
+fn write_group(c: &mut DbConn, group: &mut Vec<Append>) -> Result<(), BatchFailed> {
+    let written = appends::write_group(c, group);
+    group.clear();
+    match written {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(_) => Err(BatchFailed::Job),
+    }
 }
 
 fn run(mut conn: DbConn, rx: Receiver<Box<dyn Job>>, reconnect: Reconnect) {

@@ -150,3 +150,111 @@ async fn a_failing_statement_fails_alone_in_its_batch() {
         );
     }
 }
+
+/// Sends of several threads in one write batch are written as one group, each thread's row
+/// advanced from the position its actor trusted. A stale position fails the group; the batch
+/// runs again with each job on its own, where the stale one reads the thread row, so both
+/// commit with the right sequence ids. Runs on both backends like the test above.
+#[tokio::test]
+async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
+    use confab::ids::ThreadId;
+    use confab::store::appends::{Append, Appends, Position};
+    use confab::store::models::{Message, Thread};
+    use confab::store::{connection::SqliteSync, messages, threads, DbConn, Store};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = test_database().unwrap_or_else(|| Store::sqlite_url(dir.path()));
+    // one writer, so that both threads' sends share its batches
+    let store = Store::open_with_writers(&url, SqliteSync::Normal, 1).unwrap();
+    for (id, at) in [("t-fresh", 0), ("t-moved", 7)] {
+        let row = Thread {
+            id: id.into(),
+            topic: "t".into(),
+            created_by: "u".into(),
+            created_at: 1,
+            deleted_at: None,
+            metadata: "{}".into(),
+            retention: None,
+            delete_after: None,
+            last_seq: at,
+            last_message_id: at,
+            last_message_at: at,
+        };
+        store
+            .write(move |c| Ok(threads::insert(c, &row)?))
+            .await
+            .unwrap();
+    }
+    let send = |thread: &'static str, hint: Position, runs: Arc<AtomicUsize>| {
+        move |c: &mut DbConn, appends: &mut Appends| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let id = ThreadId::from(thread);
+            let from = appends.claim(c, &id, Some(hint))?.expect("a live thread");
+            let to = (from.0 + 1, from.1 + 1, from.2);
+            let m = Message {
+                thread_id: thread.into(),
+                seq: to.0,
+                id: to.1,
+                kind: "text".into(),
+                content: Some("hi".into()),
+                system: None,
+                sender_id: Some("u".into()),
+                sender_display_name: None,
+                metadata: "{}".into(),
+                priority: "normal".into(),
+                created_at: to.2,
+                version: to.1,
+                edited_at: None,
+                deleted_at: None,
+            };
+            appends.push(
+                c,
+                Append {
+                    thread: id,
+                    from,
+                    to,
+                    messages: vec![m],
+                },
+            )?;
+            Ok(from)
+        }
+    };
+    let runs: [Arc<AtomicUsize>; 2] = Default::default();
+    let blocker = store.write(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(())
+    });
+    let fresh = ThreadId::from("t-fresh");
+    let moved = ThreadId::from("t-moved");
+    let (blocked, a, b) = tokio::join!(
+        blocker,
+        // the right position
+        store.append_for(&fresh, send("t-fresh", (0, 0, 0), runs[0].clone())),
+        // a stale one: the row is at 7
+        store.append_for(&moved, send("t-moved", (0, 0, 0), runs[1].clone())),
+    );
+    blocked.unwrap();
+    assert_eq!(a.unwrap(), (0, 0, 0));
+    assert_eq!(b.unwrap(), (7, 7, 7), "claimed again from the row");
+    let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+    assert_eq!(
+        runs,
+        [2, 2],
+        "the group failed once and the batch ran again"
+    );
+    let (t_fresh, t_moved, m_fresh, m_moved) = store
+        .read(move |c| {
+            Ok((
+                threads::get(c, &fresh)?.unwrap().last_seq,
+                threads::get(c, &moved)?.unwrap().last_seq,
+                messages::get(c, &fresh, 1)?.map(|m| m.seq),
+                messages::get(c, &moved, 8)?.map(|m| m.seq),
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!((t_fresh, t_moved), (1, 8));
+    assert_eq!((m_fresh, m_moved), (Some(1), Some(8)));
+}

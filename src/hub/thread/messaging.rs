@@ -3,13 +3,14 @@
 use actix::prelude::*;
 
 use super::tx::*;
-use super::{Commit, ThreadActor};
+use super::{thread_not_found, Commit, ThreadActor};
 use crate::error::ApiError;
 use crate::events::chat::{self, MessageChange};
 use crate::hub::commands::*;
 use crate::hub::realtime;
 use crate::ids::now_ms;
 use crate::model::{self, check_metadata};
+use crate::store::appends::Append;
 use crate::store::models::Message;
 use crate::store::{messages, metadata_json, parse_metadata};
 
@@ -66,12 +67,15 @@ impl ThreadActor {
         self.sending = true;
         let id = self.id.clone();
         let current = self.current_list();
-        let hint = self.last_message;
-        let commit = self.commit(
-            move |c, ob| {
+        let hint = self.last_message.map(Sequencer::position);
+        let epoch = self.epoch;
+        let commit = self.commit_appending(
+            move |c, ob, appends| {
                 let now = now_ms();
-                let mut ids = Sequencer::claim(c, &id, hint, cmds.len(), now)?;
+                let start = appends.claim(c, &id, hint)?.ok_or_else(thread_not_found)?;
+                let mut ids = Sequencer::at(start);
                 let mut out = Vec::with_capacity(cmds.len());
+                let mut rows = Vec::with_capacity(cmds.len());
                 for cmd in cmds {
                     let (seq, mid, at) = ids.next(now);
                     let message = Message {
@@ -90,7 +94,6 @@ impl ThreadActor {
                         edited_at: None,
                         deleted_at: None,
                     };
-                    messages::insert(c, &message)?;
                     let replay = Replay {
                         status: 201,
                         body: serde_json::json!({ "id": mid.to_string() }).to_string(),
@@ -98,12 +101,24 @@ impl ThreadActor {
                     };
                     store_idem(c, &cmd.idem, &replay)?;
                     chat::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
-                    out.push((replay, message));
+                    out.push((replay, message.clone()));
+                    rows.push(message);
                 }
+                appends.push(
+                    c,
+                    Append {
+                        thread: id.clone(),
+                        from: start,
+                        to: ids.position(),
+                        messages: rows,
+                    },
+                )?;
                 Ok((out, ids))
             },
-            |act, (out, ids)| {
-                act.last_message = Some(*ids);
+            move |act, (out, ids)| {
+                if act.epoch == epoch {
+                    act.last_message = Some(*ids);
+                }
                 for (_, m) in out {
                     act.publish_current(&realtime::message_received(m));
                     act.hub.activity.record(&act.id);

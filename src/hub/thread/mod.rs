@@ -39,6 +39,7 @@ use crate::events::Outbox;
 use crate::ids::{ThreadId, UserId};
 use crate::model::Metadata;
 use crate::model::{EventParticipant, InvalidParticipant};
+use crate::store::appends::Appends;
 use crate::store::models::Participant;
 use crate::store::{parse_metadata, participants, threads, DbConn};
 
@@ -97,9 +98,12 @@ pub struct ThreadActor {
     pending_sends: Vec<PendingSend>,
     /// A group commit of sends is in flight.
     sending: bool,
-    /// Where the thread's messages stood after the last commit of sends (or at load): the next
-    /// sends claim their ids from it in one guarded write (see [`Sequencer::claim`]).
+    /// Where the thread's messages stood after the last commit of sends (or at load), if no
+    /// other command has started since: the next sends trust it (see `store::appends`).
     last_message: Option<Sequencer>,
+    /// Counts the commands other than sends, so that a send's commit does not leave a hint
+    /// that a command started meanwhile may have made stale.
+    epoch: u64,
 }
 
 /// A command's answer: the mailbox is held until it is ready.
@@ -128,6 +132,7 @@ impl ThreadActor {
             pending_sends: Vec::new(),
             sending: false,
             last_message: None,
+            epoch: 0,
         }
     }
 
@@ -203,8 +208,9 @@ impl ThreadActor {
 
     /// The epilogue every command shares: runs `job` in the writer, then `after` on the actor
     /// with the committed result (cache update, publish, metrics), then answers with `answer`
-    /// of it; the mailbox is held until all are done. The job adds its webhook events to the outbox it is
-    /// given; they are written in the same transaction, and the dispatcher is woken after commit.
+    /// of it; the mailbox is held until all are done. The job adds its webhook events to the
+    /// outbox it is given; they are written in the same transaction, and the dispatcher is
+    /// woken after commit.
     fn commit<T, R, J, A, N>(&mut self, job: J, after: A, answer: N) -> Commit<R>
     where
         T: Send + 'static,
@@ -212,27 +218,69 @@ impl ThreadActor {
         A: FnOnce(&mut ThreadActor, &T) + 'static,
         N: FnOnce(T) -> R + 'static,
     {
+        self.commit_with(false, move |c, ob, _| job(c, ob), after, answer)
+    }
+
+    /// As [`ThreadActor::commit`], for a job that writes messages through `Appends`, which
+    /// then join the writer's group (see `store::appends`).
+    fn commit_appending<T, R, J, A, N>(&mut self, job: J, after: A, answer: N) -> Commit<R>
+    where
+        T: Send + 'static,
+        J: FnOnce(&mut DbConn, &mut Outbox, &mut Appends) -> Result<T, ApiError>
+            + Clone
+            + Send
+            + 'static,
+        A: FnOnce(&mut ThreadActor, &T) + 'static,
+        N: FnOnce(T) -> R + 'static,
+    {
+        self.commit_with(true, job, after, answer)
+    }
+
+    fn commit_with<T, R, J, A, N>(
+        &mut self,
+        appending: bool,
+        job: J,
+        after: A,
+        answer: N,
+    ) -> Commit<R>
+    where
+        T: Send + 'static,
+        J: FnOnce(&mut DbConn, &mut Outbox, &mut Appends) -> Result<T, ApiError>
+            + Clone
+            + Send
+            + 'static,
+        A: FnOnce(&mut ThreadActor, &T) + 'static,
+        N: FnOnce(T) -> R + 'static,
+    {
         let store = self.hub.store.clone();
         let thread = self.id.clone();
         let mut outbox = self.hub.webhooks.outbox();
         // (the writer may run this twice: see `store::writer`; each run starts from an empty outbox)
-        let write = move |c: &mut DbConn| {
-            let v = job(c, &mut outbox)?;
+        let write = move |c: &mut DbConn, appends: &mut Appends| {
+            let v = job(c, &mut outbox, appends)?;
             // the webhook rows belong to the change's transaction
             let rows = outbox.flush(c)?;
             Ok((v, rows))
         };
-        let fut = async move { store.write_for(&thread, write).await }
-            .into_actor(self)
-            .map(move |res, act, _ctx| {
-                let (v, rows) = res?;
-                if rows > 0 {
-                    metrics::counter!(crate::metrics::WEBHOOK_EVENTS).increment(rows as u64);
-                    act.hub.webhooks.wake();
-                }
-                after(act, &v);
-                Ok(answer(v))
-            });
+        let fut = async move {
+            if appending {
+                store.append_for(&thread, write).await
+            } else {
+                store
+                    .write_for(&thread, move |c| write(c, &mut Appends::immediate()))
+                    .await
+            }
+        }
+        .into_actor(self)
+        .map(move |res, act, _ctx| {
+            let (v, rows) = res?;
+            if rows > 0 {
+                metrics::counter!(crate::metrics::WEBHOOK_EVENTS).increment(rows as u64);
+                act.hub.webhooks.wake();
+            }
+            after(act, &v);
+            Ok(answer(v))
+        });
         Box::pin(fut)
     }
 
@@ -244,6 +292,9 @@ impl ThreadActor {
         start: impl FnOnce(&mut ThreadActor) -> Result<Commit<R>, ApiError>,
     ) -> Reply<R> {
         self.touch();
+        // this command may move the thread's messages on: the next sends read where they stand
+        self.epoch += 1;
+        self.last_message = None;
         match start(self) {
             Ok(commit) => AtomicResponse::new(commit),
             Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),

@@ -9,6 +9,7 @@ use crate::hub::commands::*;
 use crate::ids::{is_own_user_id, now_ms};
 use crate::ids::{ThreadId, UserId};
 use crate::model::{self, participant_out, InvalidParticipant, MessageContent};
+use crate::store::appends::Position;
 use crate::store::models::{IdempotencyRecord, Message, Participant, Thread};
 use crate::store::{identities, messages, metadata_json, participants, threads, DbConn};
 
@@ -44,40 +45,16 @@ impl Sequencer {
         )?)
     }
 
-    /// Claims the next `n` messages of a live thread at `now` in one write of its row, and
-    /// returns where they start (call [`Sequencer::next`] `n` times on it, at the same `now`).
-    ///
-    /// `hint` is where the actor believes the thread stands (it saw its last commit). The row
-    /// is advanced from the hint only if it still holds exactly that and the thread is live, so
-    /// a stale hint (a system message since, a commit whose answer was lost) costs a read, never
-    /// a wrong id; without a hint, or when it is stale, the row is read first (404 if the
-    /// thread is gone).
-    pub(super) fn claim(
-        c: &mut DbConn,
-        thread: &ThreadId,
-        hint: Option<Sequencer>,
-        n: usize,
-        now: i64,
-    ) -> Result<Sequencer, ApiError> {
-        if let Some(start) = hint {
-            let end = start.advanced(n, now);
-            if threads::advance_last_message(c, thread, start.parts(), end.parts())? {
-                return Ok(start);
-            }
+    /// The sequencer of a thread whose messages stand at `p`.
+    pub(super) fn at(p: Position) -> Sequencer {
+        Sequencer {
+            seq: p.0,
+            id: p.1,
+            at: p.2,
         }
-        let start = Sequencer::of(&live_thread(c, thread)?);
-        start.advanced(n, now).save(c, thread)?;
-        Ok(start)
     }
 
-    fn advanced(mut self, n: usize, now: i64) -> Sequencer {
-        for _ in 0..n {
-            self.next(now);
-        }
-        self
-    }
-
-    fn parts(self) -> (i64, i64, i64) {
+    pub(super) fn position(self) -> Position {
         (self.seq, self.id, self.at)
     }
 }
