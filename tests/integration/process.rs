@@ -228,8 +228,9 @@ async fn token_create_command() {
     child.kill();
 }
 
-/// N messages acknowledged with 201 survive SIGKILL right after the last answer, with their
-/// sequenceIds and ids.
+/// Every message acknowledged with 201 survives SIGKILL sent while sends are still in flight,
+/// with its sequenceId and id, and each thread's sequenceIds stay gapless. Several threads and
+/// concurrent senders make each write batch a group of several threads' sends.
 #[tokio::test]
 async fn durable_across_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -248,17 +249,24 @@ async fn durable_across_sigkill() {
     let (mut child, base) = serve(&args);
     let app = app_for(&base, dir);
     let u = app.user().await;
-    let t = app.thread(&u, &[]).await;
-    const N: usize = 200;
-    // concurrent senders so that several messages share each group commit
+    let mut threads = Vec::new();
+    for _ in 0..4 {
+        threads.push(app.thread(&u, &[]).await);
+    }
+    // the kill comes once this many sends are acknowledged, while the senders go on
+    const KILL_AFTER: usize = 200;
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for w in 0..8 {
-        let (base, token, t) = (base.clone(), u.token.clone(), t.clone());
+    for w in 0..16 {
+        let t = threads[w % threads.len()].clone();
+        let (base, token) = (base.clone(), u.token.clone());
+        let (count, killed) = (acked_so_far.clone(), killed_rx.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut acked = Vec::new();
-            for i in 0..N / 8 {
-                let r = client
+            for i in 0.. {
+                let sent = client
                     .post(format!(
                         "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
                         enc(&t)
@@ -266,44 +274,63 @@ async fn durable_across_sigkill() {
                     .bearer_auth(&token)
                     .json(&json!({"content": format!("w{w} m{i}")}))
                     .send()
-                    .await
-                    .unwrap();
+                    .await;
+                let r = match sent {
+                    Ok(r) => r,
+                    // the server is gone: only after the kill
+                    Err(_) => {
+                        assert!(*killed.borrow(), "a send failed before the kill");
+                        break;
+                    }
+                };
                 assert_eq!(r.status(), 201);
-                acked.push(
-                    r.json::<Value>().await.unwrap()["id"]
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
-                );
+                match r.json::<Value>().await {
+                    Ok(v) => acked.push((t.clone(), v["id"].as_str().unwrap().to_string())),
+                    Err(_) => break,
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             acked
         }));
     }
+    while acked_so_far.load(std::sync::atomic::Ordering::SeqCst) < KILL_AFTER {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    killed_tx.send(true).unwrap();
+    child.kill(); // SIGKILL, with sends in flight
     let mut acked = Vec::new();
     for task in tasks {
         acked.extend(task.await.unwrap());
     }
-    child.kill(); // SIGKILL
+    assert!(acked.len() >= KILL_AFTER);
 
     let (mut child, base) = serve(&args);
     let mut app = app;
     app.base = base;
-    let msgs = app.all_messages(&u, &t, 200).await;
-    let texts: Vec<&Value> = msgs.iter().filter(|m| m["type"] == "text").collect();
-    assert_eq!(texts.len(), N);
-    let mut ids: Vec<String> = texts
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    acked.sort();
-    assert_eq!(ids, acked);
-    let mut seqs: Vec<u64> = msgs
-        .iter()
-        .map(|m| m["sequenceId"].as_str().unwrap().parse().unwrap())
-        .collect();
-    seqs.sort();
-    assert_eq!(seqs, (1..=(N as u64 + 2)).collect::<Vec<_>>());
+    let mut stored = std::collections::HashSet::new();
+    for t in &threads {
+        let msgs = app.all_messages(&u, t, 200).await;
+        for m in msgs.iter().filter(|m| m["type"] == "text") {
+            stored.insert((t.clone(), m["id"].as_str().unwrap().to_string()));
+        }
+        let mut seqs: Vec<u64> = msgs
+            .iter()
+            .map(|m| m["sequenceId"].as_str().unwrap().parse().unwrap())
+            .collect();
+        seqs.sort();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "gapless in {t}"
+        );
+    }
+    let lost: Vec<_> = acked.iter().filter(|a| !stored.contains(*a)).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    eprintln!(
+        "{} sends acknowledged before the kill, {} messages stored",
+        acked.len(),
+        stored.len()
+    );
     child.kill();
 }
 
