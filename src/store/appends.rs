@@ -110,6 +110,10 @@ pub fn write_group(c: &mut DbConn, group: &[Append]) -> QueryResult<bool> {
 /// Moves every thread row of `group` from its `from` to its `to` position, only where it is
 /// still at `from` and live; how many moved.
 fn update_threads(c: &mut DbConn, group: &[Append]) -> QueryResult<usize> {
+    #[cfg(feature = "postgres")]
+    if let DbConn::Pg(pg) = c {
+        return pg::MoveThreads::of(group).execute(pg);
+    }
     let mut moved = 0;
     for chunk in group.chunks(UPDATE_CHUNK) {
         let sql = update_sql(c, chunk.len());
@@ -172,6 +176,10 @@ fn update_sql(c: &DbConn, rows: usize) -> String {
 
 /// Inserts every message of `group` with multi-row INSERTs.
 fn insert_messages(c: &mut DbConn, group: &[Append]) -> QueryResult<()> {
+    #[cfg(feature = "postgres")]
+    if let DbConn::Pg(pg) = c {
+        return pg::InsertMessages::of(group).execute(pg).map(drop);
+    }
     let rows: Vec<&Message> = group.iter().flat_map(|a| &a.messages).collect();
     for chunk in rows.chunks(INSERT_CHUNK) {
         // diesel's `MultiConnection` writes one row per statement: use each backend's own
@@ -187,4 +195,163 @@ fn insert_messages(c: &mut DbConn, group: &[Append]) -> QueryResult<()> {
         };
     }
     Ok(())
+}
+
+/// PostgreSQL: the group's two statements take one array per column (`unnest`), so their text
+/// is fixed whatever the group's size, and each connection prepares them once: no parse and
+/// plan per batch, as the `VALUES` lists above would cost.
+#[cfg(feature = "postgres")]
+mod pg {
+    use diesel::pg::{Pg, PgConnection};
+    use diesel::prelude::*;
+    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+    use diesel::sql_types::{Array, BigInt, Nullable, Text};
+
+    use super::Append;
+
+    /// Pushes each bind parameter, separated by commas.
+    macro_rules! binds {
+        ($out:ident, $ty0:ty => $v0:expr $(, $ty:ty => $v:expr)* $(,)?) => {{
+            $out.push_bind_param::<$ty0, _>($v0)?;
+            $(
+                $out.push_sql(", ");
+                $out.push_bind_param::<$ty, _>($v)?;
+            )*
+        }};
+    }
+
+    pub struct MoveThreads {
+        id: Vec<String>,
+        from: [Vec<i64>; 3],
+        to: [Vec<i64>; 3],
+    }
+
+    impl MoveThreads {
+        pub fn of(group: &[Append]) -> MoveThreads {
+            let mut q = MoveThreads {
+                id: Vec::with_capacity(group.len()),
+                from: Default::default(),
+                to: Default::default(),
+            };
+            for a in group {
+                q.id.push(a.thread.to_string());
+                for (col, (f, t)) in [(a.from.0, a.to.0), (a.from.1, a.to.1), (a.from.2, a.to.2)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    q.from[col].push(f);
+                    q.to[col].push(t);
+                }
+            }
+            q
+        }
+    }
+
+    impl QueryId for MoveThreads {
+        type QueryId = MoveThreads;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl QueryFragment<Pg> for MoveThreads {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql(
+                "UPDATE threads SET last_seq = v.to_seq, last_message_id = v.to_id, \
+                 last_message_at = v.to_at FROM unnest(",
+            );
+            binds!(out,
+                Array<Text> => &self.id,
+                Array<BigInt> => &self.from[0],
+                Array<BigInt> => &self.from[1],
+                Array<BigInt> => &self.from[2],
+                Array<BigInt> => &self.to[0],
+                Array<BigInt> => &self.to[1],
+                Array<BigInt> => &self.to[2],
+            );
+            out.push_sql(
+                ") AS v(id, from_seq, from_id, from_at, to_seq, to_id, to_at) \
+                 WHERE threads.id = v.id AND threads.last_seq = v.from_seq \
+                 AND threads.last_message_id = v.from_id AND threads.last_message_at = v.from_at \
+                 AND threads.deleted_at IS NULL",
+            );
+            Ok(())
+        }
+    }
+
+    impl RunQueryDsl<PgConnection> for MoveThreads {}
+
+    #[derive(Default)]
+    pub struct InsertMessages {
+        thread_id: Vec<String>,
+        seq: Vec<i64>,
+        id: Vec<i64>,
+        kind: Vec<String>,
+        content: Vec<Option<String>>,
+        system: Vec<Option<String>>,
+        sender_id: Vec<Option<String>>,
+        sender_display_name: Vec<Option<String>>,
+        metadata: Vec<String>,
+        priority: Vec<String>,
+        created_at: Vec<i64>,
+        version: Vec<i64>,
+        edited_at: Vec<Option<i64>>,
+        deleted_at: Vec<Option<i64>>,
+    }
+
+    impl InsertMessages {
+        pub fn of(group: &[Append]) -> InsertMessages {
+            let mut q = InsertMessages::default();
+            for m in group.iter().flat_map(|a| &a.messages) {
+                q.thread_id.push(m.thread_id.clone());
+                q.seq.push(m.seq);
+                q.id.push(m.id);
+                q.kind.push(m.kind.clone());
+                q.content.push(m.content.clone());
+                q.system.push(m.system.clone());
+                q.sender_id.push(m.sender_id.clone());
+                q.sender_display_name.push(m.sender_display_name.clone());
+                q.metadata.push(m.metadata.clone());
+                q.priority.push(m.priority.clone());
+                q.created_at.push(m.created_at);
+                q.version.push(m.version);
+                q.edited_at.push(m.edited_at);
+                q.deleted_at.push(m.deleted_at);
+            }
+            q
+        }
+    }
+
+    impl QueryId for InsertMessages {
+        type QueryId = InsertMessages;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl QueryFragment<Pg> for InsertMessages {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql(
+                "INSERT INTO messages (thread_id, seq, id, kind, content, system, sender_id, \
+                 sender_display_name, metadata, priority, created_at, version, edited_at, \
+                 deleted_at) SELECT * FROM unnest(",
+            );
+            binds!(out,
+                Array<Text> => &self.thread_id,
+                Array<BigInt> => &self.seq,
+                Array<BigInt> => &self.id,
+                Array<Text> => &self.kind,
+                Array<Nullable<Text>> => &self.content,
+                Array<Nullable<Text>> => &self.system,
+                Array<Nullable<Text>> => &self.sender_id,
+                Array<Nullable<Text>> => &self.sender_display_name,
+                Array<Text> => &self.metadata,
+                Array<Text> => &self.priority,
+                Array<BigInt> => &self.created_at,
+                Array<BigInt> => &self.version,
+                Array<Nullable<BigInt>> => &self.edited_at,
+                Array<Nullable<BigInt>> => &self.deleted_at,
+            );
+            out.push_sql(")");
+            Ok(())
+        }
+    }
+
+    impl RunQueryDsl<PgConnection> for InsertMessages {}
 }
