@@ -52,6 +52,17 @@ pub struct Common {
 
 #[derive(Subcommand, Clone)]
 pub enum Scenario {
+    /// PostgreSQL's own single-row commit rate (no confab): the anchor for `send` with
+    /// `--server-arg=--database-url=…`
+    #[cfg(feature = "postgres")]
+    PgCeiling {
+        /// PostgreSQL URL; a table `confab_pg_ceiling` is created there and dropped after
+        #[arg(long)]
+        database_url: String,
+        /// Concurrent clients, one connection each
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+    },
     /// GET /livez over keep-alive: the HTTP stack's ceiling
     Noop {
         #[arg(long, default_value_t = 64)]
@@ -173,6 +184,22 @@ fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_nofile();
     let mut common = cli.common.clone();
+    #[cfg(feature = "postgres")]
+    if let Scenario::PgCeiling {
+        database_url,
+        clients,
+    } = &cli.scenario
+    {
+        let took = Duration::from_secs_f64(common.duration);
+        return match scenarios::pg_ceiling(database_url, *clients, took) {
+            Ok(()) if !scenarios::failed() => std::process::ExitCode::SUCCESS,
+            Ok(()) => std::process::ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("confab-bench: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let _own = match &common.url {
         Some(_) => None,
         None => match start_server(&common.server_args) {
@@ -211,6 +238,8 @@ fn main() -> std::process::ExitCode {
             scenarios::longpoll(&ctx, pollers, Duration::from_secs_f64(interval))
         }
         Scenario::Mixed { chat_threads, rate } => scenarios::mixed(&ctx, chat_threads, rate),
+        #[cfg(feature = "postgres")]
+        Scenario::PgCeiling { .. } => unreachable!("run before any server is started"),
     };
     match r {
         Ok(()) if scenarios::failed() => {

@@ -6,6 +6,8 @@ mod connections;
 mod fanout;
 mod longpoll;
 mod mixed;
+#[cfg(feature = "postgres")]
+mod pg_ceiling;
 mod sessions;
 mod throughput;
 
@@ -13,6 +15,8 @@ pub use connections::connections;
 pub use fanout::fanout;
 pub use longpoll::longpoll;
 pub use mixed::mixed;
+#[cfg(feature = "postgres")]
+pub use pg_ceiling::pg_ceiling;
 pub use throughput::{noop, send};
 
 use std::net::{IpAddr, Ipv4Addr};
