@@ -287,14 +287,18 @@ impl ThreadActor {
     /// Handles one command: the shared prologue (the actor counts as active) and epilogue (the
     /// mailbox is held until the commit has answered). `start` checks membership and limits
     /// (`?` answers an error at once) and returns the commit, which publishes what it changed.
+    /// `writes_messages`: the command may write system messages (moving the thread's row on),
+    /// so the next sends read where the thread stands instead of trusting the hint.
     fn serve<R: 'static>(
         &mut self,
+        writes_messages: bool,
         start: impl FnOnce(&mut ThreadActor) -> Result<Commit<R>, ApiError>,
     ) -> Reply<R> {
         self.touch();
-        // this command may move the thread's messages on: the next sends read where they stand
-        self.epoch += 1;
-        self.last_message = None;
+        if writes_messages {
+            self.epoch += 1;
+            self.last_message = None;
+        }
         match start(self) {
             Ok(commit) => AtomicResponse::new(commit),
             Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
@@ -363,25 +367,25 @@ impl Actor for ThreadActor {
 /// Routes each command to the method that checks and commits it, through
 /// [`ThreadActor::serve`]. Sends are group-committed instead (see `messaging`).
 macro_rules! commands {
-    ($($cmd:ty => $method:ident -> $answer:ty;)+) => {$(
+    ($($cmd:ty => $method:ident -> $answer:ty, writes messages: $writes:expr;)+) => {$(
         impl Handler<$cmd> for ThreadActor {
             type Result = Reply<$answer>;
 
             fn handle(&mut self, cmd: $cmd, _ctx: &mut Self::Context) -> Self::Result {
-                self.serve(|act| act.$method(cmd))
+                self.serve($writes, |act| act.$method(cmd))
             }
         }
     )+};
 }
 
 commands! {
-    CreateThread => create_thread -> Replay;
-    UpdateThread => update_thread -> ();
-    DeleteThread => delete_thread -> ();
-    EditMessage => edit_message -> ();
-    DeleteMessage => delete_message -> ();
-    AddParticipants => add_participants -> Vec<InvalidParticipant>;
-    RemoveParticipant => remove_participant -> ();
-    SendReceipt => send_receipt -> ();
-    Typing => typing -> ();
+    CreateThread => create_thread -> Replay, writes messages: true;
+    UpdateThread => update_thread -> (), writes messages: true;
+    DeleteThread => delete_thread -> (), writes messages: true;
+    EditMessage => edit_message -> (), writes messages: false;
+    DeleteMessage => delete_message -> (), writes messages: false;
+    AddParticipants => add_participants -> Vec<InvalidParticipant>, writes messages: true;
+    RemoveParticipant => remove_participant -> (), writes messages: true;
+    SendReceipt => send_receipt -> (), writes messages: false;
+    Typing => typing -> (), writes messages: false;
 }
