@@ -85,7 +85,21 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    run(serve(config))
+    actix_web::rt::System::new().block_on(async move {
+        // Refused at start (configuration, storage, another node on the database): exit 2,
+        // like a bad flag; nothing was served.
+        let running = match confab::start(config).await {
+            Ok(r) => r,
+            Err(e) => return fail(&e),
+        };
+        match serve(running).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("confab: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn prepare(mut config: Config, matches: &ArgMatches) -> Result<Config, String> {
@@ -114,8 +128,7 @@ fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
-    let running = confab::start(config).await?;
+async fn serve(running: confab::server::Running) -> Result<(), String> {
     print!("{}", confab::banner(&running));
     use std::io::Write;
     let _ = std::io::stdout().flush();

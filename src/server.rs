@@ -106,10 +106,7 @@ pub async fn open(config: Config) -> Result<Opened, String> {
     let store = web::block(move || Store::open_with_writers(&url, sync, pg_writers))
         .await
         .map_err(|e| e.to_string())??;
-    let resource_id = store
-        .resource_id(config.resource_id.clone())
-        .await
-        .map_err(|e| format!("cannot read the resource id: {e}"))?;
+    let resource_id = store.resource_id(config.resource_id.clone()).await?;
     let keys = AccessKeys::new(
         std::iter::once(config.primary_key())
             .chain(config.secondary_access_key.as_ref().map(|k| k.expose())),

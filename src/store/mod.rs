@@ -17,6 +17,8 @@
 
 pub mod appends;
 pub mod connection;
+#[cfg(feature = "postgres")]
+pub mod hold;
 pub mod identities;
 pub mod messages;
 pub mod models;
@@ -48,6 +50,9 @@ pub struct Store {
     pool: DbPool,
     writers: std::sync::Arc<[Writer]>,
     backend: Backend,
+    /// PostgreSQL: the lock that keeps the database to this node (see `hold`).
+    #[cfg(feature = "postgres")]
+    _hold: Option<std::sync::Arc<std::sync::Mutex<hold::Hold>>>,
 }
 
 impl Store {
@@ -64,6 +69,13 @@ impl Store {
         pg_writers: usize,
     ) -> Result<Store, String> {
         let backend = Backend::from_url(url)?;
+        #[cfg(feature = "postgres")]
+        let held = match backend {
+            Backend::Postgres => Some(std::sync::Arc::new(std::sync::Mutex::new(
+                hold::Hold::take(url)?,
+            ))),
+            Backend::Sqlite => None,
+        };
         let setup = connection::ConnSetup {
             sync,
             writer: false,
@@ -97,6 +109,8 @@ impl Store {
             pool,
             writers: writers.into(),
             backend,
+            #[cfg(feature = "postgres")]
+            _hold: held,
         })
     }
 
@@ -208,9 +222,12 @@ impl Store {
         .map_err(|e| e.to_string())?
     }
 
-    /// The resource id stored in this database, stored now if there is none yet.
-    pub async fn resource_id(&self, wanted: Option<String>) -> Result<String, ApiError> {
+    /// The resource id stored in this database, stored now if there is none yet. On SQLite a
+    /// different `wanted` one replaces it; on PostgreSQL, where every node of a deployment must
+    /// report the same one, a different `wanted` one is refused.
+    pub async fn resource_id(&self, wanted: Option<String>) -> Result<String, String> {
         use schema::meta;
+        let replace = self.backend == Backend::Sqlite;
         self.write(move |c| {
             let stored: Option<String> = meta::table
                 .filter(meta::key.eq("resource_id"))
@@ -218,8 +235,13 @@ impl Store {
                 .first(c)
                 .optional()?;
             match (stored, wanted) {
-                (Some(s), None) => Ok(s),
-                (Some(s), Some(w)) if s == w => Ok(s),
+                (Some(s), None) => Ok(Ok(s)),
+                (Some(s), Some(w)) if s == w => Ok(Ok(s)),
+                (Some(s), Some(w)) if !replace => Ok(Err(format!(
+                    "--resource-id {w} differs from the resource id {s} stored in this \
+                     PostgreSQL database, which every node of the deployment reports; \
+                     leave --resource-id unset or give the stored one"
+                ))),
                 (stored, wanted) => {
                     let id = wanted.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
                     if stored.is_some() {
@@ -231,11 +253,12 @@ impl Store {
                             .values((meta::key.eq("resource_id"), meta::value.eq(&id)))
                             .execute(c)?;
                     }
-                    Ok(id)
+                    Ok(Ok(id))
                 }
             }
         })
         .await
+        .map_err(|e| format!("cannot read the resource id: {e}"))?
     }
 }
 

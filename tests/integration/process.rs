@@ -768,3 +768,55 @@ async fn pending_webhooks_survive_sigkill() {
     );
     child.kill();
 }
+
+/// A standalone node on PostgreSQL keeps its database to itself: a second one on the same
+/// database exits 2 saying why, and starts once the first is gone (even killed, without a
+/// chance to clean up). A `--resource-id` other than the stored one exits 2 too.
+#[tokio::test]
+async fn a_postgres_database_serves_one_standalone_node() {
+    let Some(url) = test_database() else {
+        eprintln!("CONFAB_TEST_DATABASE_URL not set: PostgreSQL-only test skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let args = ["--data-dir", &d, "--database-url", &url];
+    let (mut first, _base, banner) = serve_with_banner(&args);
+    let stored = banner
+        .lines()
+        .find_map(|l| l.split("resourceId:").nth(1))
+        .map(|r| r.split_whitespace().next().unwrap_or_default().to_string())
+        .expect("the banner prints the resource id");
+
+    let refused = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("serve")
+            .args(["--http-port", "0", "--https-port", "0"])
+            .args(["--admin-addr", "127.0.0.1:0", "--log", "warn"])
+            .args(args)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = refused(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("another confab node holds schema"), "{err}");
+    assert!(err.contains("keeps its database to itself"), "{err}");
+
+    first.kill(); // SIGKILL: the lock goes with the connection
+    let (mut second, base) = serve(&args);
+    let r = reqwest::get(format!("{base}/livez")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    second.kill();
+
+    let other = "00000000-0000-4000-8000-000000000001";
+    assert_ne!(stored, other);
+    let (code, err) = refused(&["--resource-id", other]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("differs from the resource id"), "{err}");
+    assert!(err.contains(&stored), "{err}");
+}
