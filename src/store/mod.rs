@@ -50,9 +50,6 @@ pub struct Store {
     pool: DbPool,
     writers: std::sync::Arc<[Writer]>,
     backend: Backend,
-    /// PostgreSQL: the lock that keeps the database to this node (see `hold`).
-    #[cfg(feature = "postgres")]
-    _hold: Option<std::sync::Arc<std::sync::Mutex<hold::Hold>>>,
 }
 
 impl Store {
@@ -69,13 +66,6 @@ impl Store {
         pg_writers: usize,
     ) -> Result<Store, String> {
         let backend = Backend::from_url(url)?;
-        #[cfg(feature = "postgres")]
-        let held = match backend {
-            Backend::Postgres => Some(std::sync::Arc::new(std::sync::Mutex::new(
-                hold::Hold::take(url)?,
-            ))),
-            Backend::Sqlite => None,
-        };
         let setup = connection::ConnSetup {
             sync,
             writer: false,
@@ -109,8 +99,6 @@ impl Store {
             pool,
             writers: writers.into(),
             backend,
-            #[cfg(feature = "postgres")]
-            _hold: held,
         })
     }
 

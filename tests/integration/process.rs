@@ -802,6 +802,17 @@ async fn a_postgres_database_serves_one_standalone_node() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    // `token create` is no node: it works beside the running one
+    let out = Command::new(BIN)
+        .args(["token", "create", "--scopes", "chat", "--log", "warn"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (code, err) = refused(&[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("another confab node holds schema"), "{err}");
