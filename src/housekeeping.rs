@@ -22,6 +22,11 @@ const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often histogram upkeep runs and gauges are sampled.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often a PostgreSQL node checks that it still holds its database (and takes the lock
+/// again after a lost connection).
+#[cfg(feature = "postgres")]
+const DATABASE_LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The retention sweeper, the idempotency purge, metrics upkeep and the real-time stream sweep.
 pub fn spawn(state: web::Data<AppState>, samples: Arc<Sampler>) {
     let upkeep = state.clone();
@@ -44,6 +49,17 @@ pub fn spawn(state: web::Data<AppState>, samples: Arc<Sampler>) {
             samples.record(sampler::parse(&text, ids::now_ms()));
         }
     });
+    #[cfg(feature = "postgres")]
+    {
+        let keeper = state.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(DATABASE_LOCK_CHECK_INTERVAL);
+            loop {
+                tick.tick().await;
+                keeper.store.keep_hold().await;
+            }
+        });
+    }
     let checkpointer = state.clone();
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(WAL_CHECKPOINT_INTERVAL);

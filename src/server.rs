@@ -43,9 +43,6 @@ pub struct Running {
     pub dashboard: web::Data<DashboardState>,
     /// Where the data lives, for the banner (`./confab-data (sqlite)`).
     pub data_location: String,
-    /// PostgreSQL: the lock that keeps the database to this node while it runs.
-    #[cfg(feature = "postgres")]
-    _hold: Option<store::hold::Hold>,
     /// Kept alive for `--in-memory`; removed when the server is dropped.
     _temp_dir: Option<tempfile::TempDir>,
 }
@@ -212,22 +209,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
     // A node (not `token create`, which opens the same database beside a running node) keeps
     // a PostgreSQL database to itself.
     #[cfg(feature = "postgres")]
-    let hold = match state.store.backend() {
-        store::Backend::Postgres => {
-            let url = state
-                .config
-                .database_url
-                .as_ref()
-                .map(|u| u.expose().to_string())
-                .unwrap_or_default();
-            Some(
-                web::block(move || store::hold::Hold::take(&url))
-                    .await
-                    .map_err(|e| e.to_string())??,
-            )
-        }
-        store::Backend::Sqlite => None,
-    };
+    if let (store::Backend::Postgres, Some(url)) =
+        (state.store.backend(), state.config.database_url.as_ref())
+    {
+        state.store.hold_database(url.expose().to_string()).await?;
+    }
     housekeeping::spawn(state.clone(), dashboard.sampler.clone());
     events::dispatcher::spawn(
         state.webhooks.clone(),
@@ -319,8 +305,6 @@ pub async fn start(config: Config) -> Result<Running, String> {
         state,
         dashboard,
         data_location,
-        #[cfg(feature = "postgres")]
-        _hold: hold,
         _temp_dir: temp_dir,
     })
 }

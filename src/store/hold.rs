@@ -5,7 +5,9 @@
 //! (duplicate keys, a removed participant still posting through the other node). A standalone
 //! node therefore takes a session-level advisory lock, keyed by the schema it works in, on a
 //! connection it keeps open for its whole life; the lock goes when the process or that
-//! connection dies, so a crashed node's successor can start at once.
+//! connection dies, so a crashed node's successor can start at once. Housekeeping checks the
+//! lock every 2 s and takes it again after its connection broke; while another node holds it,
+//! `/readyz` answers 503 saying so. `confab token create` is no node and takes no lock.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,9 @@ const KEY: &str = "hashtextextended('confab:' || current_schema(), 0)";
 
 /// A connection holding this database's lock for a standalone node.
 pub struct Hold {
-    _conn: PgConnection,
+    url: String,
+    /// `None` after the connection broke until the lock is taken again.
+    conn: Option<PgConnection>,
 }
 
 #[derive(QueryableByName)]
@@ -47,15 +51,14 @@ impl Hold {
     /// Takes the lock of the database `url` names, waiting up to a few seconds for a node that
     /// just died to release it; an error that says who holds it otherwise.
     pub fn take(url: &str) -> Result<Hold, String> {
-        let mut conn = PgConnection::establish(url)
-            .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+        let mut conn = connect(url)?;
         let deadline = Instant::now() + WAIT;
         loop {
-            let got = diesel::sql_query(format!("SELECT pg_try_advisory_lock({KEY}) AS got"))
-                .get_result::<Got>(&mut conn)
-                .map_err(|e| format!("cannot take the database lock: {e}"))?;
-            if got.got {
-                return Ok(Hold { _conn: conn });
+            if try_lock(&mut conn)? {
+                return Ok(Hold {
+                    url: url.to_string(),
+                    conn: Some(conn),
+                });
             }
             if Instant::now() >= deadline {
                 return Err(held_by(&mut conn));
@@ -63,6 +66,39 @@ impl Hold {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+
+    /// Checks that the lock is still held. The lock lives as long as its connection: after
+    /// the connection broke (PostgreSQL restarted, a proxy dropped it) this reconnects and takes
+    /// it again; an error says why it could not (PostgreSQL unreachable, or another node took
+    /// the database meanwhile).
+    pub fn keep(&mut self) -> Result<(), String> {
+        if let Some(c) = &mut self.conn {
+            if diesel::sql_query("SELECT 1").execute(c).is_ok() {
+                return Ok(());
+            }
+            tracing::warn!("the database lock's connection broke; taking the lock again");
+            self.conn = None;
+        }
+        let mut conn = connect(&self.url)?;
+        if try_lock(&mut conn)? {
+            tracing::info!("database lock taken again");
+            self.conn = Some(conn);
+            Ok(())
+        } else {
+            Err(held_by(&mut conn))
+        }
+    }
+}
+
+fn connect(url: &str) -> Result<PgConnection, String> {
+    PgConnection::establish(url).map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
+}
+
+fn try_lock(conn: &mut PgConnection) -> Result<bool, String> {
+    diesel::sql_query(format!("SELECT pg_try_advisory_lock({KEY}) AS got"))
+        .get_result::<Got>(conn)
+        .map(|g| g.got)
+        .map_err(|e| format!("cannot take the database lock: {e}"))
 }
 
 /// Says which node holds the lock (as far as PostgreSQL knows it).

@@ -50,6 +50,12 @@ pub struct Store {
     pool: DbPool,
     writers: std::sync::Arc<[Writer]>,
     backend: Backend,
+    /// PostgreSQL, a running node: the lock that keeps the database to it (see `hold`), and
+    /// why it is not held when it is not.
+    #[cfg(feature = "postgres")]
+    hold: std::sync::Arc<std::sync::Mutex<Option<hold::Hold>>>,
+    #[cfg(feature = "postgres")]
+    hold_lost: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
 
 impl Store {
@@ -99,6 +105,10 @@ impl Store {
             pool,
             writers: writers.into(),
             backend,
+            #[cfg(feature = "postgres")]
+            hold: Default::default(),
+            #[cfg(feature = "postgres")]
+            hold_lost: Default::default(),
         })
     }
 
@@ -193,8 +203,51 @@ impl Store {
             .set(f64::from(s.connections - s.idle_connections));
     }
 
+    /// PostgreSQL: keeps the database to this node while it runs (see `hold`): takes the lock
+    /// now, waiting a few seconds for a node that just died, or says who holds it.
+    #[cfg(feature = "postgres")]
+    pub async fn hold_database(&self, url: String) -> Result<(), String> {
+        let taken = actix_web::web::block(move || hold::Hold::take(&url))
+            .await
+            .map_err(|e| e.to_string())??;
+        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(taken);
+        Ok(())
+    }
+
+    /// PostgreSQL: checks the database lock, taking it again after its connection broke;
+    /// while it is not held, `/readyz` says why. Housekeeping calls this every few seconds.
+    #[cfg(feature = "postgres")]
+    pub async fn keep_hold(&self) {
+        let hold = self.hold.clone();
+        let kept = actix_web::web::block(move || {
+            match hold.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                Some(h) => h.keep().map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let lost = match kept {
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "this node does not hold its database");
+                Some(format!("database lock: {e}"))
+            }
+        };
+        *self.hold_lost.write().unwrap_or_else(|p| p.into_inner()) = lost;
+    }
+
     /// `/readyz`: storage reachable and every migration applied.
     pub async fn ready(&self) -> Result<(), String> {
+        #[cfg(feature = "postgres")]
+        if let Some(lost) = self
+            .hold_lost
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(lost);
+        }
         let pool = self.pool.clone();
         actix_web::web::block(move || {
             let mut conn = pool

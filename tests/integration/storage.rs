@@ -258,3 +258,94 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
     assert_eq!((t_fresh, t_moved), (1, 8));
     assert_eq!((m_fresh, m_moved), (Some(1), Some(8)));
 }
+
+/// A node's database lock lives as long as its connection. When PostgreSQL drops that
+/// connection, the node takes the lock again; if something else took it meanwhile, `/readyz`
+/// answers 503 saying so until the lock is back.
+#[tokio::test]
+async fn the_database_lock_is_taken_again_after_its_connection_drops() {
+    use diesel::sql_types::Bool;
+    use diesel::{Connection, QueryableByName, RunQueryDsl};
+    let Ok(base) = std::env::var("CONFAB_TEST_DATABASE_URL") else {
+        eprintln!("CONFAB_TEST_DATABASE_URL not set: PostgreSQL-only test skipped");
+        return;
+    };
+    #[derive(QueryableByName)]
+    struct Got {
+        #[diesel(sql_type = Bool)]
+        got: bool,
+    }
+    let app = TestApp::spawn().await;
+    let app_name = app
+        .db_url
+        .rsplit("application_name=")
+        .next()
+        .unwrap()
+        .to_string();
+    // a connection in the app's schema, as another node would have
+    let mut other = diesel::PgConnection::establish(&app.db_url).unwrap();
+    let try_lock = |c: &mut diesel::PgConnection| {
+        diesel::sql_query(
+            "SELECT pg_try_advisory_lock(hashtextextended('confab:' || current_schema(), 0)) AS got",
+        )
+        .get_result::<Got>(c)
+        .unwrap()
+        .got
+    };
+    assert!(!try_lock(&mut other), "the node holds its database");
+    let ready = || async {
+        let r = reqwest::get(format!("{}/readyz", app.admin)).await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+
+    // PostgreSQL drops every connection of the node (the other one has its own name)
+    let mut admin = diesel::PgConnection::establish(&base).unwrap();
+    let drop_node = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{app_name}' \
+         AND pid <> pg_backend_pid()"
+    );
+    diesel::sql_query("SET application_name = 'the-other-node'")
+        .execute(&mut other)
+        .unwrap();
+    // the other node waits for the lock, so it gets it the moment the node's connection goes,
+    // before the node's next check can take it back
+    let waiter = std::thread::spawn(move || {
+        diesel::sql_query(
+            "SELECT pg_advisory_lock(hashtextextended('confab:' || current_schema(), 0)) IS NOT NULL AS got",
+        )
+        .get_result::<Got>(&mut other)
+        .unwrap();
+        other
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    diesel::sql_query(&drop_node).execute(&mut admin).unwrap();
+    let other = waiter.join().unwrap();
+    let mut seen = None;
+    for _ in 0..40 {
+        let (status, v) = ready().await;
+        if status == 503 {
+            seen = Some(v);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let v = seen.expect("/readyz turns 503 while another node holds the database");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("another confab node holds schema"), "{v}");
+
+    // the other node lets go: the node takes its lock back and is ready again
+    drop(other);
+    let mut back = false;
+    for _ in 0..40 {
+        if ready().await.0 == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(back, "/readyz is 200 again once the lock is back");
+    let mut third = diesel::PgConnection::establish(&app.db_url).unwrap();
+    assert!(!try_lock(&mut third), "the node holds its database again");
+}
