@@ -69,7 +69,8 @@ impl ThreadActor {
         let current = self.current_list();
         let hint = self.last_message.map(Sequencer::position);
         let epoch = self.epoch;
-        let commit = self.commit_appending(
+        let commit = self.commit_with(
+            true,
             move |c, ob, appends| {
                 let now = now_ms();
                 let start = appends.claim(c, &id, hint)?.ok_or_else(thread_not_found)?;

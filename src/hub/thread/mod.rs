@@ -221,21 +221,9 @@ impl ThreadActor {
         self.commit_with(false, move |c, ob, _| job(c, ob), after, answer)
     }
 
-    /// As [`ThreadActor::commit`], for a job that writes messages through `Appends`, which
-    /// then join the writer's group (see `store::appends`).
-    fn commit_appending<T, R, J, A, N>(&mut self, job: J, after: A, answer: N) -> Commit<R>
-    where
-        T: Send + 'static,
-        J: FnOnce(&mut DbConn, &mut Outbox, &mut Appends) -> Result<T, ApiError>
-            + Clone
-            + Send
-            + 'static,
-        A: FnOnce(&mut ThreadActor, &T) + 'static,
-        N: FnOnce(T) -> R + 'static,
-    {
-        self.commit_with(true, job, after, answer)
-    }
-
+    /// The commit itself, as [`ThreadActor::commit`] describes it. An `appending` job (sends)
+    /// writes its messages through `Appends`, which then join the writer's group of the batch
+    /// (see `store::appends`).
     fn commit_with<T, R, J, A, N>(
         &mut self,
         appending: bool,
