@@ -143,6 +143,7 @@ impl Store {
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
+        self.may_write()?;
         self.writers[0].run(f).await
     }
 
@@ -153,6 +154,7 @@ impl Store {
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
+        self.may_write()?;
         self.writers[self.writer_of(thread)].run(f).await
     }
 
@@ -166,7 +168,26 @@ impl Store {
             + 'static,
         T: Send + 'static,
     {
+        self.may_write()?;
         self.writers[self.writer_of(thread)].run_appending(f).await
+    }
+
+    /// PostgreSQL: while another node holds this node's database (see `hold`), it writes
+    /// nothing: two writers of one thread would corrupt it. A retryable 503 until the lock is
+    /// back.
+    fn may_write(&self) -> Result<(), ApiError> {
+        #[cfg(feature = "postgres")]
+        if let Some(lost) = self
+            .hold_lost
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Err(ApiError::unavailable(format!(
+                "this node does not hold its database ({lost})"
+            )));
+        }
+        Ok(())
     }
 
     /// The writer that owns `thread`'s changes.

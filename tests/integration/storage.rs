@@ -276,6 +276,16 @@ async fn the_database_lock_is_taken_again_after_its_connection_drops() {
         got: bool,
     }
     let app = TestApp::spawn().await;
+    let u = app.user().await;
+    let t = app.thread(&u, &[]).await;
+    let send = || async {
+        let path = format!("/chat/threads/{}/messages", enc(&t));
+        let body = serde_json::json!({"content": "hello"});
+        let r = app.chat(&u, Method::POST, &path, Some(body)).await;
+        let status = r.status().as_u16();
+        let retry_after = r.headers().get("retry-after").is_some();
+        (status, retry_after, r.text().await.unwrap())
+    };
     let app_name = app
         .db_url
         .rsplit("application_name=")
@@ -334,6 +344,19 @@ async fn the_database_lock_is_taken_again_after_its_connection_drops() {
     let v = seen.expect("/readyz turns 503 while another node holds the database");
     let reason = v["reason"].as_str().unwrap();
     assert!(reason.contains("another confab node holds schema"), "{v}");
+    // and it writes nothing meanwhile: a retryable 503, again and again (not only while its
+    // writers reconnect, which takes one attempt)
+    for _ in 0..5 {
+        let (status, retry_after, body) = send().await;
+        assert_eq!(status, 503, "{body}");
+        assert!(retry_after);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        ready().await.0,
+        503,
+        "the other node still holds the database"
+    );
 
     // the other node lets go: the node takes its lock back and is ready again
     drop(other);
@@ -346,6 +369,17 @@ async fn the_database_lock_is_taken_again_after_its_connection_drops() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(back, "/readyz is 200 again once the lock is back");
+    // writes again (the writers reconnect on their first use after the drop)
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let (status, _, _) = send().await;
+        statuses.push(status);
+        if status == 201 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(statuses.last(), Some(&201), "{statuses:?}");
     let mut third = diesel::PgConnection::establish(&app.db_url).unwrap();
     assert!(!try_lock(&mut third), "the node holds its database again");
 }
