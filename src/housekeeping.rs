@@ -50,7 +50,7 @@ pub fn spawn(state: web::Data<AppState>, samples: Arc<Sampler>) {
         }
     });
     #[cfg(feature = "postgres")]
-    {
+    if state.store.backend() == crate::store::Backend::Postgres {
         let keeper = state.clone();
         actix_web::rt::spawn(async move {
             let mut tick = actix_web::rt::time::interval(DATABASE_LOCK_CHECK_INTERVAL);

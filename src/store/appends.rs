@@ -11,10 +11,9 @@
 //! every job on its own ([`Appends::immediate`]), where each claim reads the thread row.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 
 use super::models::Message;
-use super::schema::{messages, threads};
+use super::schema::threads;
 use super::DbConn;
 use crate::error::ApiError;
 use crate::ids::ThreadId;
@@ -37,9 +36,9 @@ pub struct Appends<'g> {
     group: Option<&'g mut Vec<Append>>,
 }
 
-/// Most rows in one INSERT (14 parameters each: under SQLite's and PostgreSQL's limits).
+/// SQLite: most rows in one INSERT (14 parameters each: under SQLite's limit).
 const INSERT_CHUNK: usize = 1_000;
-/// Most thread rows in one UPDATE (7 parameters each).
+/// SQLite: most thread rows in one UPDATE (7 parameters each).
 const UPDATE_CHUNK: usize = 2_000;
 
 impl<'g> Appends<'g> {
@@ -110,96 +109,79 @@ pub fn write_group(c: &mut DbConn, group: &[Append]) -> QueryResult<bool> {
 /// Moves every thread row of `group` from its `from` to its `to` position, only where it is
 /// still at `from` and live; how many moved.
 fn update_threads(c: &mut DbConn, group: &[Append]) -> QueryResult<usize> {
-    #[cfg(feature = "postgres")]
-    if let DbConn::Pg(pg) = c {
-        return pg::MoveThreads::of(group).execute(pg);
+    match c {
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(pg) => pg::MoveThreads::of(group).execute(pg),
+        DbConn::Sqlite(s) => sqlite::move_threads(s, group),
     }
-    let mut moved = 0;
-    for chunk in group.chunks(UPDATE_CHUNK) {
-        let sql = update_sql(c, chunk.len());
-        macro_rules! run {
-            ($conn:expr) => {{
-                let mut q = diesel::sql_query(sql).into_boxed();
-                for a in chunk {
-                    q = q
-                        .bind::<Text, _>(a.thread.to_string())
-                        .bind::<BigInt, _>(a.from.0)
-                        .bind::<BigInt, _>(a.from.1)
-                        .bind::<BigInt, _>(a.from.2)
-                        .bind::<BigInt, _>(a.to.0)
-                        .bind::<BigInt, _>(a.to.1)
-                        .bind::<BigInt, _>(a.to.2);
-                }
-                q.execute($conn)?
-            }};
-        }
-        moved += match c {
-            #[cfg(feature = "postgres")]
-            DbConn::Pg(pg) => run!(pg),
-            DbConn::Sqlite(s) => run!(s),
-        };
-    }
-    Ok(moved)
 }
 
-/// `WITH v(…) AS (VALUES …) UPDATE threads … FROM v`, in the backend's placeholder style.
-fn update_sql(c: &DbConn, rows: usize) -> String {
-    let mut sql =
-        String::from("WITH v(id, from_seq, from_id, from_at, to_seq, to_id, to_at) AS (VALUES ");
-    let mut n = 0;
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for col in 0..7 {
-            if col > 0 {
-                sql.push_str(", ");
-            }
-            n += 1;
-            match c {
-                #[cfg(feature = "postgres")]
-                DbConn::Pg(_) => sql.push_str(&format!("${n}")),
-                DbConn::Sqlite(_) => sql.push('?'),
-            }
-        }
-        sql.push(')');
-    }
-    sql.push_str(
-        ") UPDATE threads SET last_seq = v.to_seq, last_message_id = v.to_id, \
-         last_message_at = v.to_at FROM v WHERE threads.id = v.id \
-         AND threads.last_seq = v.from_seq AND threads.last_message_id = v.from_id \
-         AND threads.last_message_at = v.from_at AND threads.deleted_at IS NULL",
-    );
-    sql
-}
-
-/// Inserts every message of `group` with multi-row INSERTs.
+/// Inserts every message of `group`.
 fn insert_messages(c: &mut DbConn, group: &[Append]) -> QueryResult<()> {
-    #[cfg(feature = "postgres")]
-    if let DbConn::Pg(pg) = c {
-        return pg::InsertMessages::of(group).execute(pg).map(drop);
+    match c {
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(pg) => pg::InsertMessages::of(group).execute(pg).map(drop),
+        DbConn::Sqlite(s) => sqlite::insert_messages(s, group),
     }
-    let rows: Vec<&Message> = group.iter().flat_map(|a| &a.messages).collect();
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        // diesel's `MultiConnection` writes one row per statement: use each backend's own
-        // multi-row INSERT
-        match c {
-            #[cfg(feature = "postgres")]
-            DbConn::Pg(pg) => diesel::insert_into(messages::table)
-                .values(chunk.to_vec())
-                .execute(pg)?,
-            DbConn::Sqlite(s) => diesel::insert_into(messages::table)
-                .values(chunk.to_vec())
-                .execute(s)?,
-        };
+}
+
+/// SQLite: `VALUES` lists (statements are cheap to prepare there).
+mod sqlite {
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+    use diesel::sqlite::SqliteConnection;
+
+    use super::{Append, Message, INSERT_CHUNK, UPDATE_CHUNK};
+    use crate::store::schema::messages;
+
+    pub fn move_threads(c: &mut SqliteConnection, group: &[Append]) -> QueryResult<usize> {
+        let mut moved = 0;
+        for chunk in group.chunks(UPDATE_CHUNK) {
+            let mut q = diesel::sql_query(update_sql(chunk.len())).into_boxed();
+            for a in chunk {
+                q = q
+                    .bind::<Text, _>(a.thread.to_string())
+                    .bind::<BigInt, _>(a.from.0)
+                    .bind::<BigInt, _>(a.from.1)
+                    .bind::<BigInt, _>(a.from.2)
+                    .bind::<BigInt, _>(a.to.0)
+                    .bind::<BigInt, _>(a.to.1)
+                    .bind::<BigInt, _>(a.to.2);
+            }
+            moved += q.execute(c)?;
+        }
+        Ok(moved)
     }
-    Ok(())
+
+    /// `WITH v(…) AS (VALUES (?, …), …) UPDATE threads … FROM v` for `rows` threads.
+    fn update_sql(rows: usize) -> String {
+        let row = "(?, ?, ?, ?, ?, ?, ?)";
+        format!(
+            "WITH v(id, from_seq, from_id, from_at, to_seq, to_id, to_at) AS (VALUES {}) \
+             UPDATE threads SET last_seq = v.to_seq, last_message_id = v.to_id, \
+             last_message_at = v.to_at FROM v WHERE threads.id = v.id \
+             AND threads.last_seq = v.from_seq AND threads.last_message_id = v.from_id \
+             AND threads.last_message_at = v.from_at AND threads.deleted_at IS NULL",
+            vec![row; rows].join(", ")
+        )
+    }
+
+    /// diesel's `MultiConnection` writes one row per statement: SQLite's own connection
+    /// writes a multi-row INSERT.
+    pub fn insert_messages(c: &mut SqliteConnection, group: &[Append]) -> QueryResult<()> {
+        let rows: Vec<&Message> = group.iter().flat_map(|a| &a.messages).collect();
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            diesel::insert_into(messages::table)
+                .values(chunk.to_vec())
+                .execute(c)?;
+        }
+        Ok(())
+    }
 }
 
 /// PostgreSQL: the group's two statements take one array per column (`unnest`), so their text
 /// is fixed whatever the group's size, and each connection prepares them once: no parse and
-/// plan per batch, as the `VALUES` lists above would cost.
+/// plan per batch, as `VALUES` lists of varying length would cost.
 #[cfg(feature = "postgres")]
 mod pg {
     use diesel::pg::{Pg, PgConnection};

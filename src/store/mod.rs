@@ -4,7 +4,8 @@
 //! - every time is epoch **milliseconds** in a BIGINT column (`tokens_revoked_at`: seconds);
 //! - metadata maps and system-message content are JSON text;
 //! - only the types diesel's `MultiConnection` supports (BigInt, Integer, Text) and no
-//!   RETURNING clauses.
+//!   RETURNING clauses; the one exception is the group write of sends (`appends`), which uses
+//!   each backend's own connection for multi-row statements (arrays on PostgreSQL).
 //!
 //! Writes go through [`Writer`]s (a thread each, group commit); reads take a pooled connection
 //! on actix's blocking pool via [`Store::read`], never on an actor's or worker's event loop.
