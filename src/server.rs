@@ -333,10 +333,16 @@ pub fn banner(r: &Running) -> String {
         .or(http.as_ref())
         .cloned()
         .unwrap_or_default();
-    let mut b = format!(
-        "confab {} ready\n  connection string : endpoint={endpoint};accesskey={}\n",
-        env!("CARGO_PKG_VERSION"),
+    // The well-known development key is printed in full; an operator's own key never is,
+    // since the banner ends up in logs (contract §8.1).
+    let key = if c.uses_dev_key() {
         c.primary_key()
+    } else {
+        "<your --access-key>"
+    };
+    let mut b = format!(
+        "confab {} ready\n  connection string : endpoint={endpoint};accesskey={key}\n",
+        env!("CARGO_PKG_VERSION"),
     );
     match (&https, &http) {
         (Some(s), Some(h)) => b.push_str(&format!("  https             : {s}      http: {h}\n")),

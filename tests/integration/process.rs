@@ -129,6 +129,34 @@ async fn serve_banner_livez_and_sigterm() {
     assert!(status.success(), "{status:?}");
 }
 
+/// The banner shows the well-known development key in full, but never an operator's own key
+/// (it ends up in logs): the connection string names the flag instead.
+#[tokio::test]
+async fn the_banner_hides_an_operators_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let (_dev, _, banner) = serve_with_banner(&["--data-dir", &d]);
+    assert!(banner.contains(&format!(";accesskey={DEV_KEY}\n")), "{banner}");
+    drop(_dev);
+    // an operator's key: 64 random bytes, base64
+    let own = "b3BlcmF0b3Itb3duLWtleS0wMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ=";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let (_own, base, banner) = serve_with_banner(&["--data-dir", &d, "--access-key", own]);
+    assert!(!banner.contains(own), "{banner}");
+    assert!(!banner.contains(&own[..12]), "{banner}");
+    assert!(
+        banner.contains(";accesskey=<your --access-key>\n"),
+        "{banner}"
+    );
+    assert!(!banner.contains("development access key"), "{banner}");
+    // and the key it hides is the one it serves with
+    let mut app = app_for(&base, dir);
+    app.key = own.to_string();
+    let user = app.user().await;
+    assert!(user.id.starts_with("8:acs:"), "{user:?}");
+}
+
 /// `confab --help` lists every flag with its environment variable.
 #[test]
 fn help_lists_env_vars() {
