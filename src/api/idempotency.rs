@@ -1,6 +1,7 @@
 //! `repeatability-request-id` (contract §2.4, OASIS Repeatable Requests).
 //!
-//! Scope (caller, header value); window `--idempotency-window` from the first receipt; "same
+//! Scope (caller, operation and thread, header value): the same value on another thread's send,
+//! or on create thread, is another key; it is stored as `<scope> <value>`. Window `--idempotency-window` from the first receipt; "same
 //! body" = equal as parsed JSON. The key is claimed in memory *before* the stored record is
 //! read, so a repeat arriving while the first is in flight gets 409 rather than running twice.
 //! A 2xx outcome is stored in the transaction of the change itself; a 4xx outcome right after.
@@ -14,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::hub::commands::{IdemSlot, Replay};
 use crate::ids::now_ms;
-use crate::ids::UserId;
+use crate::ids::{ThreadId, UserId};
 use crate::state::AppState;
 use crate::store::messages;
 use crate::store::models::IdempotencyRecord;
@@ -55,11 +56,31 @@ pub fn respond(r: &Replay) -> HttpResponse {
     res.body(r.body.clone())
 }
 
-/// Runs `run` at most once per (user, key) within the window, replaying the stored outcome.
+/// What a `repeatability-request-id` is scoped to, besides the caller.
+pub enum Scope<'a> {
+    CreateThread,
+    /// A send to this thread; a replay first passes the send's own checks (404 for a missing
+    /// or deleted thread, 403 for a caller who is not a current participant).
+    Send(&'a ThreadId),
+}
+
+impl Scope<'_> {
+    /// The stored key: `<scope> <header value>`.
+    fn key(&self, value: &str) -> String {
+        match self {
+            Scope::CreateThread => format!("create {value}"),
+            Scope::Send(t) => format!("send:{t} {value}"),
+        }
+    }
+}
+
+/// Runs `run` at most once per (user, scope, key) within the window, replaying the stored
+/// outcome.
 pub async fn once<F, Fut>(
     req: &HttpRequest,
     app: &AppState,
     user: &str,
+    scope: Scope<'_>,
     body: &[u8],
     run: F,
 ) -> Result<HttpResponse, ApiError>
@@ -105,6 +126,7 @@ where
             ));
         }
     }
+    let key = scope.key(&key);
     let claim_key = (user.to_string(), key.clone());
     if !app.inflight.lock().insert(claim_key.clone()) {
         return Err(ApiError::new(
@@ -119,9 +141,23 @@ where
     };
     let hash = body_hash(body);
     let (u, k) = (UserId::new(user), key.clone());
+    let send_to = match scope {
+        Scope::Send(t) => Some(t.clone()),
+        Scope::CreateThread => None,
+    };
     let stored = app
         .store
-        .read(move |c| Ok(messages::idempotency_get(c, &u, &k)?))
+        .read(move |c| {
+            let rec = messages::idempotency_get(c, &u, &k)?;
+            // a replay passes the same checks as a first request
+            if let (Some(_), Some(thread)) = (&rec, &send_to) {
+                let p = super::messages::viewer(c, thread, &u)?;
+                if !p.is_current() {
+                    return Err(ApiError::forbidden());
+                }
+            }
+            Ok(rec)
+        })
         .await?;
     if let Some(rec) = stored.filter(|r| now_ms() - r.created_at < window_ms) {
         if rec.body_hash != hash {

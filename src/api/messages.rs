@@ -109,20 +109,27 @@ pub async fn send(
         base_url(&req, &app),
         encode_segment(&thread)
     );
-    idempotency::once(&req, &app, &user.id, &body.0, |idem| {
-        let cmd = SendMessage {
-            request_id: super::request_id(&req),
-            user: user.id.clone(),
-            content,
-            kind,
-            display_name: parsed.sender_display_name,
-            metadata,
-            priority,
-            location_prefix,
-            idem,
-        };
-        app.hub.send(&thread, cmd)
-    })
+    idempotency::once(
+        &req,
+        &app,
+        &user.id,
+        idempotency::Scope::Send(&thread),
+        &body.0,
+        |idem| {
+            let cmd = SendMessage {
+                request_id: super::request_id(&req),
+                user: user.id.clone(),
+                content,
+                kind,
+                display_name: parsed.sender_display_name,
+                metadata,
+                priority,
+                location_prefix,
+                idem,
+            };
+            app.hub.send(&thread, cmd)
+        },
+    )
     .await
 }
 

@@ -96,19 +96,26 @@ pub async fn create(
         base_url(&req, &app),
         encode_segment(&id)
     );
-    idempotency::once(&req, &app, &user.id, &body.0, |idem| {
-        let cmd = CreateThread {
-            request_id: super::request_id(&req),
-            creator: user.id.clone(),
-            topic,
-            participants,
-            metadata,
-            retention: parsed.retention_policy,
-            location,
-            idem,
-        };
-        app.hub.send(&id, cmd)
-    })
+    idempotency::once(
+        &req,
+        &app,
+        &user.id,
+        idempotency::Scope::CreateThread,
+        &body.0,
+        |idem| {
+            let cmd = CreateThread {
+                request_id: super::request_id(&req),
+                creator: user.id.clone(),
+                topic,
+                participants,
+                metadata,
+                retention: parsed.retention_policy,
+                location,
+                idem,
+            };
+            app.hub.send(&id, cmd)
+        },
+    )
     .await
 }
 

@@ -388,6 +388,71 @@ async fn idempotent_send() {
     assert_eq!(texts.len(), 1);
 }
 
+/// A repeatability-request-id is scoped to the operation and the thread: the same value on
+/// another thread's send, or on create thread, is a new request; a replay passes the send's
+/// own checks first (403 once the caller was removed, 404 once the thread is deleted).
+#[tokio::test]
+async fn idempotency_keys_are_scoped_to_operation_and_thread() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.user().await, app.user().await);
+    let t1 = app.thread(&a, &[&b]).await;
+    let t2 = app.thread(&a, &[&b]).await;
+    let h = [("repeatability-request-id", "same-value")];
+    let body = json!({"content": "hi"}).to_string();
+    let send = |t: &str, who: &User| {
+        let p = format!("/chat/threads/{}/messages", enc(t));
+        let (token, body) = (who.token.clone(), body.clone());
+        let app = &app;
+        async move {
+            let r = app
+                .chat_raw(&token, Method::POST, &p, Some(body), &h)
+                .await;
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s1, v1) = send(&t1, &b).await;
+    let (s2, v2) = send(&t2, &b).await;
+    assert_eq!((s1, s2), (201, 201));
+    let texts = |msgs: Vec<Value>| msgs.into_iter().filter(|m| m["type"] == "text").count();
+    assert_eq!(texts(app.all_messages(&a, &t1, 50).await), 1);
+    assert_eq!(texts(app.all_messages(&a, &t2, 50).await), 1, "{v1} {v2}");
+    // the same value on create thread creates a thread
+    let r = app
+        .chat_raw(
+            &b.token,
+            Method::POST,
+            "/chat/threads",
+            Some(json!({"topic": "new"}).to_string()),
+            &h,
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    // a replay on t1 is a replay ...
+    let (s, v) = send(&t1, &b).await;
+    assert_eq!((s, &v["id"]), (201, &v1["id"]));
+    // ... until b is removed from t1 (403) ...
+    let r = app
+        .chat(
+            &a,
+            Method::POST,
+            &format!("/chat/threads/{}/participants/:remove", enc(&t1)),
+            Some(json!({"communicationUser": {"id": b.id}})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let (s, v) = send(&t1, &b).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "Forbidden");
+    // ... or t2 is deleted (404)
+    let r = app
+        .chat(&a, Method::DELETE, &format!("/chat/threads/{}", enc(&t2)), None)
+        .await;
+    assert_eq!(r.status(), 204);
+    let (s, v) = send(&t2, &b).await;
+    assert_eq!(s, 404, "{v}");
+}
+
 /// The retention sweeper deletes a thread whose time has come, exactly as DELETE does.
 #[tokio::test]
 async fn retention_sweeper_deletes() {
