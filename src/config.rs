@@ -187,6 +187,20 @@ pub struct Config {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub pg_writers: u16,
 
+    /// NATS server(s) of a cluster, nats://host:port (comma-separated for a NATS cluster); turns
+    /// cluster mode on (needs a PostgreSQL --database-url)
+    #[arg(long, env = "CONFAB_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// This node's name in logs, metrics and the dashboard (cluster mode); default
+    /// <hostname>-<6 random [a-z0-9]>, new each start
+    #[arg(long, env = "CONFAB_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Prefix of every NATS subject, stream and bucket confab creates (cluster mode)
+    #[arg(long, env = "CONFAB_NATS_PREFIX", default_value = "confab")]
+    pub nats_prefix: String,
+
     /// SQLite durability: full (fsync every commit) or normal
     #[arg(long, env = "CONFAB_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSynchronous::Full)]
     pub sqlite_synchronous: SqliteSynchronous,
@@ -392,6 +406,21 @@ impl Config {
         }
         if self.max_participants == 0 {
             return Err("--max-participants must be at least 1".into());
+        }
+        if let Some(nats) = &self.nats_url {
+            let postgres = self.database_url.as_ref().is_some_and(|u| {
+                u.expose().starts_with("postgres://") || u.expose().starts_with("postgresql://")
+            });
+            if !postgres {
+                return Err(format!(
+                    "--nats-url {nats} (cluster mode) needs --database-url postgres://…: the nodes \
+                     of a cluster share one PostgreSQL database, and SQLite belongs to one process"
+                ));
+            }
+            crate::cluster::check_prefix(&self.nats_prefix)?;
+            if let Some(id) = &self.node_id {
+                crate::cluster::check_node_id(id)?;
+            }
         }
         if self.uses_dev_key() && !self.allow_dev_key && !is_loopback_host(&self.host) {
             return Err(format!(

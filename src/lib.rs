@@ -53,6 +53,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod error;

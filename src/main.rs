@@ -144,6 +144,9 @@ async fn serve(running: confab::server::Running) -> Result<(), String> {
         state
             .users
             .close_all(confab::hub::queue::CloseReason::Shutdown);
+        if let Some(cluster) = &state.cluster {
+            cluster.leave().await;
+        }
         handle.stop(true).await;
         admin.stop(true).await;
     });

@@ -45,6 +45,9 @@ pub const POOL_IN_USE: &str = "confab_db_pool_connections_in_use";
 pub const RATE_LIMITED: &str = "confab_rate_limited_total";
 pub const AUTH_FAILURES: &str = "confab_auth_failures_total";
 pub const BUILD_INFO: &str = "confab_build_info";
+// cluster mode (contract §9.3)
+pub const CLUSTER_NODES: &str = "confab_cluster_nodes";
+pub const CLUSTER_BUS: &str = "confab_cluster_bus_connected";
 
 // --- webhooks ---
 pub const WEBHOOK_DELIVERIES: &str = "confab_webhook_deliveries_total";
@@ -119,6 +122,14 @@ fn describe() {
         "Threads deleted (by a user or a retention policy)"
     );
     g!(THREAD_ACTORS_LIVE, "Thread actors in memory");
+    g!(
+        CLUSTER_NODES,
+        "Cluster mode: live nodes this node sees in the node table"
+    );
+    g!(
+        CLUSTER_BUS,
+        "Cluster mode: 1 while this node is connected to NATS, else 0"
+    );
     c!(PARTICIPANTS_ADDED, "Participants added to existing threads");
     c!(PARTICIPANTS_REMOVED, "Participants removed from threads");
     c!(READ_RECEIPTS, "Read receipts stored (moved forward)");

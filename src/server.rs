@@ -12,6 +12,7 @@ use actix_web::{middleware, web, App, HttpServer};
 use crate::auth::hmac::AccessKeys;
 use crate::auth::token::{derive_secret, Tokens};
 use crate::auth::Auth;
+use crate::cluster::{self, Cluster};
 use crate::config::{self, Config};
 use crate::dashboard::DashboardState;
 use crate::hub::registry::{HubConfig, HubCtx, Registry};
@@ -57,9 +58,14 @@ pub struct Opened {
     temp_dir: Option<tempfile::TempDir>,
 }
 
-/// Opens storage (applying migrations), starts the hub and builds the shared state. Must run
-/// inside an actix system.
+/// Opens storage (applying migrations), starts the hub and builds the shared state, for a
+/// standalone process (`token create`). Must run inside an actix system.
 pub async fn open(config: Config) -> Result<Opened, String> {
+    open_with(config, None).await
+}
+
+/// [`open`], for a node of the cluster `cluster` when it has one.
+async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Opened, String> {
     config.validate()?;
     // The webhook client's TLS uses the process default provider (ring, like the server).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -182,6 +188,7 @@ pub async fn open(config: Config) -> Result<Opened, String> {
         webhooks,
         recent_errors,
         draining: AtomicBool::new(false),
+        cluster,
         config,
     });
     let files_dir = match &temp_dir {
@@ -199,20 +206,40 @@ pub async fn open(config: Config) -> Result<Opened, String> {
 
 /// Opens everything and binds the listeners. Must run inside an actix system.
 pub async fn start(config: Config) -> Result<Running, String> {
+    // checked before NATS is tried: a flag that can never work must not wait 30 s to say so
+    config.validate()?;
+    let cluster = match &config.nats_url {
+        Some(url) => {
+            let id = config
+                .node_id
+                .clone()
+                .unwrap_or_else(cluster::default_node_id);
+            let bus = cluster::Bus::connect(url, &config.nats_prefix, &id).await?;
+            Some(Arc::new(Cluster::new(Arc::new(bus))))
+        }
+        None => None,
+    };
     let Opened {
         state,
         dashboard,
         data_location,
         files_dir,
         temp_dir,
-    } = open(config).await?;
+    } = open_with(config, cluster).await?;
     // A node (not `token create`, which opens the same database beside a running node) keeps
-    // a PostgreSQL database to itself.
+    // a PostgreSQL database to itself, or shares it with its cluster only.
     #[cfg(feature = "postgres")]
     if let (store::Backend::Postgres, Some(url)) =
         (state.store.backend(), state.config.database_url.as_ref())
     {
-        state.store.hold_database(url.expose().to_string()).await?;
+        let mode = match state.cluster {
+            Some(_) => store::hold::Mode::Shared,
+            None => store::hold::Mode::Exclusive,
+        };
+        state
+            .store
+            .hold_database(url.expose().to_string(), mode)
+            .await?;
     }
     housekeeping::spawn(state.clone(), dashboard.sampler.clone());
     events::dispatcher::spawn(
@@ -295,6 +322,21 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let admin_server = admin_server.run();
     let admin = admin_server.handle();
     actix_web::rt::spawn(admin_server);
+    if let Some(cluster) = &state.cluster {
+        let address = https_addr
+            .map(|a| format!("https://{a}"))
+            .or(http_addr.map(|a| format!("http://{a}")))
+            .unwrap_or_default();
+        let counts = state.clone();
+        cluster
+            .join(address, move || {
+                (
+                    counts.users.sessions_total(),
+                    counts.hub.directory.read().len(),
+                )
+            })
+            .await?;
+    }
     Ok(Running {
         http_addr,
         https_addr,
@@ -358,6 +400,14 @@ pub fn banner(r: &Running) -> String {
         "  data              : {}        resourceId: {}\n",
         r.data_location, r.state.resource_id
     ));
+    if let Some(cluster) = &r.state.cluster {
+        b.push_str(&format!(
+            "  cluster           : {} on {}, {} nodes live\n",
+            cluster.bus.node_id,
+            cluster.bus.url,
+            cluster.live_nodes().len()
+        ));
+    }
     if let Some(ca) = &r.ca_path {
         let ca = ca.display();
         b.push_str(&format!(

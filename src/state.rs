@@ -42,6 +42,8 @@ pub struct AppState {
     pub users: Arc<Users>,
     /// (user, repeatability-request-id) pairs being processed right now (→ 409 on a repeat).
     pub inflight: Mutex<HashSet<(String, String)>>,
+    /// Cluster mode (`--nats-url`): the bus and the node table; `None` for a standalone node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Set on SIGINT/SIGTERM: `/readyz` answers 503 while in-flight requests finish.
     pub draining: AtomicBool,
 }

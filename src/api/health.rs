@@ -13,10 +13,13 @@ pub async fn livez() -> Result<HttpResponse, ApiError> {
     json(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// GET /readyz: 200 when storage is reachable, migrations applied and not draining.
+/// GET /readyz: 200 when storage is reachable, migrations applied and not draining; in
+/// cluster mode also connected to NATS (else reason `nats`, contract §9.2.8).
 pub async fn readyz(app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let reason = if app.is_draining() {
         Some("shutting down".to_string())
+    } else if app.cluster.as_ref().is_some_and(|c| !c.bus.connected()) {
+        Some("nats".to_string())
     } else {
         app.store.ready().await.err()
     };

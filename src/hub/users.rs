@@ -222,6 +222,14 @@ impl Users {
             .map_or(0, |s| s.sessions.len())
     }
 
+    /// Live sessions of every user (WebSocket and SSE).
+    pub fn sessions_total(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().values().map(|s| s.sessions.len()).sum::<usize>())
+            .sum()
+    }
+
     /// Delivers `event` to each recipient's stream (in the order given).
     pub fn publish(&self, recipients: &[UserId], event: &Arc<Event>) {
         let now = Instant::now();

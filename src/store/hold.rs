@@ -1,4 +1,5 @@
-//! PostgreSQL: a standalone node keeps its database (its schema) to itself.
+//! PostgreSQL: a standalone node keeps its database (its schema) to itself; cluster nodes
+//! share it with each other only.
 //!
 //! Two standalone nodes on one database would each believe they are the thread's only writer:
 //! both hand out message ids from the clock and cache membership, so they corrupt each other
@@ -8,6 +9,10 @@
 //! connection dies, so a crashed node's successor can start at once. Housekeeping checks the
 //! lock every 2 s and takes it again after its connection broke; while another node holds it,
 //! `/readyz` answers 503 saying so. `confab token create` is no node and takes no lock.
+//!
+//! Cluster nodes (`--nats-url`) take the same lock *shared*: any number of them hold it
+//! together, while a standalone node (which takes it exclusive) is refused, and a cluster node
+//! is refused while a standalone node holds it (contract §9.1).
 
 use std::time::{Duration, Instant};
 
@@ -22,9 +27,19 @@ const WAIT: Duration = Duration::from_secs(5);
 /// The lock's key: confab's, per schema (the search path's first schema).
 const KEY: &str = "hashtextextended('confab:' || current_schema(), 0)";
 
-/// A connection holding this database's lock for a standalone node.
+/// How a node holds its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A standalone node: alone.
+    Exclusive,
+    /// A cluster node: with the other nodes of its cluster.
+    Shared,
+}
+
+/// A connection holding this database's lock for a node.
 pub struct Hold {
     url: String,
+    mode: Mode,
     /// `None` after the connection broke until the lock is taken again.
     conn: Option<PgConnection>,
 }
@@ -39,6 +54,8 @@ struct Got {
 struct Holder {
     #[diesel(sql_type = Text)]
     schema: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    mode: Option<String>,
     #[diesel(sql_type = Nullable<BigInt>)]
     pid: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -50,18 +67,19 @@ struct Holder {
 impl Hold {
     /// Takes the lock of the database `url` names, waiting up to a few seconds for a node that
     /// just died to release it; an error that says who holds it otherwise.
-    pub fn take(url: &str) -> Result<Hold, String> {
+    pub fn take(url: &str, mode: Mode) -> Result<Hold, String> {
         let mut conn = connect(url)?;
         let deadline = Instant::now() + WAIT;
         loop {
-            if try_lock(&mut conn)? {
+            if try_lock(&mut conn, mode)? {
                 return Ok(Hold {
                     url: url.to_string(),
+                    mode,
                     conn: Some(conn),
                 });
             }
             if Instant::now() >= deadline {
-                return Err(held_by(&mut conn));
+                return Err(held_by(&mut conn, mode));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -80,12 +98,12 @@ impl Hold {
             self.conn = None;
         }
         let mut conn = connect(&self.url)?;
-        if try_lock(&mut conn)? {
+        if try_lock(&mut conn, self.mode)? {
             tracing::info!("database lock taken again");
             self.conn = Some(conn);
             Ok(())
         } else {
-            Err(held_by(&mut conn))
+            Err(held_by(&mut conn, self.mode))
         }
     }
 }
@@ -94,42 +112,68 @@ fn connect(url: &str) -> Result<PgConnection, String> {
     PgConnection::establish(url).map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
 }
 
-fn try_lock(conn: &mut PgConnection) -> Result<bool, String> {
-    diesel::sql_query(format!("SELECT pg_try_advisory_lock({KEY}) AS got"))
+fn try_lock(conn: &mut PgConnection, mode: Mode) -> Result<bool, String> {
+    let f = match mode {
+        Mode::Exclusive => "pg_try_advisory_lock",
+        Mode::Shared => "pg_try_advisory_lock_shared",
+    };
+    diesel::sql_query(format!("SELECT {f}({KEY}) AS got"))
         .get_result::<Got>(conn)
         .map(|g| g.got)
         .map_err(|e| format!("cannot take the database lock: {e}"))
 }
 
-/// Says which node holds the lock (as far as PostgreSQL knows it).
-fn held_by(conn: &mut PgConnection) -> String {
+/// Says which node holds the lock (as far as PostgreSQL knows it) and why this one may not
+/// join it.
+fn held_by(conn: &mut PgConnection, mode: Mode) -> String {
     let q = format!(
-        "SELECT current_schema()::text AS schema, a.pid::bigint AS pid, \
+        "SELECT current_schema()::text AS schema, l.mode::text AS mode, a.pid::bigint AS pid, \
          COALESCE(host(a.client_addr), 'a local socket') AS client, \
          to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC' AS since \
          FROM (SELECT {KEY} AS k) key \
          LEFT JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted \
            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
            AND ((l.classid::bigint << 32) | l.objid::bigint) = key.k \
-         LEFT JOIN pg_stat_activity a ON a.pid = l.pid LIMIT 1"
+         LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+         ORDER BY a.backend_start LIMIT 1"
     );
-    let who = match diesel::sql_query(q).get_result::<Holder>(conn) {
-        Ok(h) => match (h.pid, h.client, h.since) {
-            (Some(pid), Some(client), Some(since)) => format!(
-                "another confab node holds schema {:?} of this PostgreSQL database \
-                 (backend pid {pid}, from {client}, connected since {since})",
-                h.schema
-            ),
-            _ => format!(
-                "another confab node holds schema {:?} of this PostgreSQL database",
-                h.schema
-            ),
-        },
-        Err(_) => "another confab node holds this PostgreSQL database".to_string(),
+    let holder = diesel::sql_query(q).get_result::<Holder>(conn).ok();
+    // ShareLock: cluster nodes hold it; ExclusiveLock: a standalone node does
+    let by_cluster = holder
+        .as_ref()
+        .and_then(|h| h.mode.as_deref())
+        .is_some_and(|m| m.starts_with("Share"));
+    let schema = holder
+        .as_ref()
+        .map(|h| format!("schema {:?} of this PostgreSQL database", h.schema))
+        .unwrap_or_else(|| "this PostgreSQL database".to_string());
+    let whom = if by_cluster {
+        "cluster nodes (started with --nats-url) are using"
+    } else {
+        "another confab node without --nats-url holds"
     };
-    format!(
-        "{who}. A node without --nats-url keeps its database to itself: two such nodes on one \
-         database would corrupt each other's threads. Stop the other node, or give this one \
-         its own database (or schema, with options=-csearch_path=… in the URL)."
-    )
+    let seen = holder
+        .and_then(|h| Some((h.pid?, h.client?, h.since?)))
+        .map(|(pid, client, since)| {
+            format!(" (backend pid {pid}, from {client}, connected since {since})")
+        })
+        .unwrap_or_default();
+    let why = match (mode, by_cluster) {
+        (Mode::Exclusive, true) => {
+            "A node without --nats-url keeps its database to itself, so it cannot join a \
+             database that a cluster uses: start it with the cluster's --nats-url, or give it \
+             its own database (or schema, with options=-csearch_path=… in the URL)."
+        }
+        (Mode::Exclusive, false) => {
+            "A node without --nats-url keeps its database to itself: two such nodes on one \
+             database would corrupt each other's threads. Stop the other node, or give this \
+             one its own database (or schema, with options=-csearch_path=… in the URL)."
+        }
+        (Mode::Shared, _) => {
+            "A cluster node (--nats-url) cannot share a database with a node started without \
+             --nats-url, which keeps it to itself: stop that node and start it with the \
+             cluster's --nats-url, or give the cluster its own database."
+        }
+    };
+    format!("{whom} {schema}{seen}. {why}")
 }

@@ -228,8 +228,8 @@ impl Store {
     /// PostgreSQL: keeps the database to this node while it runs (see `hold`): takes the lock
     /// now, waiting a few seconds for a node that just died, or says who holds it.
     #[cfg(feature = "postgres")]
-    pub async fn hold_database(&self, url: String) -> Result<(), String> {
-        let taken = actix_web::web::block(move || hold::Hold::take(&url))
+    pub async fn hold_database(&self, url: String, mode: hold::Mode) -> Result<(), String> {
+        let taken = actix_web::web::block(move || hold::Hold::take(&url, mode))
             .await
             .map_err(|e| e.to_string())??;
         *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = Some(taken);

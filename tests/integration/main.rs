@@ -1,6 +1,7 @@
 //! One integration test binary: each module drives a real confab over HTTP.
 
 mod auth;
+mod cluster;
 mod common;
 mod dashboard;
 mod errors;

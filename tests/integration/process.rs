@@ -136,10 +136,14 @@ async fn the_banner_hides_an_operators_key() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
     let (_dev, _, banner) = serve_with_banner(&["--data-dir", &d]);
-    assert!(banner.contains(&format!(";accesskey={DEV_KEY}\n")), "{banner}");
+    assert!(
+        banner.contains(&format!(";accesskey={DEV_KEY}\n")),
+        "{banner}"
+    );
     drop(_dev);
     // an operator's key: 64 random bytes, base64
-    let own = "b3BlcmF0b3Itb3duLWtleS0wMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ=";
+    let own =
+        "b3BlcmF0b3Itb3duLWtleS0wMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ=";
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
     let (_own, base, banner) = serve_with_banner(&["--data-dir", &d, "--access-key", own]);

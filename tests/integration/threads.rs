@@ -404,9 +404,7 @@ async fn idempotency_keys_are_scoped_to_operation_and_thread() {
         let (token, body) = (who.token.clone(), body.clone());
         let app = &app;
         async move {
-            let r = app
-                .chat_raw(&token, Method::POST, &p, Some(body), &h)
-                .await;
+            let r = app.chat_raw(&token, Method::POST, &p, Some(body), &h).await;
             let status = r.status().as_u16();
             (status, r.json::<Value>().await.unwrap_or(Value::Null))
         }
@@ -446,7 +444,12 @@ async fn idempotency_keys_are_scoped_to_operation_and_thread() {
     assert_eq!(v["error"]["code"], "Forbidden");
     // ... or t2 is deleted (404)
     let r = app
-        .chat(&a, Method::DELETE, &format!("/chat/threads/{}", enc(&t2)), None)
+        .chat(
+            &a,
+            Method::DELETE,
+            &format!("/chat/threads/{}", enc(&t2)),
+            None,
+        )
         .await;
     assert_eq!(r.status(), 204);
     let (s, v) = send(&t2, &b).await;

@@ -1,0 +1,224 @@
+//! Cluster mode (contract §9): several nodes on one PostgreSQL database and one NATS with
+//! JetStream. PostgreSQL stays the source of truth; NATS carries what crosses nodes.
+//!
+//! This module is the bus side of it:
+//! - [`Bus::connect`]: the NATS connection (retried for 30 s at start, then exit 2), kept up by
+//!   the client, which reconnects on its own;
+//! - the node table ([`nodes`]): a JetStream key-value bucket `<prefix>_nodes` in which each
+//!   node puts its entry every [`nodes::HEARTBEAT`]; entries expire after [`nodes::EXPIRY`], so a
+//!   node that died leaves the table, and its id is free again, within 10 s.
+//!
+//! Standalone mode has no bus: every caller holds an `Option<Arc<Bus>>`.
+
+pub mod nodes;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+
+/// How long a start keeps trying to reach NATS before giving up (exit 2).
+pub const CONNECT_FOR: Duration = Duration::from_secs(30);
+
+/// A cluster node's handles: its bus, and its place in the node table once it has joined
+/// (after its listeners are bound, so that its entry carries its address).
+pub struct Cluster {
+    pub bus: Arc<Bus>,
+    pub nodes: OnceLock<Arc<nodes::Nodes>>,
+}
+
+impl Cluster {
+    pub fn new(bus: Arc<Bus>) -> Cluster {
+        Cluster {
+            bus,
+            nodes: OnceLock::new(),
+        }
+    }
+
+    /// Live nodes this node sees (itself at least, once joined).
+    pub fn live_nodes(&self) -> Vec<nodes::NodeEntry> {
+        self.nodes.get().map(|n| n.live()).unwrap_or_default()
+    }
+
+    /// Joins the node table as the node serving at `address`, and keeps its entry fresh every
+    /// heartbeat with the counts `stats` gives (live sessions, thread actors).
+    pub async fn join(
+        &self,
+        address: String,
+        stats: impl Fn() -> (usize, usize) + 'static,
+    ) -> Result<(), String> {
+        let now = crate::ids::now_ms();
+        let (sessions, thread_actors) = stats();
+        let me = nodes::NodeEntry {
+            id: self.bus.node_id.clone(),
+            address,
+            started_at: now,
+            sessions,
+            thread_actors,
+            heartbeat_at: now,
+        };
+        let table = nodes::Nodes::join(self.bus.clone(), me).await?;
+        let _ = self.nodes.set(table.clone());
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(nodes::HEARTBEAT);
+            loop {
+                tick.tick().await;
+                let (sessions, actors) = stats();
+                table.beat(sessions, actors).await;
+            }
+        });
+        Ok(())
+    }
+
+    /// A clean stop: leaves the node table.
+    pub async fn leave(&self) {
+        if let Some(n) = self.nodes.get() {
+            n.leave().await;
+        }
+    }
+}
+
+/// A node's connection to the cluster's NATS.
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    /// `--nats-prefix`: of every subject, stream and bucket confab creates.
+    pub prefix: String,
+    pub node_id: String,
+    /// `--nats-url`, as the operator gave it (for the banner and errors).
+    pub url: String,
+}
+
+impl Bus {
+    /// Connects to `url` (comma-separated servers of one NATS cluster), retrying for
+    /// [`CONNECT_FOR`]; an error naming the URL after that.
+    pub async fn connect(url: &str, prefix: &str, node_id: &str) -> Result<Bus, String> {
+        let servers = url
+            .split(',')
+            .map(|s| s.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--nats-url {url:?} is not a NATS URL: {e}"))?;
+        let deadline = Instant::now() + CONNECT_FOR;
+        let mut tries = 0u32;
+        let client = loop {
+            tries += 1;
+            let options = async_nats::ConnectOptions::new()
+                .name(format!("confab {node_id}"))
+                .connection_timeout(Duration::from_secs(2))
+                // after the first connection, reconnect for ever (the node stays up without it)
+                .max_reconnects(None);
+            match async_nats::connect_with_options(servers.clone(), options).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "cannot reach NATS at {url} (tried for {} s): {e}",
+                        CONNECT_FOR.as_secs()
+                    ))
+                }
+                Err(e) => {
+                    // once at first, then every 5 s
+                    if tries % 10 == 1 {
+                        tracing::warn!(%url, error = %e, "NATS not reachable yet; retrying");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        let jetstream = jetstream::new(client.clone());
+        Ok(Bus {
+            client,
+            jetstream,
+            prefix: prefix.to_string(),
+            node_id: node_id.to_string(),
+            url: url.to_string(),
+        })
+    }
+
+    /// Whether the connection to NATS is up right now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// A stream or bucket name of this deployment: `<prefix>_<name>`.
+    pub fn name(&self, name: &str) -> String {
+        format!("{}_{name}", self.prefix)
+    }
+}
+
+/// `--nats-prefix`: letters, digits, `-` and `_` (it names streams and buckets), 1–32 chars.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--nats-prefix must be 1 to 32 letters, digits, '-' or '_', got {prefix:?}"
+        ))
+    }
+}
+
+/// `--node-id`: letters, digits, `-`, `_` and `.`, 1–64 chars (it is a key of the node table).
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&id.len())
+        && !id.starts_with('.')
+        && !id.ends_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--node-id must be 1 to 64 letters, digits, '-', '_' or '.', got {id:?}"
+        ))
+    }
+}
+
+/// The default node id: `<hostname>-<6 random [a-z0-9]>`, new each start.
+pub fn default_node_id() -> String {
+    use rand::Rng;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .take(48)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "confab".to_string());
+    let mut rng = rand::thread_rng();
+    let tail: String = (0..6)
+        .map(|_| {
+            let i = rng.gen_range(0..36u8);
+            (if i < 10 { b'0' + i } else { b'a' + i - 10 }) as char
+        })
+        .collect();
+    format!("{host}-{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_and_prefixes() {
+        let id = default_node_id();
+        assert!(check_node_id(&id).is_ok(), "{id}");
+        assert_eq!(id.rsplit('-').next().unwrap().len(), 6);
+        assert_ne!(default_node_id(), id, "new each start");
+        for bad in ["", "a b", "a*", "a>", ".a", &"x".repeat(65)] {
+            assert!(check_node_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_prefix("confab").is_ok());
+        assert!(check_prefix("team-1_chat").is_ok());
+        for bad in ["", "a.b", "a b", "a*", &"x".repeat(33)] {
+            assert!(check_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+}
