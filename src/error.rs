@@ -12,6 +12,9 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 /// An API failure with its status, ACS error code, message and optional target field.
+/// The code of [`ApiError::membership_moved`].
+const MEMBERSHIP_MOVED: &str = "ServiceUnavailable.ThreadChanged";
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -114,6 +117,23 @@ impl ApiError {
         );
         e.retry_after = Some(1);
         e
+    }
+
+    /// Cluster mode: the thread's membership changed on another node since this node cached
+    /// it. The thread actor reloads and runs the command again, so a client sees this (a
+    /// retryable 503) only if the thread keeps changing under it.
+    pub fn membership_moved() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            MEMBERSHIP_MOVED,
+            "The thread changed on another node; retry.",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
+    pub fn is_membership_moved(&self) -> bool {
+        self.code == MEMBERSHIP_MOVED
     }
 
     /// 500 for a bug; the cause is logged, the body stays generic.

@@ -4,7 +4,7 @@
 //! - Revoke and delete on this node call [`IdentityCache::invalidate`] after their commit, so
 //!   here they take effect at once. A generation counter keeps a read that started before an
 //!   invalidation from putting its stale answer back.
-//! - Another node sharing the PostgreSQL database is seen within [`TTL`].
+//! - Cluster mode does not use it: another node's revoke or delete must act on the next request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -64,6 +64,9 @@ pub struct Auth {
     store: Store,
     /// The authority of `--public-url`, if set: one more host an HMAC signature may name.
     public_host: Option<String>,
+    /// Whether identity state may be cached: not in cluster mode, where another node's revoke
+    /// or delete must act on this node's next request (contract §9.2.4).
+    cache_identities: bool,
 }
 
 impl Auth {
@@ -72,6 +75,7 @@ impl Auth {
         tokens: token::Tokens,
         store: Store,
         public_url: Option<&str>,
+        cache_identities: bool,
     ) -> Auth {
         let public_host = public_url.map(|u| {
             let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
@@ -83,6 +87,7 @@ impl Auth {
             identities: Default::default(),
             store,
             public_host,
+            cache_identities,
         }
     }
 
@@ -100,7 +105,12 @@ impl Auth {
             .verify(token, now)
             .ok_or_else(|| refuse("invalid_token"))?;
         let user_id = claims.user_id();
-        let identity = match self.identities.get(&user_id) {
+        let cached = if self.cache_identities {
+            self.identities.get(&user_id)
+        } else {
+            None
+        };
+        let identity = match cached {
             Some(state) => state,
             None => {
                 let generation = self.identities.generation();

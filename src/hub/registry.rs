@@ -20,6 +20,9 @@ pub struct HubConfig {
     /// 0 = unlimited.
     pub receipts_max_participants: usize,
     pub idle_timeout: Duration,
+    /// Cluster mode: other nodes write the same threads, so every write first locks the thread
+    /// row and checks the cached membership's version (see `thread`).
+    pub cluster: bool,
 }
 
 /// What every thread actor shares.

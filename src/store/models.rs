@@ -27,6 +27,8 @@ pub struct Thread {
     pub last_seq: i64,
     pub last_message_id: i64,
     pub last_message_at: i64,
+    /// Moved on by every change of membership (see `store::threads::bump_members`).
+    pub members_version: i64,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

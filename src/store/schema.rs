@@ -29,6 +29,7 @@ diesel::table! {
         last_seq -> BigInt,
         last_message_id -> BigInt,
         last_message_at -> BigInt,
+        members_version -> BigInt,
     }
 }
 

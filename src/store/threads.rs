@@ -55,11 +55,37 @@ pub fn set_last_message(
         .map(drop)
 }
 
+/// Deletes the thread (a change of membership too: nobody is in it any more).
 pub fn mark_deleted(c: &mut DbConn, id: &ThreadId, at: i64) -> QueryResult<()> {
     diesel::update(threads::table.find(id.as_str()))
-        .set(threads::deleted_at.eq(at))
+        .set((
+            threads::deleted_at.eq(at),
+            threads::members_version.eq(threads::members_version + 1),
+        ))
         .execute(c)
         .map(drop)
+}
+
+/// Moves the thread's membership version on: every add and removal does, in its transaction.
+pub fn bump_members(c: &mut DbConn, id: &ThreadId) -> QueryResult<()> {
+    diesel::update(threads::table.find(id.as_str()))
+        .set(threads::members_version.eq(threads::members_version + 1))
+        .execute(c)
+        .map(drop)
+}
+
+/// Cluster mode: locks the thread's row for the rest of the transaction (so that the thread's
+/// writers on all nodes take turns) and returns its membership version, `None` if there is
+/// no such thread. SQLite has one writer and needs no lock.
+pub fn lock(c: &mut DbConn, id: &ThreadId) -> QueryResult<Option<i64>> {
+    let q = threads::table
+        .find(id.as_str())
+        .select(threads::members_version);
+    match c {
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(pg) => q.for_update().get_result(pg).optional(),
+        DbConn::Sqlite(s) => q.get_result(s).optional(),
+    }
 }
 
 /// Every thread `user` is or was in, with the user's participant row. Deleted threads only where

@@ -293,3 +293,215 @@ async fn start_up_rules_and_the_node_table() {
     drop(solo);
     drop_streams(&nats, &prefix).await;
 }
+
+/// A client of one node (the same keys everywhere: a token from one node works on all).
+fn client_of(node: &Node) -> TestApp {
+    TestApp {
+        base: node.base.clone(),
+        https: None,
+        ca: None,
+        admin: node.admin.clone(),
+        client: reqwest::Client::new(),
+        key: DEV_KEY.to_string(),
+        resource_id: String::new(),
+        db_url: String::new(),
+        _dir: tempfile::tempdir().unwrap(),
+        stop: None,
+    }
+}
+
+/// Three nodes on one schema and one NATS, with fresh ids.
+fn three_nodes(db: &str, nats: &str, prefix: &str) -> Vec<Node> {
+    ["n1", "n2", "n3"]
+        .iter()
+        .map(|id| start(&cluster_args(db, nats, prefix, id)).expect("cluster node"))
+        .collect()
+}
+
+/// §9.2.1, 2, 4 and 5 over REST: what one node acknowledged, the next request on any other
+/// node sees; 4 senders spread over 3 nodes into one thread get gapless, unique sequenceIds
+/// with each sender's order kept; a removal, an add and a revocation act on the other nodes'
+/// very next request, although their thread actors had the old membership cached; an
+/// idempotent send replayed on another node gets the stored response.
+#[tokio::test]
+async fn three_nodes_answer_as_one() {
+    use reqwest::Method;
+    use serde_json::{json, Value};
+    let Some((db, nats, prefix)) = services("three_nodes_answer_as_one") else {
+        return;
+    };
+    let nodes = three_nodes(&db, &nats, &prefix);
+    let apps: Vec<TestApp> = nodes.iter().map(client_of).collect();
+    let (a, b, c) = (&apps[0], &apps[1], &apps[2]);
+    let owner = a.user().await;
+    let senders = [b.user().await, c.user().await, a.user().await];
+    let all: Vec<&User> = senders.iter().collect();
+    let t = b.thread(&owner, &all).await;
+    // read-your-writes: created on b, read on c and a
+    for app in [c, a] {
+        let r = app
+            .chat(
+                &owner,
+                Method::GET,
+                &format!("/chat/threads/{}", enc(&t)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    // every node's actor loads the thread now, so the caches below are really warm
+    for (i, app) in apps.iter().enumerate() {
+        app.send(&senders[i], &t, &format!("warm {i}")).await;
+    }
+
+    // 4 senders on 3 nodes, 25 messages each, all at once
+    let per = 25;
+    let mut everyone = senders.to_vec();
+    everyone.push(owner.clone());
+    let mut tasks = Vec::new();
+    for (s, user) in everyone.iter().enumerate() {
+        let nodes: Vec<String> = apps.iter().map(|a| a.base.clone()).collect();
+        let (user, t) = (user.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..per {
+                // each sender moves from node to node
+                let base = &nodes[(s + i) % nodes.len()];
+                let r = client
+                    .post(format!(
+                        "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
+                        enc(&t)
+                    ))
+                    .bearer_auth(&user.token)
+                    .json(&json!({ "content": format!("s{s} m{i}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let msgs = c.all_messages(&owner, &t, 200).await;
+    let mut seqs: Vec<i64> = msgs
+        .iter()
+        .map(|m| m["sequenceId"].as_str().unwrap().parse().unwrap())
+        .collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "gapless and unique"
+    );
+    let texts: Vec<&Value> = msgs.iter().filter(|m| m["type"] == "text").collect();
+    assert_eq!(texts.len(), 3 + everyone.len() * per);
+    let mut ids: Vec<&str> = msgs.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), msgs.len(), "message ids are unique");
+    for s in 0..everyone.len() {
+        // oldest first: each sender's messages in the order sent
+        let mut mine: Vec<(i64, usize)> = texts
+            .iter()
+            .filter_map(|m| {
+                let text = m["content"]["message"].as_str()?;
+                let (who, i) = text.split_once(' ')?;
+                (who == format!("s{s}")).then(|| {
+                    (
+                        m["sequenceId"].as_str().unwrap().parse().unwrap(),
+                        i[1..].parse().unwrap(),
+                    )
+                })
+            })
+            .collect();
+        mine.sort();
+        let order: Vec<usize> = mine.iter().map(|(_, i)| *i).collect();
+        assert_eq!(order, (0..per).collect::<Vec<_>>(), "sender {s}'s order");
+    }
+
+    // remove on a: the removed user's next send on b (whose actor cached them) is refused
+    let gone = &senders[0];
+    let r = a
+        .chat(
+            &owner,
+            Method::POST,
+            &format!("/chat/threads/{}/participants/:remove", enc(&t)),
+            Some(json!({"communicationUser": {"id": gone.id}})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    for app in [b, c] {
+        let r = app
+            .chat(
+                gone,
+                Method::POST,
+                &format!("/chat/threads/{}/messages", enc(&t)),
+                Some(json!({"content": "still here?"})),
+            )
+            .await;
+        assert_error(r, 403, "Forbidden").await;
+    }
+    // add on c: the new member's first send on b (whose cache does not have them) is accepted
+    let newcomer = c.user().await;
+    let r = c
+        .chat(
+            &owner,
+            Method::POST,
+            &format!("/chat/threads/{}/participants/:add", enc(&t)),
+            Some(json!({"participants": [participant(&newcomer.id)]})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    b.send(&newcomer, &t, "hello from the newcomer").await;
+
+    // idempotent send on a, replayed on c
+    let h = [("repeatability-request-id", "across-nodes")];
+    let body = json!({"content": "exactly once"}).to_string();
+    let p = format!("/chat/threads/{}/messages", enc(&t));
+    let first = a
+        .chat_raw(&owner.token, Method::POST, &p, Some(body.clone()), &h)
+        .await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = c
+        .chat_raw(&owner.token, Method::POST, &p, Some(body), &h)
+        .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    let once = b
+        .all_messages(&owner, &t, 200)
+        .await
+        .into_iter()
+        .filter(|m| m["content"]["message"] == "exactly once")
+        .count();
+    assert_eq!(once, 1);
+
+    // revoke on b: the next request with the old token is refused on a and c
+    let user = &senders[1];
+    let r = b
+        .signed(
+            Method::POST,
+            &format!(
+                "/identities/{}/:revokeAccessTokens?api-version={IDENTITY_V}",
+                enc(&user.id)
+            ),
+            "",
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    for app in [a, c] {
+        let r = app
+            .chat(
+                user,
+                Method::GET,
+                &format!("/chat/threads/{}", enc(&t)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    drop(nodes);
+    drop_streams(&nats, &prefix).await;
+}

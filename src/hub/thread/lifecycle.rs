@@ -1,7 +1,7 @@
 //! Creating, updating and deleting the thread.
 
 use super::tx::*;
-use super::{done, thread_not_found, Commit, State, ThreadActor};
+use super::{thread_not_found, Commit, State, ThreadActor};
 use crate::error::ApiError;
 use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
@@ -59,6 +59,7 @@ impl ThreadActor {
                     last_seq: 0,
                     last_message_id: 0,
                     last_message_at: 0,
+                    members_version: 0,
                 };
                 let mut ids = Sequencer::of(&thread);
                 let added_at = ids.next(now);
@@ -122,6 +123,7 @@ impl ThreadActor {
                 Ok((replay, members, now, props, cmd.creator))
             },
             |act, (_, members, at, props, creator)| {
+                act.members_version = 0;
                 act.state = State::Live {
                     current: members.len(),
                     members: members.iter().cloned().collect(),
@@ -139,7 +141,7 @@ impl ThreadActor {
     pub(super) fn update_thread(&mut self, cmd: UpdateThread) -> Result<Commit<()>, ApiError> {
         self.current_member(&cmd.user)?;
         if cmd.is_empty() {
-            return Ok(done(()));
+            return Ok(self.done());
         }
         let id = self.id.clone();
         let current = self.current_list();
@@ -220,6 +222,8 @@ impl ThreadActor {
                 act.publish_current(&e);
                 metrics::counter!(crate::metrics::THREADS_DELETED).increment(1);
                 act.state = State::Deleted;
+                // (`mark_deleted` moved the version on)
+                act.members_version += 1;
             },
             |_| (),
         ))

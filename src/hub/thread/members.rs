@@ -1,7 +1,7 @@
 //! Adding and removing participants.
 
 use super::tx::*;
-use super::{done, Commit, Member, ThreadActor};
+use super::{Commit, Member, ThreadActor};
 use crate::error::ApiError;
 use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
@@ -11,7 +11,7 @@ use crate::ids::UserId;
 use crate::model::{
     self, participant_out, CimOut, EventParticipant, InvalidParticipant, MessageContent,
 };
-use crate::store::{messages, parse_metadata, participants};
+use crate::store::{messages, parse_metadata, participants, threads};
 
 impl ThreadActor {
     /// Adds the valid new participants with one system message; returns the invalid ones.
@@ -57,6 +57,7 @@ impl ThreadActor {
                     ),
                 )?;
                 ids.save(c, &id)?;
+                threads::bump_members(c, &id)?;
                 let members = added_members(&added, at.2);
                 let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
                 // every participant after the add
@@ -72,6 +73,9 @@ impl ThreadActor {
             |act, (_, added, at, user)| {
                 for (u, m) in added {
                     act.set_member(u.clone(), m.clone());
+                }
+                if at.is_some() {
+                    act.members_version += 1;
                 }
                 if let Some((seq, at)) = at {
                     let ps: Vec<EventParticipant> = added.iter().map(|(u, m)| m.p(u)).collect();
@@ -94,7 +98,7 @@ impl ThreadActor {
         self.current_member(&cmd.user)?;
         let Ok(target) = self.current_member(&cmd.target) else {
             // Removing someone who is not current is a no-op.
-            return Ok(done(()));
+            return Ok(self.done());
         };
         let id = self.id.clone();
         let before = self.current_list();
@@ -128,6 +132,7 @@ impl ThreadActor {
                 )?;
                 participants::mark_removed(c, &id, &cmd.target, at.2)?;
                 ids.save(c, &id)?;
+                threads::bump_members(c, &id)?;
                 let change = Change::of(&t, &cmd.request_id, at.2);
                 // every participant before the removal, the removed one included
                 chat::participant_removed(ob, &change, &cmd.user, &removed_p, &before);
@@ -151,6 +156,7 @@ impl ThreadActor {
                         ..target.clone()
                     },
                 );
+                act.members_version += 1;
             },
             |_| (),
         ))

@@ -3,7 +3,7 @@
 use actix::prelude::*;
 
 use super::tx::*;
-use super::{thread_not_found, Commit, ThreadActor};
+use super::{cache_refusal, thread_not_found, Commit, ThreadActor};
 use crate::error::ApiError;
 use crate::events::chat::{self, MessageChange};
 use crate::hub::commands::*;
@@ -21,7 +21,7 @@ pub(super) type PendingSend = (
 );
 
 impl Handler<SendMessage> for ThreadActor {
-    type Result = ResponseFuture<Result<Replay, ApiError>>;
+    type Result = ResponseActFuture<Self, Result<Replay, ApiError>>;
 
     /// Sends are group-committed per thread: a send arriving while the thread's previous sends
     /// are being committed waits for them and then goes, with every other send that arrived
@@ -29,22 +29,43 @@ impl Handler<SendMessage> for ThreadActor {
     /// send at a time; a busy thread just takes one commit per batch instead of one per message.
     fn handle(&mut self, cmd: SendMessage, ctx: &mut Self::Context) -> Self::Result {
         self.touch();
-        if let Err(e) = self.current_member(&cmd.user) {
-            return Box::pin(async move { Err(e) });
+        match self.current_member(&cmd.user) {
+            Ok(_) => Box::pin(self.enqueue(cmd, ctx).into_actor(self)),
+            // cluster mode: the cache's refusal is checked against the database first
+            Err(e) if self.hub.config.cluster && cache_refusal(&e) => {
+                Box::pin(self.load().into_actor(self).then(move |res, act, ctx| {
+                    let checked = res
+                        .map(|l| act.loaded(l))
+                        .and_then(|()| act.current_member(&cmd.user));
+                    match checked {
+                        Ok(_) => Box::pin(act.enqueue(cmd, ctx).into_actor(act)),
+                        Err(e) => Box::pin(fut::ready(Err(e))) as ResponseActFuture<Self, _>,
+                    }
+                }))
+            }
+            Err(e) => Box::pin(fut::ready(Err(e))),
         }
+    }
+}
+
+impl ThreadActor {
+    /// Queues a send for the next group commit; the future is its answer.
+    fn enqueue(
+        &mut self,
+        cmd: SendMessage,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = Result<Replay, ApiError>> + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pending_sends.push((cmd, tx));
         if !self.sending {
             self.flush_sends(ctx);
         }
-        Box::pin(async move {
+        async move {
             rx.await
                 .unwrap_or_else(|_| Err(ApiError::unavailable("The thread was unloaded.")))
-        })
+        }
     }
-}
 
-impl ThreadActor {
     /// Commits every pending send in one writer job, then publishes them in order and answers.
     fn flush_sends(&mut self, ctx: &mut Context<Self>) {
         let mut cmds = Vec::new();
@@ -69,6 +90,8 @@ impl ThreadActor {
         let current = self.current_list();
         let hint = self.last_message.map(Sequencer::position);
         let epoch = self.epoch;
+        // cluster mode: kept to run them again if another node moved the membership on
+        let again = self.hub.config.cluster.then(|| cmds.clone());
         let commit = self.commit_with(
             true,
             move |c, ob, appends| {
@@ -117,7 +140,7 @@ impl ThreadActor {
                 Ok((out, ids))
             },
             move |act, (out, ids)| {
-                if act.epoch == epoch {
+                if act.epoch == epoch && !act.hub.config.cluster {
                     act.last_message = Some(*ids);
                 }
                 for (_, m) in out {
@@ -129,23 +152,52 @@ impl ThreadActor {
             },
             |(out, _)| out,
         );
-        ctx.spawn(commit.map(move |res, act, ctx| {
-            act.sending = false;
-            match res {
-                Ok(out) => {
+        ctx.spawn(commit.then(move |res, act, _| {
+            let moved = matches!(&res, Err(e) if e.is_membership_moved());
+            match (res, again) {
+                // cluster mode: reload, then the same sends go first in the next commit, each
+                // checked against the fresh membership
+                (Err(_), Some(cmds)) if moved => {
+                    let retry: Vec<PendingSend> = cmds.into_iter().zip(answers).collect();
+                    return Box::pin(act.load().into_actor(act).map(move |l, act, ctx| {
+                        act.sending = false;
+                        match l {
+                            Ok(l) => {
+                                act.loaded(l);
+                                let later = std::mem::replace(&mut act.pending_sends, retry);
+                                act.pending_sends.extend(later);
+                            }
+                            Err(e) => {
+                                for (_, tx) in retry {
+                                    let _ = tx.send(Err(e.clone()));
+                                }
+                            }
+                        }
+                        if !act.pending_sends.is_empty() {
+                            act.flush_sends(ctx);
+                        }
+                    }))
+                        as std::pin::Pin<Box<dyn ActorFuture<Self, Output = ()>>>;
+                }
+                (Ok(out), _) => {
                     for ((replay, _), tx) in out.into_iter().zip(answers) {
                         let _ = tx.send(Ok(replay));
                     }
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     for tx in answers {
                         let _ = tx.send(Err(e.clone()));
                     }
                 }
             }
-            if !act.pending_sends.is_empty() {
-                act.flush_sends(ctx);
-            }
+            Box::pin(fut::ready(()).map(
+                |(), act: &mut ThreadActor, ctx: &mut Context<ThreadActor>| {
+                    act.sending = false;
+                    if !act.pending_sends.is_empty() {
+                        act.flush_sends(ctx);
+                    }
+                },
+            ))
         }));
     }
 

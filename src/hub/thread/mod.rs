@@ -8,6 +8,14 @@
 //! while a commit is in flight go together in the next one, in arrival order, each checked
 //! against membership again when its commit starts.
 //!
+//! Cluster mode (contract §9.2): every node may have an actor for the same thread, and
+//! PostgreSQL serializes them. Each write first locks the thread's row and compares its
+//! `members_version` with the version this actor's cache was loaded at; every add, removal and
+//! deletion moves it on. On a mismatch the job fails with `membership_moved`, the actor reloads
+//! the thread and runs the command again. A refusal the cache alone would give (403, 404) is
+//! checked the same way, after a reload, so no node answers from a cache that another node has
+//! made stale: positive answers are checked under the lock, negative ones against the database.
+//!
 //! This file holds the actor, its membership cache and the commit every command goes
 //! through (`ThreadActor::serve` and `ThreadActor::commit`); the commands are handled in
 //! `lifecycle` (create, update, delete the thread), `messaging` (send, edit, delete),
@@ -104,7 +112,12 @@ pub struct ThreadActor {
     /// Counts the commands other than sends, so that a send's commit does not leave a hint
     /// that a command started meanwhile may have made stale.
     epoch: u64,
+    /// The thread row's `members_version` the membership cache is as of.
+    members_version: i64,
 }
+
+/// The thread row and its participants, as loaded.
+type Loaded = (Option<crate::store::models::Thread>, Vec<Participant>);
 
 /// A command's answer: the mailbox is held until it is ready.
 type Reply<T> = AtomicResponse<ThreadActor, Result<T, ApiError>>;
@@ -112,13 +125,14 @@ type Reply<T> = AtomicResponse<ThreadActor, Result<T, ApiError>>;
 /// A command's write in flight: done when committed and the cache and streams are updated.
 type Commit<T> = ResponseActFuture<ThreadActor, Result<T, ApiError>>;
 
-/// A command that needs no write.
-fn done<T: 'static>(v: T) -> Commit<T> {
-    Box::pin(fut::ready(Ok(v)))
-}
-
 fn thread_not_found() -> ApiError {
     ApiError::not_found("Thread")
+}
+
+/// A refusal the membership cache gives on its own (no such thread, not a participant): in
+/// cluster mode another node may have changed what it says.
+fn cache_refusal(e: &ApiError) -> bool {
+    matches!(e.status.as_u16(), 403 | 404)
 }
 
 impl ThreadActor {
@@ -133,7 +147,92 @@ impl ThreadActor {
             sending: false,
             last_message: None,
             epoch: 0,
+            members_version: 0,
         }
+    }
+
+    /// A command that needs no write. In cluster mode the answer still rests on the cache (the
+    /// caller is a member, the target is not), so an empty job checks it under the row lock.
+    fn done(&mut self) -> Commit<()> {
+        if self.hub.config.cluster {
+            self.commit(|_, _| Ok(()), |_, _| {}, |()| ())
+        } else {
+            Box::pin(fut::ready(Ok(())))
+        }
+    }
+
+    /// Reads the thread and its participants, for [`ThreadActor::loaded`].
+    fn load(&self) -> impl std::future::Future<Output = Result<Loaded, ApiError>> + 'static {
+        let store = self.hub.store.clone();
+        let id = self.id.clone();
+        async move {
+            store
+                .read(move |c| {
+                    let t = threads::get(c, &id)?;
+                    let ps = match &t {
+                        Some(t) if t.deleted_at.is_none() => participants::all(c, &id)?,
+                        _ => Vec::new(),
+                    };
+                    Ok((t, ps))
+                })
+                .await
+        }
+    }
+
+    /// Replaces the cache with what [`ThreadActor::load`] read.
+    fn loaded(&mut self, (t, ps): Loaded) {
+        // a send committing meanwhile must not restore a hint from before
+        self.epoch += 1;
+        self.last_message = None;
+        match t {
+            None => self.state = State::Missing,
+            Some(t) if t.deleted_at.is_some() => {
+                self.members_version = t.members_version;
+                self.state = State::Deleted;
+            }
+            Some(t) => {
+                let current = ps.iter().filter(|p| p.is_current()).count();
+                let members = ps
+                    .iter()
+                    .map(|p| (UserId::new(p.user_id.as_str()), Member::of(p)))
+                    .collect();
+                self.state = State::Live { members, current };
+                self.members_version = t.members_version;
+                if !self.hub.config.cluster {
+                    self.last_message = Some(Sequencer::of(&t));
+                }
+            }
+        }
+    }
+
+    /// Cluster mode: reloads the cache from the database, then runs `then` on the actor.
+    fn reload_then<R: 'static>(
+        &mut self,
+        then: impl FnOnce(&mut ThreadActor) -> Commit<R> + 'static,
+    ) -> Commit<R> {
+        Box::pin(
+            self.load()
+                .into_actor(self)
+                .then(move |res, act, _| match res {
+                    Ok(l) => {
+                        act.loaded(l);
+                        then(act)
+                    }
+                    Err(e) => Box::pin(fut::ready(Err(e))) as Commit<R>,
+                }),
+        )
+    }
+
+    /// What a job must find under the thread row's lock (cluster mode only): the version this
+    /// cache is as of, or no row at all for a thread this actor believes missing.
+    fn expected_version(&self) -> Option<Option<i64>> {
+        if !self.hub.config.cluster {
+            return None;
+        }
+        Some(match self.state {
+            State::Missing => None,
+            _ => Some(self.members_version),
+        })
     }
 
     /// The caller's membership if current; 404 for a missing or deleted thread, else 403.
@@ -243,8 +342,16 @@ impl ThreadActor {
         let store = self.hub.store.clone();
         let thread = self.id.clone();
         let mut outbox = self.hub.webhooks.outbox();
+        let expected = self.expected_version();
+        let locked = thread.clone();
         // (the writer may run this twice: see `store::writer`; each run starts from an empty outbox)
         let write = move |c: &mut DbConn, appends: &mut Appends| {
+            if let Some(expected) = expected {
+                // cluster mode: the thread's writers on all nodes take turns on its row
+                if threads::lock(c, &locked)? != expected {
+                    return Err(ApiError::membership_moved());
+                }
+            }
             let v = job(c, &mut outbox, appends)?;
             // the webhook rows belong to the change's transaction
             let rows = outbox.flush(c)?;
@@ -277,20 +384,37 @@ impl ThreadActor {
     /// (`?` answers an error at once) and returns the commit, which publishes what it changed.
     /// `writes_messages`: the command may write system messages (moving the thread's row on),
     /// so the next sends read where the thread stands instead of trusting the hint.
-    fn serve<R: 'static>(
+    ///
+    /// Cluster mode: when the commit finds the membership moved on, or the cache alone refuses
+    /// (403, 404), the actor reloads the thread and runs `start` once more on the fresh cache.
+    fn serve<C: Clone + 'static, R: 'static>(
         &mut self,
         writes_messages: bool,
-        start: impl FnOnce(&mut ThreadActor) -> Result<Commit<R>, ApiError>,
+        cmd: C,
+        start: fn(&mut ThreadActor, C) -> Result<Commit<R>, ApiError>,
     ) -> Reply<R> {
         self.touch();
         if writes_messages {
             self.epoch += 1;
             self.last_message = None;
         }
-        match start(self) {
-            Ok(commit) => AtomicResponse::new(commit),
-            Err(e) => AtomicResponse::new(Box::pin(fut::ready(Err(e)))),
-        }
+        let again = self.hub.config.cluster.then(|| cmd.clone());
+        let run_again = move |act: &mut ThreadActor, cmd: C| -> Commit<R> {
+            act.reload_then(move |act| match start(act, cmd) {
+                Ok(commit) => commit,
+                Err(e) => Box::pin(fut::ready(Err(e))),
+            })
+        };
+        let commit: Commit<R> = match (start(self, cmd), again) {
+            (Ok(commit), None) => commit,
+            (Ok(commit), Some(cmd)) => Box::pin(commit.then(move |res, act, _| match res {
+                Err(e) if e.is_membership_moved() => run_again(act, cmd),
+                res => Box::pin(fut::ready(res)) as Commit<R>,
+            })),
+            (Err(e), Some(cmd)) if cache_refusal(&e) => run_again(self, cmd),
+            (Err(e), _) => Box::pin(fut::ready(Err(e))),
+        };
+        AtomicResponse::new(commit)
     }
 
     fn touch(&mut self) {
@@ -310,32 +434,8 @@ impl Actor for ThreadActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let store = self.hub.store.clone();
-        let id = self.id.clone();
-        let load = async move {
-            store
-                .read(move |c| {
-                    let t = threads::get(c, &id)?;
-                    let ps = match &t {
-                        Some(t) if t.deleted_at.is_none() => participants::all(c, &id)?,
-                        _ => Vec::new(),
-                    };
-                    Ok((t, ps))
-                })
-                .await
-        };
-        ctx.wait(load.into_actor(self).map(|res, act, ctx| match res {
-            Ok((None, _)) => act.state = State::Missing,
-            Ok((Some(t), _)) if t.deleted_at.is_some() => act.state = State::Deleted,
-            Ok((Some(t), ps)) => {
-                let current = ps.iter().filter(|p| p.is_current()).count();
-                let members = ps
-                    .iter()
-                    .map(|p| (UserId::new(p.user_id.as_str()), Member::of(p)))
-                    .collect();
-                act.state = State::Live { members, current };
-                act.last_message = Some(Sequencer::of(&t));
-            }
+        ctx.wait(self.load().into_actor(self).map(|res, act, ctx| match res {
+            Ok(l) => act.loaded(l),
             Err(e) => {
                 tracing::warn!(thread = %act.id, error = %e, "cannot load thread; stopping its actor");
                 act.reap(ctx);
@@ -360,7 +460,7 @@ macro_rules! commands {
             type Result = Reply<$answer>;
 
             fn handle(&mut self, cmd: $cmd, _ctx: &mut Self::Context) -> Self::Result {
-                self.serve($writes, |act| act.$method(cmd))
+                self.serve($writes, cmd, ThreadActor::$method)
             }
         }
     )+};

@@ -1,7 +1,7 @@
 //! Read receipts and typing notifications.
 
 use super::tx::*;
-use super::{done, Commit, ThreadActor};
+use super::{Commit, ThreadActor};
 use crate::error::ApiError;
 use crate::events::chat::{self, Change};
 use crate::hub::commands::*;
@@ -67,7 +67,7 @@ impl ThreadActor {
         self.current_member(&cmd.user)?;
         if self.receipts_suppressed() {
             metrics::counter!(crate::metrics::TYPING_SUPPRESSED).increment(1);
-            return Ok(done(()));
+            return Ok(self.done());
         }
         // Typing is never stored: the actor publishes and answers at once.
         let name = cmd
@@ -80,26 +80,40 @@ impl ThreadActor {
             .into_iter()
             .filter(|u| *u != cmd.user)
             .collect();
-        self.hub.users.publish(&others, &e);
-        metrics::counter!(crate::metrics::TYPING_SENT).increment(1);
-        // Typing is stored only as webhook outbox rows, when a subscription wants it.
-        if !self.hub.webhooks.wants(chat::TYPING) {
-            return Ok(done(()));
+        let wanted = self.hub.webhooks.wants(chat::TYPING);
+        let cluster = self.hub.config.cluster;
+        if !cluster {
+            // one writer: the cache is the truth, and typing need not wait for anything
+            self.hub.users.publish(&others, &e);
+            metrics::counter!(crate::metrics::TYPING_SENT).increment(1);
+            if !wanted {
+                return Ok(self.done());
+            }
         }
+        // Typing is stored only as webhook outbox rows, when a subscription wants it. In
+        // cluster mode it is published once the (empty) job has checked membership under the
+        // thread row's lock: a participant removed on another node must not be heard.
         let id = self.id.clone();
         let at = now_ms();
         Ok(self.commit(
             move |_c, ob| {
-                let change = Change {
-                    thread: &id,
-                    transaction_id: &cmd.request_id,
-                    create_time: 0,
-                    at,
-                };
-                chat::typing(ob, &change, &cmd.user, &name);
+                if wanted {
+                    let change = Change {
+                        thread: &id,
+                        transaction_id: &cmd.request_id,
+                        create_time: 0,
+                        at,
+                    };
+                    chat::typing(ob, &change, &cmd.user, &name);
+                }
                 Ok(())
             },
-            |_, _| {},
+            move |act, _| {
+                if cluster {
+                    act.hub.users.publish(&others, &e);
+                    metrics::counter!(crate::metrics::TYPING_SENT).increment(1);
+                }
+            },
             |()| (),
         ))
     }
