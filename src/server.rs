@@ -250,6 +250,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
             allow_private: state.config.webhook_allow_private,
             retry_scale: state.config.webhook_retry_scale,
             event_topic: state.config.event_topic.clone(),
+            cluster: state.cluster.is_some(),
         },
     );
     let app_state = state.clone();
@@ -325,6 +326,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let admin = admin_server.handle();
     actix_web::rt::spawn(admin_server);
     if let Some(cluster) = &state.cluster {
+        cluster.sync_webhooks(state.webhooks.clone()).await?;
         let address = https_addr
             .map(|a| format!("https://{a}"))
             .or(http_addr.map(|a| format!("http://{a}")))

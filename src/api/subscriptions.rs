@@ -303,7 +303,7 @@ pub async fn put(
     app.store
         .write(move |c| Ok(webhooks::put_subscription(c, &row)?))
         .await?;
-    app.webhooks.reload().await;
+    app.webhooks.changed().await;
     let status = if before.is_some() {
         StatusCode::OK
     } else {
@@ -347,7 +347,7 @@ pub async fn delete(
     app.store
         .write(move |c| Ok(webhooks::delete_subscription(c, &key)?))
         .await?;
-    app.webhooks.reload().await;
+    app.webhooks.changed().await;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -462,7 +462,7 @@ pub async fn validate_manually(
             app.store
                 .write(move |c| Ok(webhooks::validated(c, &key, now)?))
                 .await?;
-            app.webhooks.reload().await;
+            app.webhooks.changed().await;
         }
         _ => return Err(ApiError::bad_request(
             "ValidationExpired",

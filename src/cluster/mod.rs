@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
+/// How often a cluster node rereads the webhook subscriptions regardless of announcements.
+pub const WEBHOOK_RESYNC: Duration = Duration::from_secs(2);
+
 /// How long a start keeps trying to reach NATS before giving up (exit 2).
 pub const CONNECT_FOR: Duration = Duration::from_secs(30);
 
@@ -65,6 +68,44 @@ impl Cluster {
                 tick.tick().await;
                 let (sessions, actors) = stats();
                 table.beat(sessions, actors).await;
+            }
+        });
+        Ok(())
+    }
+
+    /// Keeps this node's webhook subscriptions in step with the other nodes': a node that
+    /// changes one announces it on `<prefix>.webhooks.changed`, and every node reloads on the
+    /// announcement, and every [`WEBHOOK_RESYNC`] in case one was missed (NATS down).
+    pub async fn sync_webhooks(
+        &self,
+        webhooks: Arc<crate::events::Webhooks>,
+    ) -> Result<(), String> {
+        let subject = format!("{}.webhooks.changed", self.bus.prefix);
+        let client = self.bus.client.clone();
+        let announce_to = subject.clone();
+        webhooks.announce_changes_with(Box::new(move || {
+            let (client, subject) = (client.clone(), announce_to.clone());
+            actix_web::rt::spawn(async move {
+                if let Err(e) = client.publish(subject, bytes::Bytes::new()).await {
+                    tracing::warn!(error = %e, "cannot announce a webhook subscription change");
+                }
+            });
+        }));
+        let mut changes = self
+            .bus
+            .client
+            .subscribe(subject)
+            .await
+            .map_err(|e| format!("cannot subscribe on NATS: {e}"))?;
+        actix_web::rt::spawn(async move {
+            use futures_util::StreamExt;
+            let mut tick = actix_web::rt::time::interval(WEBHOOK_RESYNC);
+            loop {
+                tokio::select! {
+                    m = changes.next() => if m.is_none() { break },
+                    _ = tick.tick() => {}
+                }
+                webhooks.reload().await;
             }
         });
         Ok(())

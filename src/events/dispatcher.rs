@@ -114,7 +114,15 @@ pub struct DispatcherConfig {
     pub retry_scale: f64,
     /// `--event-topic`: the `topic`/`source` of every envelope.
     pub event_topic: String,
+    /// Cluster mode: every node dispatches, so each claims the rows it attempts (see
+    /// `store::webhooks::claim_due`) instead of just reading what is due.
+    pub cluster: bool,
 }
+
+/// How long a cluster node's claim on a delivery lasts: longer than any attempt, so that no
+/// other node attempts it meanwhile, and a dead node's claims are taken over after it.
+const CLAIM_LEASE: Duration =
+    Duration::from_secs(crate::events::client::ATTEMPT_TIMEOUT.as_secs() + 5);
 
 /// Starts the dispatcher on the current actix system.
 pub fn spawn(webhooks: Arc<Webhooks>, config: DispatcherConfig) {
@@ -170,27 +178,35 @@ impl Dispatcher {
         let busy: Vec<i64> = self.busy.borrow().iter().copied().collect();
         let in_flight = self.per_sub.borrow().clone();
         let now = now_ms();
-        let (subs, rows, next) = self
-            .webhooks
-            .store()
-            .read(move |c| {
-                let subs = webhooks::subscriptions(c)?;
-                let (mut rows, mut next) = (Vec::new(), None::<i64>);
-                for s in subs.iter().filter(|s| super::is_active(s)) {
-                    let used = in_flight.get(&s.key).copied().unwrap_or(0);
-                    let free = PER_SUBSCRIPTION.saturating_sub(used) as i64;
-                    if free == 0 {
-                        // a finishing attempt wakes the loop
-                        continue;
-                    }
-                    rows.extend(webhooks::due(c, &s.key, now, &busy, free)?);
-                    if let Some(t) = webhooks::next_due(c, &s.key, &busy)? {
-                        next = Some(next.map_or(t, |n| n.min(t)));
-                    }
+        let claim_until = self
+            .config
+            .cluster
+            .then(|| now + CLAIM_LEASE.as_millis() as i64);
+        let scan = move |c: &mut crate::store::DbConn| {
+            let subs = webhooks::subscriptions(c)?;
+            let (mut rows, mut next) = (Vec::new(), None::<i64>);
+            for s in subs.iter().filter(|s| super::is_active(s)) {
+                let used = in_flight.get(&s.key).copied().unwrap_or(0);
+                let free = PER_SUBSCRIPTION.saturating_sub(used) as i64;
+                if free == 0 {
+                    // a finishing attempt wakes the loop
+                    continue;
                 }
-                Ok((subs, rows, next))
-            })
-            .await?;
+                rows.extend(match claim_until {
+                    Some(until) => webhooks::claim_due(c, &s.key, now, &busy, free, until)?,
+                    None => webhooks::due(c, &s.key, now, &busy, free)?,
+                });
+                if let Some(t) = webhooks::next_due(c, &s.key, &busy)? {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            }
+            Ok((subs, rows, next))
+        };
+        let store = self.webhooks.store();
+        let (subs, rows, next) = match claim_until {
+            Some(_) => store.write(scan).await?,
+            None => store.read(scan).await?,
+        };
         let subs: HashMap<String, Rc<Subscription>> = subs
             .into_iter()
             .map(|s| (s.key.clone(), Rc::new(s)))

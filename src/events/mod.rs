@@ -91,6 +91,8 @@ pub struct Webhooks {
     store: Store,
     active: RwLock<Arc<Vec<Active>>>,
     wake: tokio::sync::Notify,
+    /// Cluster mode: tells the other nodes that the subscriptions changed.
+    announce: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Webhooks {
@@ -100,6 +102,20 @@ impl Webhooks {
             store,
             active: Default::default(),
             wake: Default::default(),
+            announce: Default::default(),
+        }
+    }
+
+    /// Cluster mode: `announce` tells the other nodes to [`Webhooks::reload`] after a change.
+    pub fn announce_changes_with(&self, announce: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.announce.set(announce);
+    }
+
+    /// After this node changed a subscription: reloads, and has the other nodes reload.
+    pub async fn changed(&self) {
+        self.reload().await;
+        if let Some(announce) = self.announce.get() {
+            announce();
         }
     }
 

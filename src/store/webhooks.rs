@@ -96,6 +96,44 @@ pub fn due(
         .load(c)
 }
 
+/// Cluster mode: claims up to `limit` of a subscription's due deliveries for this node, by
+/// moving their next attempt to `until` (the lease): the other nodes see them due again only
+/// if this node dies before recording the attempt. Rows another node is claiming right now
+/// are skipped, not waited for. Runs in a write transaction.
+pub fn claim_due(
+    c: &mut DbConn,
+    key: &str,
+    now: i64,
+    busy: &[i64],
+    limit: i64,
+    until: i64,
+) -> QueryResult<Vec<Delivery>> {
+    let due = dl::table
+        .filter(dl::subscription.eq(key))
+        .filter(dl::next_attempt_at.le(now))
+        .filter(dl::seq.ne_all(busy))
+        .order(dl::next_attempt_at.asc())
+        .limit(limit)
+        .select(dl::seq);
+    let seqs: Vec<i64> = match c {
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(pg) => due.for_update().skip_locked().load(pg)?,
+        // (one process: nothing to skip)
+        DbConn::Sqlite(s) => due.load(s)?,
+    };
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::update(dl::table.filter(dl::seq.eq_any(&seqs)))
+        .set(dl::next_attempt_at.eq(until))
+        .execute(c)?;
+    dl::table
+        .filter(dl::seq.eq_any(&seqs))
+        .order(dl::seq.asc())
+        .select(Delivery::as_select())
+        .load(c)
+}
+
 /// The earliest time one of a subscription's waiting deliveries (not in flight) is due.
 pub fn next_due(c: &mut DbConn, key: &str, busy: &[i64]) -> QueryResult<Option<i64>> {
     dl::table

@@ -505,3 +505,53 @@ async fn three_nodes_answer_as_one() {
     drop(nodes);
     drop_streams(&nats, &prefix).await;
 }
+
+/// §9.2.7: every node dispatches, yet each event reaches a subscription once in normal
+/// operation; a subscription made on one node is used by the others (events sent there are
+/// delivered too).
+#[tokio::test]
+async fn webhooks_are_delivered_once_by_a_cluster() {
+    use serde_json::json;
+    let Some((db, nats, prefix)) = services("webhooks_are_delivered_once_by_a_cluster") else {
+        return;
+    };
+    let nodes: Vec<Node> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|id| {
+            let mut args = cluster_args(&db, &nats, &prefix, id);
+            args.extend(["--webhook-allow-private", "--webhook-retry-scale", "0.001"]);
+            start(&args).expect("cluster node")
+        })
+        .collect();
+    let apps: Vec<TestApp> = nodes.iter().map(client_of).collect();
+    let rx = crate::webhooks::Receiver::start();
+    crate::webhooks::subscribe(
+        &apps[0],
+        "cluster-hook",
+        json!({ "endpointUrl": rx.url, "includedEventTypes": ["ChatMessageReceivedInThread"] }),
+        201,
+    )
+    .await;
+    // the other nodes hear of it at once (and reread every 2 s anyway)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let owner = apps[1].user().await;
+    let t = apps[2].thread(&owner, &[]).await;
+    let n = 30;
+    for i in 0..n {
+        apps[i % 3].send(&owner, &t, &format!("m{i}")).await;
+    }
+    rx.events_of("ChatMessageReceivedInThread", n).await;
+    // time for any second attempt to show up
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let hits = rx.notifications();
+    let mut ids: Vec<String> = hits
+        .iter()
+        .map(|h| h.event()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), n, "one notification per message");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "event ids are unique");
+    drop(nodes);
+    drop_streams(&nats, &prefix).await;
+}

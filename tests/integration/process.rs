@@ -847,7 +847,10 @@ async fn a_postgres_database_serves_one_standalone_node() {
     );
     let (code, err) = refused(&[]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("another confab node without --nats-url holds schema"), "{err}");
+    assert!(
+        err.contains("another confab node without --nats-url holds schema"),
+        "{err}"
+    );
     assert!(err.contains("keeps its database to itself"), "{err}");
 
     first.kill(); // SIGKILL: the lock goes with the connection

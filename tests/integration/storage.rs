@@ -344,7 +344,10 @@ async fn the_database_lock_is_taken_again_after_its_connection_drops() {
     }
     let v = seen.expect("/readyz turns 503 while another node holds the database");
     let reason = v["reason"].as_str().unwrap();
-    assert!(reason.contains("another confab node without --nats-url holds schema"), "{v}");
+    assert!(
+        reason.contains("another confab node without --nats-url holds schema"),
+        "{v}"
+    );
     // and it writes nothing meanwhile: a retryable 503, again and again (not only while its
     // writers reconnect, which takes one attempt)
     for _ in 0..5 {
