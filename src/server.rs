@@ -326,6 +326,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let admin = admin_server.handle();
     actix_web::rt::spawn(admin_server);
     if let Some(cluster) = &state.cluster {
+        tracing::warn!(
+            "cluster mode is not complete: real-time events do not cross nodes yet (a session \
+             hears what is committed on its own node); REST, webhooks and the start-up rules \
+             are cluster-wide"
+        );
         cluster.sync_webhooks(state.webhooks.clone()).await?;
         let address = https_addr
             .map(|a| format!("https://{a}"))
