@@ -121,10 +121,14 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
         Some(s) => s.expose().as_bytes().to_vec(),
         None => derive_secret(keys.primary()),
     };
-    let users = Arc::new(hub::users::Users::new(hub::users::RingLimits {
+    let ring = hub::users::RingLimits {
         events: config.realtime_ring_events,
         ttl: config.realtime_ring_ttl.0,
-    }));
+    };
+    let users = Arc::new(match &cluster {
+        Some(c) => hub::users::Users::cluster(ring, c.epoch.clone()),
+        None => hub::users::Users::new(ring),
+    });
     let activity = Arc::new(hub::activity::Activity::default());
     let webhooks = Arc::new(events::Webhooks::new(store.clone()));
     let subscriptions = store
@@ -146,6 +150,7 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
                 cluster: cluster.is_some(),
             },
             resource_id: resource_id.clone(),
+            relay_kick: cluster.as_ref().map(|c| c.relay_kick()),
         },
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -217,7 +222,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
                 .clone()
                 .unwrap_or_else(cluster::default_node_id);
             let bus = cluster::Bus::connect(url, &config.nats_prefix, &id).await?;
-            Some(Arc::new(Cluster::new(Arc::new(bus))))
+            let keep = config.realtime_ring_ttl.0;
+            Some(Arc::new(Cluster::new(Arc::new(bus), keep).await?))
         }
         None => None,
     };
@@ -242,6 +248,15 @@ pub async fn start(config: Config) -> Result<Running, String> {
             .store
             .hold_database(url.expose().to_string(), mode)
             .await?;
+        if let Some(cluster) = &state.cluster {
+            cluster
+                .run_events(
+                    state.users.clone(),
+                    state.store.clone(),
+                    url.expose().to_string(),
+                )
+                .await?;
+        }
     }
     housekeeping::spawn(state.clone(), dashboard.sampler.clone());
     events::dispatcher::spawn(
@@ -326,11 +341,6 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let admin = admin_server.handle();
     actix_web::rt::spawn(admin_server);
     if let Some(cluster) = &state.cluster {
-        tracing::warn!(
-            "cluster mode is not complete: real-time events do not cross nodes yet (a session \
-             hears what is committed on its own node); REST, webhooks and the start-up rules \
-             are cluster-wide"
-        );
         cluster.sync_webhooks(state.webhooks.clone()).await?;
         let address = https_addr
             .map(|a| format!("https://{a}"))

@@ -15,7 +15,8 @@ use crate::error::ApiError;
 use crate::ids::{fmt_ms, is_own_user_id, new_user_id, now_ms, UserId};
 use crate::ratelimit::Op;
 use crate::state::AppState;
-use crate::store::identities;
+use crate::store::cluster_events::{self, NewClusterEvent};
+use crate::store::{identities, DbConn};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -140,12 +141,14 @@ pub async fn revoke_tokens(
     live_identity(&app, &id).await?;
     let secs = now_ms() / 1000;
     let revoked = id.clone();
+    let cluster = app.cluster.is_some();
     app.store
-        .write(move |c| Ok(identities::revoke(c, &revoked, secs)?))
+        .write(move |c| {
+            identities::revoke(c, &revoked, secs)?;
+            close_everywhere(c, cluster, &revoked)
+        })
         .await?;
-    app.auth.identities.invalidate(&id);
-    app.users
-        .close_user(&id, crate::hub::queue::CloseReason::Revoked);
+    closed(&app, &id);
     metrics::counter!(crate::metrics::TOKENS_REVOKED).increment(1);
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -160,13 +163,43 @@ pub async fn delete(
     let id = path_identity(&req, &app)?;
     live_identity(&app, &id).await?;
     let deleted = id.clone();
+    let cluster = app.cluster.is_some();
     app.store
-        .write(move |c| Ok(identities::delete(c, &deleted, now_ms())?))
+        .write(move |c| {
+            identities::delete(c, &deleted, now_ms())?;
+            close_everywhere(c, cluster, &deleted)
+        })
         .await?;
-    app.auth.identities.invalidate(&id);
-    app.users
-        .close_user(&id, crate::hub::queue::CloseReason::Revoked);
+    closed(&app, &id);
     Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// Cluster mode: in the revoking transaction, the event that closes the user's sessions on
+/// every node (contract §9.2.4; see `cluster::events`).
+fn close_everywhere(c: &mut DbConn, cluster: bool, user: &UserId) -> Result<(), ApiError> {
+    if cluster {
+        cluster_events::insert(
+            c,
+            &[NewClusterEvent {
+                kind: crate::cluster::events::CLOSE_USER,
+                body: "",
+                recipients: serde_json::to_string(&[user]).unwrap_or_default(),
+                created_at: now_ms(),
+            }],
+        )?;
+    }
+    Ok(())
+}
+
+/// After a committed revoke or delete: this node forgets the identity and closes its sessions
+/// at once; in cluster mode the relay is woken to do the same on the other nodes.
+fn closed(app: &AppState, id: &UserId) {
+    app.auth.identities.invalidate(id);
+    app.users
+        .close_user(id, crate::hub::queue::CloseReason::Revoked);
+    if let Some(cluster) = &app.cluster {
+        cluster.bus.kick();
+    }
 }
 
 fn scopes(raw: &[String]) -> Result<Vec<Scope>, ApiError> {

@@ -10,6 +10,7 @@
 //!
 //! Standalone mode has no bus: every caller holds an `Option<Arc<Bus>>`.
 
+pub mod events;
 pub mod nodes;
 
 use std::sync::{Arc, OnceLock};
@@ -28,14 +29,41 @@ pub const CONNECT_FOR: Duration = Duration::from_secs(30);
 pub struct Cluster {
     pub bus: Arc<Bus>,
     pub nodes: OnceLock<Arc<nodes::Nodes>>,
+    /// The epoch of the cluster's event log (cursors' first part).
+    pub epoch: String,
+    /// Where this node starts reading the event log.
+    pub origin: u64,
 }
 
 impl Cluster {
-    pub fn new(bus: Arc<Bus>) -> Cluster {
-        Cluster {
+    /// Joins the bus's event log (made if new), keeping events for `keep`.
+    pub async fn new(bus: Arc<Bus>, keep: Duration) -> Result<Cluster, String> {
+        let (epoch, origin) = bus.event_log(keep).await?;
+        Ok(Cluster {
             bus,
             nodes: OnceLock::new(),
-        }
+            epoch,
+            origin,
+        })
+    }
+
+    /// Starts delivering the event log to this node's users, and this node's share of relaying
+    /// committed events to it.
+    pub async fn run_events(
+        &self,
+        users: Arc<crate::hub::users::Users>,
+        store: crate::store::Store,
+        db_url: String,
+    ) -> Result<(), String> {
+        events::consume(self.bus.clone(), users, self.origin).await?;
+        events::spawn_relay(self.bus.clone(), store, db_url);
+        Ok(())
+    }
+
+    /// Wakes the event relay after a commit (see `events`).
+    pub fn relay_kick(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let bus = self.bus.clone();
+        Arc::new(move || bus.kick())
     }
 
     /// Live nodes this node sees (itself at least, once joined).

@@ -48,6 +48,25 @@ impl Event {
     }
 }
 
+/// Every event type (contract §6.4).
+pub const KINDS: [&str; 10] = [
+    "chatMessageReceived",
+    "chatMessageEdited",
+    "chatMessageDeleted",
+    "typingIndicatorReceived",
+    "readReceiptReceived",
+    "chatThreadCreated",
+    "chatThreadPropertiesUpdated",
+    "chatThreadDeleted",
+    "participantsAdded",
+    "participantsRemoved",
+];
+
+/// The event type named `name` (cluster mode reads it back from the event log).
+pub fn kind_of(name: &str) -> Option<&'static str> {
+    KINDS.iter().copied().find(|k| *k == name)
+}
+
 /// One frame ready to send, with its cursor and type (SSE needs both).
 #[derive(Debug, Clone)]
 pub struct Frame {

@@ -36,6 +36,9 @@ pub struct HubCtx {
     pub webhooks: Arc<crate::events::Webhooks>,
     pub config: HubConfig,
     pub resource_id: String,
+    /// Cluster mode: wakes the relay that takes committed events from `cluster_events` to
+    /// every node (see `cluster::events`).
+    pub relay_kick: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 pub struct Registry {

@@ -53,6 +53,9 @@ impl Cursor {
 struct Stream {
     /// Last `n` handed out.
     head: u64,
+    /// The newest `n` whose event is no longer in the ring (or the node's origin, for a user
+    /// it has seen nothing of): cursors below it cannot be resumed.
+    floor: u64,
     ring: VecDeque<(u64, Instant, Arc<Event>)>,
     sessions: Vec<(u64, Arc<SessionQueue>)>,
     /// Long-poll waiters (woken on every new event).
@@ -79,6 +82,17 @@ pub struct Attached {
 /// All users' streams.
 pub struct Users {
     epoch: String,
+    /// Cluster mode (contract §9.2.3): `n` is the event's sequence in the cluster's event log
+    /// (increasing, not consecutive), the epoch names that log, and a cursor of any node
+    /// resumes here. Standalone: `n` counts each user's events.
+    cluster: bool,
+    /// Cluster mode: the log position this node started reading at (events before it are
+    /// unknown here) and the last position applied.
+    origin: AtomicU64,
+    applied: AtomicU64,
+    /// Cluster mode: the latest position of a stream forgotten by `sweep`; a stream made again
+    /// for that user cannot vouch for anything before it.
+    swept: AtomicU64,
     shards: Vec<Mutex<HashMap<String, Stream>>>,
     hasher: std::collections::hash_map::RandomState,
     ring: RingLimits,
@@ -95,8 +109,21 @@ impl Users {
                 (if i < 10 { b'0' + i } else { b'a' + i - 10 }) as char
             })
             .collect();
+        Self::with_epoch(ring, epoch, false)
+    }
+
+    /// Cluster mode: the streams of the cluster's event log named `epoch`.
+    pub fn cluster(ring: RingLimits, epoch: String) -> Users {
+        Self::with_epoch(ring, epoch, true)
+    }
+
+    fn with_epoch(ring: RingLimits, epoch: String, cluster: bool) -> Users {
         Users {
             epoch,
+            cluster,
+            origin: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            swept: AtomicU64::new(0),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
             ring,
@@ -117,8 +144,13 @@ impl Users {
     }
 
     fn stream<'a>(&self, map: &'a mut HashMap<String, Stream>, user: &str) -> &'a mut Stream {
+        let origin = self
+            .origin
+            .load(Ordering::Acquire)
+            .max(self.swept.load(Ordering::Acquire));
         map.entry(user.to_string()).or_insert_with(|| Stream {
-            head: 0,
+            head: origin,
+            floor: origin,
             ring: VecDeque::new(),
             sessions: Vec::new(),
             notify: Arc::new(Notify::new()),
@@ -131,13 +163,24 @@ impl Users {
     }
 
     /// Whether `after` can be resumed: same epoch, and every event after it is in the ring.
+    /// (In cluster mode a cursor ahead of this node is fine: it was issued by a node that has
+    /// read further in the log, and what follows it arrives here too.)
     fn resumable(&self, s: &Stream, after: &Option<Cursor>) -> Option<u64> {
         let c = after.as_ref()?;
-        if c.epoch != self.epoch || c.n > s.head {
+        if c.epoch != self.epoch || (!self.cluster && c.n > s.head) {
             return None;
         }
-        let oldest = s.ring.front().map(|(n, _, _)| *n).unwrap_or(s.head + 1);
-        (c.n + 1 >= oldest).then_some(c.n)
+        (c.n >= s.floor).then_some(c.n)
+    }
+
+    /// Where a stream stands now: its last event, or in cluster mode the log position this node
+    /// has applied, whichever is later.
+    fn position(&self, s: &Stream) -> u64 {
+        if self.cluster {
+            s.head.max(self.applied.load(Ordering::Acquire))
+        } else {
+            s.head
+        }
     }
 
     fn expire(&self, s: &mut Stream, now: Instant) {
@@ -146,8 +189,16 @@ impl Users {
                 .front()
                 .is_some_and(|(_, at, _)| now.duration_since(*at) > self.ring.ttl)
         {
-            s.ring.pop_front();
+            if let Some((n, _, _)) = s.ring.pop_front() {
+                s.floor = n;
+            }
         }
+    }
+
+    /// Cluster mode: the node starts reading the event log after `position`.
+    pub fn set_origin(&self, position: u64) {
+        self.origin.store(position, Ordering::Release);
+        self.applied.fetch_max(position, Ordering::AcqRel);
     }
 
     /// Registers a session at `after`; queues the connected frame then the missed events into
@@ -173,7 +224,7 @@ impl Users {
             };
             metrics::counter!(crate::metrics::RESUMES, "outcome" => outcome).increment(1);
         }
-        let start = from.unwrap_or(s.head);
+        let start = from.unwrap_or_else(|| self.position(s));
         let cursor = self.cursor(start);
         let connected = serde_json::json!({
             "type": "realTimeNotificationConnected",
@@ -232,11 +283,26 @@ impl Users {
 
     /// Delivers `event` to each recipient's stream (in the order given).
     pub fn publish(&self, recipients: &[UserId], event: &Arc<Event>) {
+        self.deliver(recipients, event, None);
+    }
+
+    /// Cluster mode: delivers the event at position `n` of the cluster's event log.
+    pub fn publish_at(&self, recipients: &[UserId], event: &Arc<Event>, n: u64) {
+        self.deliver(recipients, event, Some(n));
+        self.applied.fetch_max(n, Ordering::AcqRel);
+    }
+
+    /// Cluster mode: the log position `n` carried nothing for this node's users.
+    pub fn skip_to(&self, n: u64) {
+        self.applied.fetch_max(n, Ordering::AcqRel);
+    }
+
+    fn deliver(&self, recipients: &[UserId], event: &Arc<Event>, at: Option<u64>) {
         let now = Instant::now();
         for user in recipients {
             let mut map = self.shard(user).lock();
             let s = self.stream(&mut map, user);
-            s.head += 1;
+            s.head = at.unwrap_or(s.head + 1);
             let n = s.head;
             s.ring.push_back((n, now, event.clone()));
             self.expire(s, now);
@@ -303,7 +369,7 @@ impl Users {
         s.last_used = Instant::now();
         let Some(from) = self.resumable(s, after) else {
             return PollState::Unrecoverable {
-                head: self.cursor(s.head),
+                head: self.cursor(self.position(s)),
             };
         };
         let events: Vec<Frame> = s
@@ -336,10 +402,14 @@ impl Users {
         for shard in &self.shards {
             shard.lock().retain(|_, s| {
                 self.expire(s, now);
-                !(s.sessions.is_empty()
+                let keep = !(s.sessions.is_empty()
                     && s.polls == 0
                     && s.ring.is_empty()
-                    && now.duration_since(s.last_used) > self.ring.ttl)
+                    && now.duration_since(s.last_used) > self.ring.ttl);
+                if !keep && self.cluster {
+                    self.swept.fetch_max(s.head, Ordering::AcqRel);
+                }
+                keep
             });
         }
     }

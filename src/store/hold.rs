@@ -177,3 +177,59 @@ fn held_by(conn: &mut PgConnection, mode: Mode) -> String {
     };
     format!("{whom} {schema}{seen}. {why}")
 }
+
+/// A lock that elects one node of a cluster for a task (the event relay): taken on its own
+/// connection, held while that connection lives, so a dead leader's successor takes over as
+/// soon as PostgreSQL drops the connection.
+pub struct Lead {
+    url: String,
+    task: &'static str,
+    conn: Option<PgConnection>,
+    leading: bool,
+}
+
+impl Lead {
+    pub fn new(url: String, task: &'static str) -> Lead {
+        Lead {
+            url,
+            task,
+            conn: None,
+            leading: false,
+        }
+    }
+
+    /// Whether this node leads now: keeps the lock if it has it, tries to take it otherwise.
+    pub fn try_lead(&mut self) -> bool {
+        if let Some(c) = &mut self.conn {
+            if diesel::sql_query("SELECT 1").execute(c).is_err() {
+                tracing::warn!(task = self.task, "the leader lock's connection broke");
+                self.conn = None;
+                self.leading = false;
+            }
+        }
+        if self.conn.is_none() {
+            match connect(&self.url) {
+                Ok(c) => self.conn = Some(c),
+                Err(_) => return false,
+            }
+        }
+        if self.leading {
+            return true;
+        }
+        let Some(c) = &mut self.conn else {
+            return false;
+        };
+        let q = format!(
+            "SELECT pg_try_advisory_lock(hashtextextended('confab-{}:' || current_schema(), 0)) AS got",
+            self.task
+        );
+        self.leading = diesel::sql_query(q)
+            .get_result::<Got>(c)
+            .map(|g| g.got)
+            .unwrap_or(false);
+        if self.leading {
+            tracing::info!(task = self.task, "this node leads");
+        }
+        self.leading
+    }
+}

@@ -17,6 +17,7 @@
 //! subscriptions, deliveries, purges) go to the first.
 
 pub mod appends;
+pub mod cluster_events;
 pub mod connection;
 #[cfg(feature = "postgres")]
 pub mod hold;

@@ -129,4 +129,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Cluster mode: committed real-time events waiting for the relay.
+    cluster_events (id) {
+        id -> BigInt,
+        kind -> Text,
+        body -> Text,
+        recipients -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(threads, participants, messages, read_receipts);

@@ -555,3 +555,128 @@ async fn webhooks_are_delivered_once_by_a_cluster() {
     drop(nodes);
     drop_streams(&nats, &prefix).await;
 }
+
+/// §9.2.3 and 4: 4 senders on 3 nodes into one thread; each member has a WebSocket on every
+/// node, and every one of those sessions receives every message once, in sequenceId order.
+/// A cursor issued by node A resumes on node C with exactly what was missed. A revoke on one
+/// node closes the user's sessions on the others with 4003 within 2 s.
+#[tokio::test]
+async fn events_reach_every_node_once_in_order() {
+    use crate::realtime::Ws;
+    use serde_json::Value;
+    let Some((db, nats, prefix)) = services("events_reach_every_node_once_in_order") else {
+        return;
+    };
+    let nodes = three_nodes(&db, &nats, &prefix);
+    let apps: Vec<TestApp> = nodes.iter().map(client_of).collect();
+    let owner = apps[0].user().await;
+    let members = [
+        apps[0].user().await,
+        apps[1].user().await,
+        apps[2].user().await,
+    ];
+    let t = apps[1]
+        .thread(&owner, &members.iter().collect::<Vec<_>>())
+        .await;
+    // every member on every node
+    let mut sessions = Vec::new();
+    for m in &members {
+        for app in &apps {
+            sessions.push(Ws::connect(app, m, None).await);
+        }
+    }
+    let per = 15;
+    let mut senders: Vec<User> = members.to_vec();
+    senders.push(owner.clone());
+    let mut tasks = Vec::new();
+    for (s, user) in senders.iter().enumerate() {
+        let bases: Vec<String> = apps.iter().map(|a| a.base.clone()).collect();
+        let (user, t) = (user.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..per {
+                let base = &bases[(s + i) % bases.len()];
+                let r = client
+                    .post(format!(
+                        "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
+                        enc(&t)
+                    ))
+                    .bearer_auth(&user.token)
+                    .json(&serde_json::json!({ "content": format!("s{s} m{i}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = senders.len() * per;
+    let mut last_cursor = String::new();
+    for (k, ws) in sessions.iter_mut().enumerate() {
+        let mut seqs = Vec::new();
+        while seqs.len() < total {
+            let e = ws.event().await;
+            if e["type"] != "chatMessageReceived" {
+                continue;
+            }
+            assert_eq!(e["data"]["threadId"], t.as_str(), "{e}");
+            seqs.push(
+                e["data"]["sequenceId"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap(),
+            );
+            if k == 0 {
+                last_cursor = e["cursor"].as_str().unwrap().to_string();
+            }
+        }
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(seqs, sorted, "session {k}: once each, in sequenceId order");
+        ws.nothing_for(300).await;
+    }
+
+    // member 0's cursor from node A (sessions[0]), resumed on node C after 3 sends on node B
+    drop(sessions);
+    let mut missed = Vec::new();
+    for i in 0..3 {
+        missed.push(apps[1].send(&owner, &t, &format!("missed {i}")).await);
+    }
+    let mut ws = Ws::connect(&apps[2], &members[0], Some(&last_cursor)).await;
+    assert_eq!(ws.connected["data"]["recovered"], true, "{}", ws.connected);
+    let mut got = Vec::new();
+    while got.len() < missed.len() {
+        let e: Value = ws.event().await;
+        assert_eq!(e["type"], "chatMessageReceived", "{e}");
+        got.push(e["data"]["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got, missed);
+    ws.nothing_for(300).await;
+
+    // revoke on node A closes member 0's session on node C
+    let started = std::time::Instant::now();
+    let r = apps[0]
+        .signed(
+            reqwest::Method::POST,
+            &format!(
+                "/identities/{}/:revokeAccessTokens?api-version={IDENTITY_V}",
+                enc(&members[0].id)
+            ),
+            "",
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(ws.close_code().await, 4003);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(nodes);
+    drop_streams(&nats, &prefix).await;
+}

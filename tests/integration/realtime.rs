@@ -62,7 +62,7 @@ impl Ws {
     }
 
     /// The next JSON frame, or `None` on close.
-    async fn next_frame(&mut self) -> Option<Value> {
+    pub async fn next_frame(&mut self) -> Option<Value> {
         loop {
             let m = tokio::time::timeout(Duration::from_secs(10), self.s.next())
                 .await

@@ -120,17 +120,22 @@ impl ThreadActor {
                 let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
                 let change = Change::of(&thread, &cmd.request_id, now);
                 chat::thread_created(ob, &change, &cmd.creator, &thread.topic, &cmd_metadata, &ps);
-                Ok((replay, members, now, props, cmd.creator))
+                let creator = members
+                    .iter()
+                    .find(|(u, _)| *u == cmd.creator)
+                    .map(|(u, m)| m.p(u))
+                    .unwrap_or_else(|| EventParticipant::bare(&cmd.creator));
+                // every participant of the new thread
+                let to: Vec<_> = members.iter().map(|(u, _)| u.clone()).collect();
+                ob.publish(to, realtime::thread_created(&id, now, props, &ps, &creator));
+                Ok((replay, members))
             },
-            |act, (_, members, at, props, creator)| {
+            |act, (_, members)| {
                 act.members_version = 0;
                 act.state = State::Live {
                     current: members.len(),
                     members: members.iter().cloned().collect(),
                 };
-                let ps: Vec<EventParticipant> = members.iter().map(|(u, m)| m.p(u)).collect();
-                let e = realtime::thread_created(&act.id, *at, props.clone(), &ps, &act.p(creator));
-                act.publish_current(&e);
                 metrics::counter!(crate::metrics::THREADS_CREATED).increment(1);
             },
             |(replay, ..)| replay,
@@ -145,6 +150,7 @@ impl ThreadActor {
         }
         let id = self.id.clone();
         let current = self.current_list();
+        let by = self.p(&cmd.user);
         Ok(self.commit(
             move |c, ob| {
                 let now = now_ms();
@@ -187,12 +193,10 @@ impl ThreadActor {
                 let props = realtime::properties(&t.topic, &metadata, &retention);
                 let change = Change::of(&t, &cmd.request_id, now);
                 chat::properties_updated(ob, &change, &cmd.user, &t.topic, &metadata, &current);
-                Ok((now, props, seq, cmd.user))
+                ob.publish(current, realtime::thread_updated(&id, now, props, &by, seq));
+                Ok(())
             },
-            |act, (at, props, seq, user)| {
-                let e = realtime::thread_updated(&act.id, *at, props.clone(), &act.p(user), *seq);
-                act.publish_current(&e);
-            },
+            |_, ()| {},
             |_| (),
         ))
     }
@@ -208,6 +212,7 @@ impl ThreadActor {
         }
         let id = self.id.clone();
         let current = self.current_list();
+        let by = self.p(&cmd.user);
         Ok(self.commit(
             move |c, ob| {
                 let t = live_thread(c, &id)?;
@@ -215,11 +220,10 @@ impl ThreadActor {
                 threads::mark_deleted(c, &id, now)?;
                 let change = Change::of(&t, &cmd.request_id, now);
                 chat::thread_deleted(ob, &change, &cmd.user, &current);
-                Ok((now, cmd.user))
+                ob.publish(current, realtime::thread_deleted(&id, now, &by));
+                Ok(())
             },
-            |act, (at, user)| {
-                let e = realtime::thread_deleted(&act.id, *at, &act.p(user));
-                act.publish_current(&e);
+            |act, ()| {
                 metrics::counter!(crate::metrics::THREADS_DELETED).increment(1);
                 act.state = State::Deleted;
                 // (`mark_deleted` moved the version on)

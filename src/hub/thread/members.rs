@@ -24,6 +24,7 @@ impl ThreadActor {
         let resource_id = self.hub.resource_id.clone();
         let max = self.hub.config.max_participants;
         let current = self.current_ids();
+        let by = self.p(&cmd.user);
         Ok(self.commit(
             move |c, ob| {
                 let now = now_ms();
@@ -38,7 +39,7 @@ impl ThreadActor {
                     return Err(too_many(current.len() + new.len(), max));
                 }
                 if new.is_empty() {
-                    return Ok((invalid, Vec::new(), None, cmd.user));
+                    return Ok((invalid, Vec::new()));
                 }
                 let mut ids = Sequencer::of(&t);
                 let at = ids.next(now);
@@ -68,23 +69,22 @@ impl ThreadActor {
                     .collect();
                 let change = Change::of(&t, &cmd.request_id, at.2);
                 chat::participants_added(ob, &change, &cmd.user, &ps, &after);
-                Ok((invalid, members, Some((at.0, at.2)), cmd.user))
+                // every participant after the add, the new ones included
+                ob.publish(
+                    after,
+                    realtime::participants_added(&id, at.2, &ps, &by, at.0),
+                );
+                Ok((invalid, members))
             },
-            |act, (_, added, at, user)| {
+            |act, (_, added)| {
+                if added.is_empty() {
+                    return;
+                }
                 for (u, m) in added {
                     act.set_member(u.clone(), m.clone());
                 }
-                if at.is_some() {
-                    act.members_version += 1;
-                }
-                if let Some((seq, at)) = at {
-                    let ps: Vec<EventParticipant> = added.iter().map(|(u, m)| m.p(u)).collect();
-                    let e = realtime::participants_added(&act.id, *at, &ps, &act.p(user), *seq);
-                    // every participant after the add, the new ones included
-                    act.publish_current(&e);
-                    metrics::counter!(crate::metrics::PARTICIPANTS_ADDED)
-                        .increment(ps.len() as u64);
-                }
+                act.members_version += 1;
+                metrics::counter!(crate::metrics::PARTICIPANTS_ADDED).increment(added.len() as u64);
             },
             |(invalid, ..)| invalid,
         ))
@@ -103,6 +103,7 @@ impl ThreadActor {
         let id = self.id.clone();
         let before = self.current_list();
         let removed_p = target.p(&cmd.target);
+        let by = self.p(&cmd.user);
         Ok(self.commit(
             move |c, ob| {
                 let now = now_ms();
@@ -134,20 +135,19 @@ impl ThreadActor {
                 ids.save(c, &id)?;
                 threads::bump_members(c, &id)?;
                 let change = Change::of(&t, &cmd.request_id, at.2);
-                // every participant before the removal, the removed one included
-                chat::participant_removed(ob, &change, &cmd.user, &removed_p, &before);
-                Ok((cmd.target, at, cmd.user))
-            },
-            move |act, (removed, (seq, _, at), by)| {
                 // every participant before the removal, the removed one included; nothing after
+                chat::participant_removed(ob, &change, &cmd.user, &removed_p, &before);
                 let e = realtime::participants_removed(
-                    &act.id,
-                    *at,
-                    &[target.p(removed)],
-                    &act.p(by),
-                    *seq,
+                    &id,
+                    at.2,
+                    std::slice::from_ref(&removed_p),
+                    &by,
+                    at.0,
                 );
-                act.publish_current(&e);
+                ob.publish(before, e);
+                Ok((cmd.target, at))
+            },
+            move |act, (removed, (_, _, at))| {
                 metrics::counter!(crate::metrics::PARTICIPANTS_REMOVED).increment(1);
                 act.set_member(
                     removed.clone(),

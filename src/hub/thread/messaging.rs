@@ -98,6 +98,7 @@ impl ThreadActor {
                 let now = now_ms();
                 let start = appends.claim(c, &id, hint)?.ok_or_else(thread_not_found)?;
                 let mut ids = Sequencer::at(start);
+                let to: std::sync::Arc<[crate::ids::UserId]> = current.clone().into();
                 let mut out = Vec::with_capacity(cmds.len());
                 let mut rows = Vec::with_capacity(cmds.len());
                 for cmd in cmds {
@@ -125,6 +126,7 @@ impl ThreadActor {
                     };
                     store_idem(c, &cmd.idem, &replay)?;
                     chat::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
+                    ob.publish(to.clone(), realtime::message_received(&message));
                     out.push((replay, message.clone()));
                     rows.push(message);
                 }
@@ -144,7 +146,6 @@ impl ThreadActor {
                     act.last_message = Some(*ids);
                 }
                 for (_, m) in out {
-                    act.publish_current(&realtime::message_received(m));
                     act.hub.activity.record(&act.id);
                     metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
                         .increment(1);
@@ -231,11 +232,11 @@ impl ThreadActor {
                 m.edited_at = Some(now);
                 messages::update(c, &m)?;
                 chat::message(ob, MessageChange::Edited, &m, &cmd.request_id, &current);
+                ob.publish(current, realtime::message_edited(&m));
                 Ok(Some(m))
             },
-            |act, m| {
-                if let Some(m) = m {
-                    act.publish_current(&realtime::message_edited(m));
+            |_, m| {
+                if m.is_some() {
                     metrics::counter!(crate::metrics::MESSAGES_EDITED).increment(1);
                 }
             },
@@ -259,10 +260,10 @@ impl ThreadActor {
                 m.deleted_at = Some(now);
                 messages::update(c, &m)?;
                 chat::message(ob, MessageChange::Deleted, &m, &cmd.request_id, &current);
-                Ok(m)
+                ob.publish(current, realtime::message_deleted(&m));
+                Ok(())
             },
-            |act, m| {
-                act.publish_current(&realtime::message_deleted(m));
+            |_, ()| {
                 metrics::counter!(crate::metrics::MESSAGES_DELETED).increment(1);
             },
             |_| (),

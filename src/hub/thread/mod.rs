@@ -22,6 +22,7 @@
 //! `members` (add, remove) and `receipts` (read receipts, typing), with the helpers they
 //! share inside the transaction in `tx`.
 
+mod effects;
 mod lifecycle;
 mod members;
 mod messaging;
@@ -43,13 +44,13 @@ use super::commands::{
 };
 use super::registry::{HubCtx, Reaped, Registry};
 use crate::error::ApiError;
-use crate::events::Outbox;
 use crate::ids::{ThreadId, UserId};
 use crate::model::Metadata;
 use crate::model::{EventParticipant, InvalidParticipant};
 use crate::store::appends::Appends;
 use crate::store::models::Participant;
 use crate::store::{parse_metadata, participants, threads, DbConn};
+pub use effects::Effects;
 
 /// A participant as the actor remembers it (enough for permission checks and events).
 #[derive(Debug, Clone)]
@@ -274,11 +275,6 @@ impl ThreadActor {
         }
     }
 
-    /// Publishes to the current participants.
-    fn publish_current(&self, event: &Arc<super::realtime::Event>) {
-        self.hub.users.publish(&self.current_list(), event);
-    }
-
     fn current_count(&self) -> usize {
         match &self.state {
             State::Live { current, .. } => *current,
@@ -313,7 +309,7 @@ impl ThreadActor {
     fn commit<T, R, J, A, N>(&mut self, job: J, after: A, answer: N) -> Commit<R>
     where
         T: Send + 'static,
-        J: FnOnce(&mut DbConn, &mut Outbox) -> Result<T, ApiError> + Clone + Send + 'static,
+        J: FnOnce(&mut DbConn, &mut Effects) -> Result<T, ApiError> + Clone + Send + 'static,
         A: FnOnce(&mut ThreadActor, &T) + 'static,
         N: FnOnce(T) -> R + 'static,
     {
@@ -332,7 +328,7 @@ impl ThreadActor {
     ) -> Commit<R>
     where
         T: Send + 'static,
-        J: FnOnce(&mut DbConn, &mut Outbox, &mut Appends) -> Result<T, ApiError>
+        J: FnOnce(&mut DbConn, &mut Effects, &mut Appends) -> Result<T, ApiError>
             + Clone
             + Send
             + 'static,
@@ -341,10 +337,11 @@ impl ThreadActor {
     {
         let store = self.hub.store.clone();
         let thread = self.id.clone();
-        let mut outbox = self.hub.webhooks.outbox();
+        let mut effects = Effects::new(self.hub.webhooks.outbox());
         let expected = self.expected_version();
+        let cluster = self.hub.config.cluster;
         let locked = thread.clone();
-        // (the writer may run this twice: see `store::writer`; each run starts from an empty outbox)
+        // (the writer may run this twice: see `store::writer`; each run starts from no effects)
         let write = move |c: &mut DbConn, appends: &mut Appends| {
             if let Some(expected) = expected {
                 // cluster mode: the thread's writers on all nodes take turns on its row
@@ -352,10 +349,17 @@ impl ThreadActor {
                     return Err(ApiError::membership_moved());
                 }
             }
-            let v = job(c, &mut outbox, appends)?;
-            // the webhook rows belong to the change's transaction
+            let v = job(c, &mut effects, appends)?;
+            let (outbox, mut realtime) = effects.into_parts();
+            // the webhook rows belong to the change's transaction, and in cluster mode so do
+            // the real-time events (every node delivers them from there)
             let rows = outbox.flush(c)?;
-            Ok((v, rows))
+            let mut relayed = 0;
+            if cluster {
+                relayed = crate::store::cluster_events::insert(c, &effects::rows(&realtime))?;
+                realtime.clear();
+            }
+            Ok((v, rows, realtime, relayed))
         };
         let fut = async move {
             if appending {
@@ -368,10 +372,18 @@ impl ThreadActor {
         }
         .into_actor(self)
         .map(move |res, act, _ctx| {
-            let (v, rows) = res?;
+            let (v, rows, realtime, relayed) = res?;
             if rows > 0 {
                 metrics::counter!(crate::metrics::WEBHOOK_EVENTS).increment(rows as u64);
                 act.hub.webhooks.wake();
+            }
+            for (to, e) in &realtime {
+                act.hub.users.publish(to, e);
+            }
+            if relayed > 0 {
+                if let Some(kick) = &act.hub.relay_kick {
+                    kick();
+                }
             }
             after(act, &v);
             Ok(answer(v))

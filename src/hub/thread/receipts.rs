@@ -17,8 +17,10 @@ impl ThreadActor {
         let member = self.current_member(&cmd.user)?;
         let id = self.id.clone();
         let suppressed = self.receipts_suppressed();
+        let current = self.current_list();
+        let name = self.p(&cmd.user).display_name.unwrap_or_default();
         Ok(self.commit(
-            move |c, _ob| {
+            move |c, ob| {
                 live_thread(c, &id)?;
                 // Tombstones and system messages count; messages the caller can't see don't.
                 let m = messages::get(c, &id, cmd.message_id)?
@@ -26,11 +28,11 @@ impl ThreadActor {
                     .ok_or_else(|| ApiError::not_found("Message"))?;
                 if suppressed {
                     metrics::counter!(crate::metrics::RECEIPTS_SUPPRESSED).increment(1);
-                    return Ok(None);
+                    return Ok(false);
                 }
                 let existing = participants::receipt(c, &id, &cmd.user)?;
                 if existing.is_some_and(|r| r.seq >= m.seq) {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 let read_at = now_ms();
                 participants::upsert_receipt(
@@ -43,18 +45,12 @@ impl ThreadActor {
                         read_at,
                     },
                 )?;
-                Ok(Some((cmd.user, m.id, read_at)))
+                let e = realtime::read_receipt(&id, &cmd.user, &name, m.id, read_at);
+                ob.publish(current, e);
+                Ok(true)
             },
-            |act, moved| {
-                if let Some((reader, message_id, at)) = moved {
-                    let name = act.p(reader).display_name.unwrap_or_default();
-                    act.publish_current(&realtime::read_receipt(
-                        &act.id,
-                        reader,
-                        &name,
-                        *message_id,
-                        *at,
-                    ));
+            |_, moved| {
+                if *moved {
                     metrics::counter!(crate::metrics::READ_RECEIPTS).increment(1);
                 }
             },
@@ -106,11 +102,13 @@ impl ThreadActor {
                     };
                     chat::typing(ob, &change, &cmd.user, &name);
                 }
+                if cluster {
+                    ob.publish(others, e);
+                }
                 Ok(())
             },
-            move |act, _| {
+            move |_, _| {
                 if cluster {
-                    act.hub.users.publish(&others, &e);
                     metrics::counter!(crate::metrics::TYPING_SENT).increment(1);
                 }
             },
