@@ -680,3 +680,175 @@ async fn events_reach_every_node_once_in_order() {
     drop(nodes);
     drop_streams(&nats, &prefix).await;
 }
+
+/// §9.2.6: a node is killed (SIGKILL) during a burst. Its sender moves to another node (the
+/// send whose answer was lost is retried with its repeatability-request-id); the thread is
+/// writable there at once; its client resumes on a third node with its cursor; nothing is lost
+/// or duplicated, and a session on a surviving node gets every message once, in order,
+/// including those the dead node committed (whether or not it was the relay).
+#[tokio::test]
+async fn a_node_dies_during_a_burst() {
+    use crate::realtime::Ws;
+    use std::time::Instant;
+    let Some((db, nats, prefix)) = services("a_node_dies_during_a_burst") else {
+        return;
+    };
+    // the first node is the relay's leader (it started first)
+    let mut nodes = three_nodes(&db, &nats, &prefix);
+    let apps: Vec<TestApp> = nodes.iter().map(client_of).collect();
+    let owner = apps[1].user().await;
+    let (m, w) = (apps[1].user().await, apps[1].user().await);
+    let t = apps[1].thread(&owner, &[&m, &w]).await;
+    let mut on_dead = Ws::connect(&apps[0], &m, None).await;
+    let mut watcher = Ws::connect(&apps[1], &w, None).await;
+    let mut cursor = on_dead.connected["cursor"].as_str().unwrap().to_string();
+
+    let total = 60;
+    let kill_at = 20;
+    let client = reqwest::Client::new();
+    let mut acked = Vec::new();
+    let mut base = apps[0].base.clone();
+    let mut killed_at = None;
+    let mut writable_after = None;
+    let mut parallel = Vec::new();
+    for i in 0..total {
+        if i == kill_at {
+            // sends in flight on the node as it dies; each retries elsewhere with its key
+            for k in 0..8 {
+                let (bases, owner, t) = (
+                    [apps[0].base.clone(), apps[1].base.clone()],
+                    owner.clone(),
+                    t.clone(),
+                );
+                parallel.push(tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    for base in bases.iter().cycle().take(200) {
+                        let r = client
+                            .post(format!(
+                                "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
+                                enc(&t)
+                            ))
+                            .bearer_auth(&owner.token)
+                            .header("repeatability-request-id", format!("in-flight-{k}"))
+                            .json(&serde_json::json!({ "content": format!("p{k}") }))
+                            .send()
+                            .await;
+                        if let Ok(r) = r {
+                            if r.status() == 201 {
+                                let v: serde_json::Value = r.json().await.unwrap();
+                                return v["id"].as_str().unwrap().to_string();
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    panic!("in-flight send {k} never acknowledged");
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            nodes[0].kill();
+            killed_at = Some(Instant::now());
+        }
+        loop {
+            let r = client
+                .post(format!(
+                    "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
+                    enc(&t)
+                ))
+                .bearer_auth(&owner.token)
+                .header("repeatability-request-id", format!("burst-{i}"))
+                .json(&serde_json::json!({ "content": format!("m{i}") }))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == 201 => {
+                    let v: serde_json::Value = r.json().await.unwrap();
+                    acked.push(v["id"].as_str().unwrap().to_string());
+                    if let (Some(k), None) = (killed_at, writable_after) {
+                        writable_after = Some(k.elapsed());
+                    }
+                    break;
+                }
+                Ok(r) if r.status() == 503 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(r) => panic!("{}: {}", r.status(), r.text().await.unwrap()),
+                // the node is gone: go to another one
+                Err(_) => base = apps[1].base.clone(),
+            }
+        }
+        if i < kill_at {
+            // the session on the doomed node reads as it goes, keeping its cursor
+            loop {
+                let e = on_dead.event().await;
+                if e["type"] == "chatMessageReceived" {
+                    cursor = e["cursor"].as_str().unwrap().to_string();
+                    break;
+                }
+            }
+        }
+    }
+    let writable_after = writable_after.unwrap();
+    assert!(
+        writable_after < Duration::from_secs(10),
+        "{writable_after:?}"
+    );
+    assert_eq!(acked.len(), total);
+    let mut in_flight = Vec::new();
+    for p in parallel {
+        in_flight.push(p.await.unwrap());
+    }
+    let total = total + in_flight.len();
+    // every message after the doomed session's cursor, and every message
+    let after: std::collections::BTreeSet<String> =
+        acked[kill_at..].iter().chain(&in_flight).cloned().collect();
+    let all: std::collections::BTreeSet<String> = acked.iter().chain(&in_flight).cloned().collect();
+
+    // the client of the dead node resumes on the third node
+    let mut resumed = Ws::connect(&apps[2], &m, Some(&cursor)).await;
+    assert_eq!(
+        resumed.connected["data"]["recovered"], true,
+        "{}",
+        resumed.connected
+    );
+    // each session: message events once each, in sequenceId order
+    async fn read(ws: &mut Ws, n: usize) -> std::collections::BTreeSet<String> {
+        let (mut ids, mut seqs) = (Vec::new(), Vec::new());
+        while ids.len() < n {
+            let e = ws.event().await;
+            if e["type"] == "chatMessageReceived" {
+                ids.push(e["data"]["id"].as_str().unwrap().to_string());
+                seqs.push(
+                    e["data"]["sequenceId"]
+                        .as_str()
+                        .unwrap()
+                        .parse::<i64>()
+                        .unwrap(),
+                );
+            }
+        }
+        ws.nothing_for(300).await;
+        assert!(seqs.windows(2).all(|p| p[0] < p[1]), "in order: {seqs:?}");
+        let set: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+        assert_eq!(set.len(), ids.len(), "once each");
+        set
+    }
+    assert_eq!(
+        read(&mut resumed, after.len()).await,
+        after,
+        "the rest, resumed"
+    );
+    // the watcher on a surviving node saw all of them
+    assert_eq!(read(&mut watcher, total).await, all);
+    // and the thread has exactly those messages, gapless
+    let msgs = apps[2].all_messages(&owner, &t, 200).await;
+    let texts = msgs.iter().filter(|m| m["type"] == "text").count();
+    assert_eq!(texts, total);
+    let mut seqs: Vec<i64> = msgs
+        .iter()
+        .map(|m| m["sequenceId"].as_str().unwrap().parse().unwrap())
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    drop(nodes);
+    drop_streams(&nats, &prefix).await;
+}
