@@ -126,7 +126,49 @@ fn epoch_of(nanos: i128) -> String {
 }
 
 /// Every node: applies the event log to its users' streams, in log order, from `origin` on.
+/// The ordered consumer is made again from the last applied position whenever the connection
+/// to NATS comes back (a restarted server has forgotten it).
 pub async fn consume(bus: Arc<Bus>, users: Arc<Users>, origin: u64) -> Result<(), String> {
+    users.set_origin(origin);
+    // the first one is made now, so that a start fails if it cannot be
+    let mut messages = Some(reader(&bus, origin).await?);
+    actix_web::rt::spawn(async move {
+        loop {
+            let mut current = match messages.take() {
+                Some(m) => m,
+                None => match reader(&bus, users.applied()).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the event log; retrying");
+                        actix_web::rt::time::sleep(POLL).await;
+                        continue;
+                    }
+                },
+            };
+            loop {
+                tokio::select! {
+                    m = current.next() => match m {
+                        Some(Ok(m)) => {
+                            if let Ok(seq) = m.info().map(|i| i.stream_sequence) {
+                                // (a reader made again may repeat what was applied)
+                                if seq > users.applied() {
+                                    apply(&users, &m.payload, seq);
+                                }
+                            }
+                        }
+                        Some(Err(e)) => tracing::warn!(error = %e, "event log consumer"),
+                        None => break,
+                    },
+                    _ = bus.reconnected.notified() => break,
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// An ordered reader of the event log after position `after`.
+async fn reader(bus: &Bus, after: u64) -> Result<consumer::pull::Ordered, String> {
     let stream = bus
         .jetstream
         .get_stream(bus.events_stream())
@@ -135,34 +177,16 @@ pub async fn consume(bus: Arc<Bus>, users: Arc<Users>, origin: u64) -> Result<()
     let consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: origin + 1,
+                start_sequence: after + 1,
             },
             ..Default::default()
         })
         .await
         .map_err(|e| format!("cannot read the event log on NATS: {e}"))?;
-    let mut messages = consumer
+    consumer
         .messages()
         .await
-        .map_err(|e| format!("cannot read the event log on NATS: {e}"))?;
-    users.set_origin(origin);
-    actix_web::rt::spawn(async move {
-        while let Some(m) = messages.next().await {
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event log consumer");
-                    continue;
-                }
-            };
-            let Ok(seq) = m.info().map(|i| i.stream_sequence) else {
-                continue;
-            };
-            apply(&users, &m.payload, seq);
-        }
-        tracing::error!("the event log consumer ended");
-    });
-    Ok(())
+        .map_err(|e| format!("cannot read the event log on NATS: {e}"))
 }
 
 /// Applies one event of the log at position `seq`.

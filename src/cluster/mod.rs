@@ -156,6 +156,8 @@ pub struct Bus {
     pub node_id: String,
     /// `--nats-url`, as the operator gave it (for the banner and errors).
     pub url: String,
+    /// Signalled each time the connection is made again after a loss.
+    pub reconnected: Arc<tokio::sync::Notify>,
 }
 
 impl Bus {
@@ -169,13 +171,32 @@ impl Bus {
             .map_err(|e| format!("--nats-url {url:?} is not a NATS URL: {e}"))?;
         let deadline = Instant::now() + CONNECT_FOR;
         let mut tries = 0u32;
+        let reconnected = Arc::new(tokio::sync::Notify::new());
         let client = loop {
             tries += 1;
             let options = async_nats::ConnectOptions::new()
                 .name(format!("confab {node_id}"))
                 .connection_timeout(Duration::from_secs(2))
                 // after the first connection, reconnect for ever (the node stays up without it)
-                .max_reconnects(None);
+                .max_reconnects(None)
+                .event_callback({
+                    let reconnected = reconnected.clone();
+                    move |event| {
+                        let reconnected = reconnected.clone();
+                        async move {
+                            match event {
+                                async_nats::Event::Connected => {
+                                    tracing::info!("connected to NATS again");
+                                    reconnected.notify_one();
+                                }
+                                async_nats::Event::Disconnected => {
+                                    tracing::warn!("lost the connection to NATS; reconnecting");
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                });
             match async_nats::connect_with_options(servers.clone(), options).await {
                 Ok(c) => break c,
                 Err(e) if Instant::now() >= deadline => {
@@ -200,6 +221,7 @@ impl Bus {
             prefix: prefix.to_string(),
             node_id: node_id.to_string(),
             url: url.to_string(),
+            reconnected,
         })
     }
 

@@ -292,6 +292,11 @@ impl Users {
         self.applied.fetch_max(n, Ordering::AcqRel);
     }
 
+    /// Cluster mode: the last log position applied.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
     /// Cluster mode: the log position `n` carried nothing for this node's users.
     pub fn skip_to(&self, n: u64) {
         self.applied.fetch_max(n, Ordering::AcqRel);

@@ -852,3 +852,168 @@ async fn a_node_dies_during_a_burst() {
     drop(nodes);
     drop_streams(&nats, &prefix).await;
 }
+
+/// A NATS server of the test's own, on a free port, with JetStream in a temporary directory;
+/// stopped (SIGKILL) when dropped.
+struct OwnNats {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnNats {
+    fn start() -> Option<OwnNats> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = OwnNats {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        n.resume().then_some(n)
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, on the same port and store); false if there is no nats-server.
+    fn resume(&mut self) -> bool {
+        let Ok(child) = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        else {
+            return false;
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// §9.2.8: NATS goes away under two nodes. `/readyz` says `nats`; REST keeps working; the
+/// events committed meanwhile reach the other node's session, in order, once NATS is back.
+#[tokio::test]
+async fn nats_goes_away_and_comes_back() {
+    use crate::realtime::Ws;
+    let Some((db, _shared, prefix)) = services("nats_goes_away_and_comes_back") else {
+        return;
+    };
+    let Some(mut nats) = OwnNats::start() else {
+        eprintln!("nats_goes_away_and_comes_back: no nats-server binary: skipped");
+        return;
+    };
+    let url = nats.url();
+    let nodes: Vec<Node> = ["o1", "o2"]
+        .iter()
+        .map(|id| start(&cluster_args(&db, &url, &prefix, id)).expect("cluster node"))
+        .collect();
+    let apps: Vec<TestApp> = nodes.iter().map(client_of).collect();
+    let owner = apps[0].user().await;
+    let m = apps[0].user().await;
+    let t = apps[0].thread(&owner, &[&m]).await;
+    let mut ws = Ws::connect(&apps[1], &m, None).await;
+    let before = apps[0].send(&owner, &t, "before").await;
+    loop {
+        let e = ws.event().await;
+        if e["type"] == "chatMessageReceived" {
+            assert_eq!(e["data"]["id"], before.as_str());
+            break;
+        }
+    }
+
+    nats.stop();
+    let readyz = |n: &Node| {
+        let base = n.base.clone();
+        async move {
+            let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = readyz(&nodes[0]).await;
+        if s == 503 {
+            assert_eq!(v["reason"], "nats", "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said nats");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // REST goes on against PostgreSQL
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(apps[0].send(&owner, &t, &format!("while away {i}")).await);
+    }
+    assert_eq!(
+        apps[1]
+            .all_messages(&m, &t, 50)
+            .await
+            .iter()
+            .filter(|x| x["type"] == "text")
+            .count(),
+        6
+    );
+
+    assert!(nats.resume());
+    let back = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readyz(&nodes[1]).await.0 != 200 {
+        assert!(Instant::now() < deadline, "/readyz stayed 503");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("reconnected after {:?}", back.elapsed());
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let e = ws.event().await;
+        if e["type"] == "chatMessageReceived" {
+            got.push(e["data"]["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(got, sent, "delivered in order once NATS is back");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while readyz(&nodes[0]).await.0 != 200 {
+        assert!(Instant::now() < deadline, "/readyz stayed 503");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = apps[0].send(&owner, &t, "after").await;
+    loop {
+        let e = ws.event().await;
+        if e["type"] == "chatMessageReceived" {
+            assert_eq!(e["data"]["id"], after.as_str());
+            break;
+        }
+    }
+    drop(nodes);
+}
