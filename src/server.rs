@@ -175,6 +175,7 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
         hub: hub.clone(),
         activity: activity.clone(),
         webhooks: webhooks.clone(),
+        cluster: cluster.clone(),
     });
     let state = web::Data::new(AppState {
         prometheus,

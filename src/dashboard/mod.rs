@@ -50,6 +50,8 @@ pub struct DashboardState {
     pub activity: Arc<Activity>,
     /// Delivery replay.
     pub webhooks: Arc<crate::events::Webhooks>,
+    /// Cluster mode: the bus and the node table (the Cluster page).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The live dashboard session of a request; without one, the page answers with a redirect to
@@ -133,6 +135,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(pages::overview))
         .route("/requests", web::get().to(pages::requests))
         .route("/threads", web::get().to(pages::threads))
+        .route("/cluster", web::get().to(pages::cluster))
         .route("/alerts", web::get().to(alerts::alerts_page))
         .route("/webhooks", web::get().to(webhooks::webhooks_page))
         .route(

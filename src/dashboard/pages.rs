@@ -234,3 +234,61 @@ pub async fn threads(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> H
         busiest: app.activity.busiest(10),
     })
 }
+
+/// A live node as the Cluster page shows it.
+struct NodeRow {
+    id: String,
+    address: String,
+    started: String,
+    sessions: usize,
+    thread_actors: usize,
+    heartbeat: String,
+    /// Seconds since that heartbeat (as this node's clock sees it).
+    heartbeat_age: String,
+    this: bool,
+}
+
+#[derive(Template)]
+#[template(path = "cluster.html")]
+struct ClusterPage {
+    csrf: String,
+    page: &'static str,
+    /// `None` for a standalone node.
+    cluster: Option<ClusterView>,
+}
+
+struct ClusterView {
+    node_id: String,
+    url: String,
+    connected: bool,
+    nodes: Vec<NodeRow>,
+}
+
+/// GET /cluster — the live nodes of the cluster (contract §9.3), from the node table.
+pub async fn cluster(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> HttpResponse {
+    let now = crate::ids::now_ms();
+    let cluster = app.cluster.as_ref().map(|c| ClusterView {
+        node_id: c.bus.node_id.clone(),
+        url: c.bus.url.clone(),
+        connected: c.bus.connected(),
+        nodes: c
+            .live_nodes()
+            .into_iter()
+            .map(|n| NodeRow {
+                this: n.id == c.bus.node_id,
+                started: crate::ids::fmt_ms(n.started_at),
+                heartbeat: crate::ids::fmt_ms(n.heartbeat_at),
+                heartbeat_age: format!("{:.1}", (now - n.heartbeat_at).max(0) as f64 / 1000.0),
+                id: n.id,
+                address: n.address,
+                sessions: n.sessions,
+                thread_actors: n.thread_actors,
+            })
+            .collect(),
+    });
+    render(ClusterPage {
+        csrf: s.csrf,
+        page: "cluster",
+        cluster,
+    })
+}

@@ -41,6 +41,10 @@ test("the dashboard overview shows charts after a short load", async () => {
   const charts = await page.locator("svg.chart polyline").count();
   assert.ok(charts >= 6, `${charts} chart lines`);
   await page.screenshot({ path: `${SHOTS}dashboard-overview.png`, fullPage: true });
+  // a standalone node's Cluster page says so
+  await page.click("nav a[href='/cluster']");
+  await page.waitForURL(`${ADMIN}/cluster`);
+  assert.match(await page.locator("#standalone").innerText(), /standalone/);
   await ctx.close();
 });
 
