@@ -64,6 +64,32 @@ pub enum Scenario {
         clients: usize,
     },
     /// GET /livez over keep-alive: the HTTP stack's ceiling
+    /// Several nodes on one PostgreSQL and one NATS (started here): cross-node latency at a
+    /// light rate, the delivery rate at saturation, and sends spread over the nodes.
+    #[cfg(feature = "postgres")]
+    Cluster {
+        /// PostgreSQL database the nodes share (use a fresh one)
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// members of the fanout thread (spread over the nodes)
+        #[arg(long, default_value_t = 30)]
+        members: usize,
+        /// send loops of the saturation phase
+        #[arg(long, default_value_t = 8)]
+        senders: usize,
+        /// messages per second of the latency phase
+        #[arg(long, default_value_t = 20.0)]
+        light_rate: f64,
+        /// senders of the send phase
+        #[arg(long = "send-senders", default_value_t = 64)]
+        send_senders: usize,
+        #[arg(long = "chat-threads", default_value_t = 1000)]
+        chat_threads: usize,
+    },
     Noop {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
@@ -200,6 +226,75 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    #[cfg(feature = "postgres")]
+    if let Scenario::Cluster {
+        database_url,
+        nats_url,
+        nodes,
+        members,
+        senders,
+        light_rate,
+        send_senders,
+        chat_threads,
+    } = &cli.scenario
+    {
+        let prefix = format!("bench{}", std::process::id());
+        let mut own = Vec::new();
+        let mut bases = Vec::new();
+        for i in 0..*nodes {
+            let mut args = common.server_args.clone();
+            let id = format!("bench-{i}");
+            for a in [
+                "--database-url",
+                database_url,
+                "--nats-url",
+                nats_url,
+                "--nats-prefix",
+                &prefix,
+                "--node-id",
+                &id,
+            ] {
+                args.push(a.to_string());
+            }
+            match start_server(&args) {
+                Ok((s, base)) => {
+                    own.push(s);
+                    bases.push(base);
+                }
+                Err(e) => {
+                    eprintln!("confab-bench: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        }
+        eprintln!(
+            "confab-bench: {} nodes {} on {nats_url}",
+            bases.len(),
+            bases.join(" ")
+        );
+        common.url = Some(bases[0].clone());
+        let ctx = scenarios::Ctx::new(&common);
+        let load = scenarios::ClusterLoad {
+            members: *members,
+            senders: *senders,
+            light_rate: *light_rate,
+            send_senders: *send_senders,
+            chat_threads: *chat_threads,
+        };
+        let r = scenarios::cluster(&ctx, &bases, &load);
+        drop(own);
+        return match r {
+            Ok(()) if !scenarios::failed() => std::process::ExitCode::SUCCESS,
+            Ok(()) => {
+                eprintln!("confab-bench: errors or lost events (see above)");
+                std::process::ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("confab-bench: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let _own = match &common.url {
         Some(_) => None,
         None => match start_server(&common.server_args) {
@@ -239,7 +334,9 @@ fn main() -> std::process::ExitCode {
         }
         Scenario::Mixed { chat_threads, rate } => scenarios::mixed(&ctx, chat_threads, rate),
         #[cfg(feature = "postgres")]
-        Scenario::PgCeiling { .. } => unreachable!("run before any server is started"),
+        Scenario::PgCeiling { .. } | Scenario::Cluster { .. } => {
+            unreachable!("run before any server is started")
+        }
     };
     match r {
         Ok(()) if scenarios::failed() => {

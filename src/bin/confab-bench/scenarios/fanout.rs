@@ -12,6 +12,64 @@ use crate::client::{client, now_us};
 use crate::stats::Stats;
 
 pub fn fanout(ctx: &Ctx, members: usize, senders: usize, rate: f64) -> Result<(), String> {
+    let base = vec![ctx.target.base.clone()];
+    let f = fanout_phase(ctx, &base, &base, members, senders, rate)?;
+    f.print("fanout", rate);
+    Ok(())
+}
+
+/// What a fanout phase measured.
+pub(super) struct Fanout {
+    sent: Stats,
+    secs: f64,
+    delivered: Stats,
+    members: usize,
+    lost: u64,
+    drained: bool,
+}
+
+impl Fanout {
+    pub(super) fn print(&self, name: &str, rate: f64) {
+        line(
+            &format!("{name}-send"),
+            &self.sent,
+            self.secs,
+            "msg",
+            &format!(
+                "  (rate {})",
+                if rate > 0.0 {
+                    format!("{rate}/s")
+                } else {
+                    "max".into()
+                }
+            ),
+        );
+        line(
+            name,
+            &self.delivered,
+            self.secs,
+            "dlv",
+            &format!(
+                "  ({} members, lost {}, {}drained; latency send→receive)",
+                self.members,
+                self.lost,
+                if self.drained { "" } else { "NOT " }
+            ),
+        );
+    }
+}
+
+/// One thread of `members` WebSocket members, connected round-robin to `receive_on`, and
+/// `senders` send loops posting round-robin through `send_on`, at `rate` in all (0 = as fast as
+/// they can) for the duration.
+pub(super) fn fanout_phase(
+    ctx: &Ctx,
+    send_on: &[String],
+    receive_on: &[String],
+    members: usize,
+    senders: usize,
+    rate: f64,
+) -> Result<Fanout, String> {
     let us = users(ctx, members.max(2))?;
     let thread = block(async {
         let c = client(None);
@@ -19,20 +77,21 @@ pub fn fanout(ctx: &Ctx, members: usize, senders: usize, rate: f64) -> Result<()
     })?;
     let shared = Arc::new(Shared::default());
     let deadline = Arc::new(std::sync::OnceLock::new());
-    let (target, threads) = (ctx.target.clone(), ctx.threads);
+    let (receive_on, threads) = (receive_on.to_vec(), ctx.threads);
     let (tokens, sh, dl) = (
         us.iter().map(|u| u.token.clone()).collect::<Vec<_>>(),
         shared.clone(),
         deadline.clone(),
     );
     let receivers = spawn(threads, move |w| {
-        let (target, tokens, shared, deadline) =
-            (target.clone(), tokens.clone(), sh.clone(), dl.clone());
+        let (receive_on, tokens, shared, deadline) =
+            (receive_on.clone(), tokens.clone(), sh.clone(), dl.clone());
         Box::pin(async move {
             let c = client(None);
             let mut tasks = Vec::new();
             for i in share(tokens.len(), w, threads) {
-                match open_ws(&c, &target.base, &tokens[i]).await {
+                let base = &receive_on[i % receive_on.len()];
+                match open_ws(&c, base, &tokens[i]).await {
                     Ok(f) => {
                         shared.connected.fetch_add(1, Relaxed);
                         tasks.push(actix_web::rt::spawn(receive(
@@ -62,10 +121,12 @@ pub fn fanout(ctx: &Ctx, members: usize, senders: usize, rate: f64) -> Result<()
     }
     // the senders run on their own thread
     let (target, token, dur) = (ctx.target.clone(), us[0].token.clone(), ctx.duration);
+    let send_on = send_on.to_vec();
     let started = Instant::now();
     deadline.set(now_us() + dur.as_micros() as u64).ok();
     let sent = join(spawn(1, move |_| {
         let (target, token, thread) = (target.clone(), token.clone(), thread.clone());
+        let send_on = send_on.clone();
         Box::pin(async move {
             let c = client(None);
             let until = Instant::now() + dur;
@@ -77,7 +138,10 @@ pub fn fanout(ctx: &Ctx, members: usize, senders: usize, rate: f64) -> Result<()
             let loops = (0..senders).map(|i| {
                 send_loop(
                     c.clone(),
-                    target.clone(),
+                    crate::client::Target {
+                        base: send_on[i % send_on.len()].clone(),
+                        ..target.clone()
+                    },
                     token.clone(),
                     thread.clone(),
                     per,
@@ -97,35 +161,16 @@ pub fn fanout(ctx: &Ctx, members: usize, senders: usize, rate: f64) -> Result<()
     shared.done.store(true, Relaxed);
     let got = merge(join(receivers));
     let received = shared.received.load(Relaxed);
-    line(
-        "fanout-send",
-        &sent,
-        secs,
-        "msg",
-        &format!(
-            "  (rate {})",
-            if rate > 0.0 {
-                format!("{rate}/s")
-            } else {
-                "max".into()
-            }
-        ),
-    );
     let delivered = Stats {
         ok: shared.in_window.load(Relaxed),
-        ..got.clone()
+        ..got
     };
-    line(
-        "fanout",
-        &delivered,
+    Ok(Fanout {
+        sent,
         secs,
-        "dlv",
-        &format!(
-            "  ({} members, lost {}, {}drained; latency send→receive)",
-            shared.connected.load(Relaxed),
-            lost(expected, received),
-            if drained { "" } else { "NOT " }
-        ),
-    );
-    Ok(())
+        delivered,
+        members: shared.connected.load(Relaxed),
+        lost: lost(expected, received),
+        drained,
+    })
 }

@@ -2,6 +2,8 @@
 //! own actix system with its own awc client; shared counters are atomics, latencies are
 //! merged HDR histograms.
 
+#[cfg(feature = "postgres")]
+mod cluster;
 mod connections;
 mod fanout;
 mod longpoll;
@@ -11,6 +13,8 @@ mod pg_ceiling;
 mod sessions;
 mod throughput;
 
+#[cfg(feature = "postgres")]
+pub use cluster::{cluster, ClusterLoad};
 pub use connections::connections;
 pub use fanout::fanout;
 pub use longpoll::longpoll;

@@ -21,6 +21,40 @@ pub fn noop(ctx: &Ctx, concurrency: usize) -> Result<(), String> {
 }
 
 pub fn send(ctx: &Ctx, senders: usize, chat_threads: usize) -> Result<(), String> {
+    let plan = send_plan(ctx, senders, chat_threads)?;
+    let (noop, noop_secs) = noop_phase(ctx, senders);
+    line(
+        "noop",
+        &noop,
+        noop_secs,
+        "req",
+        &format!("  (concurrency {senders})"),
+    );
+    let (s, secs) = send_phase(ctx, &[ctx.target.base.clone()], plan);
+    let ratio = (s.ok as f64 / secs) / (noop.ok as f64 / noop_secs).max(1.0);
+    line(
+        "send",
+        &s,
+        secs,
+        "msg",
+        &format!(
+            "  ({senders} senders, {} threads, {:.0}% of noop)",
+            chat_threads,
+            ratio * 100.0
+        ),
+    );
+    Ok(())
+}
+
+/// Each sender's token and the threads it owns (and posts to, round-robin).
+pub(super) type SendPlan = Vec<(String, Vec<String>)>;
+
+/// `senders` users owning `chat_threads` threads between them.
+pub(super) fn send_plan(
+    ctx: &Ctx,
+    senders: usize,
+    chat_threads: usize,
+) -> Result<SendPlan, String> {
     let us = users(ctx, senders)?;
     let started = Instant::now();
     let (target, threads) = (ctx.target.clone(), ctx.threads);
@@ -49,17 +83,8 @@ pub fn send(ctx: &Ctx, senders: usize, chat_threads: usize) -> Result<(), String
         made.len(),
         started.elapsed().as_secs_f64()
     );
-    let (noop, noop_secs) = noop_phase(ctx, senders);
-    line(
-        "noop",
-        &noop,
-        noop_secs,
-        "req",
-        &format!("  (concurrency {senders})"),
-    );
-
     // sender j posts round-robin to the threads its user owns
-    let plan: Vec<(String, Vec<String>)> = us
+    Ok(us
         .iter()
         .enumerate()
         .map(|(j, u)| {
@@ -70,16 +95,26 @@ pub fn send(ctx: &Ctx, senders: usize, chat_threads: usize) -> Result<(), String
                 .collect();
             (u.token.clone(), mine)
         })
-        .collect();
+        .collect())
+}
+
+/// Every sender of `plan` posts as fast as it can for the duration, sender `j` through
+/// `send_on[j % len]`.
+pub(super) fn send_phase(ctx: &Ctx, send_on: &[String], plan: SendPlan) -> (Stats, f64) {
+    let (threads, send_on) = (ctx.threads, send_on.to_vec());
     let (target, dur) = (ctx.target.clone(), ctx.duration);
     let started = Instant::now();
     let out = join(spawn(threads, move |w| {
-        let (target, plan) = (target.clone(), plan.clone());
+        let (target, plan, send_on) = (target.clone(), plan.clone(), send_on.clone());
         Box::pin(async move {
             let c = client(None);
             let deadline = Instant::now() + dur;
             let loops = share(plan.len(), w, threads).map(|j| {
-                let (c, target) = (c.clone(), target.clone());
+                let c = c.clone();
+                let target = crate::client::Target {
+                    base: send_on[j % send_on.len()].clone(),
+                    ..target.clone()
+                };
                 let (token, mine) = plan[j].clone();
                 async move {
                     let mut s = Stats::default();
@@ -98,19 +133,5 @@ pub fn send(ctx: &Ctx, senders: usize, chat_threads: usize) -> Result<(), String
             merge(join_all(loops).await)
         })
     }));
-    let s = merge(out);
-    let secs = started.elapsed().as_secs_f64();
-    let ratio = (s.ok as f64 / secs) / (noop.ok as f64 / noop_secs).max(1.0);
-    line(
-        "send",
-        &s,
-        secs,
-        "msg",
-        &format!(
-            "  ({senders} senders, {} threads, {:.0}% of noop)",
-            chat_threads,
-            ratio * 100.0
-        ),
-    );
-    Ok(())
+    (merge(out), started.elapsed().as_secs_f64())
 }
