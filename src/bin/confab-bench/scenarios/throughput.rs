@@ -30,7 +30,7 @@ pub fn send(ctx: &Ctx, senders: usize, chat_threads: usize) -> Result<(), String
         "req",
         &format!("  (concurrency {senders})"),
     );
-    let (s, secs) = send_phase(ctx, &[ctx.target.base.clone()], plan);
+    let (s, secs) = send_phase(ctx, std::slice::from_ref(&ctx.target.base), plan);
     let ratio = (s.ok as f64 / secs) / (noop.ok as f64 / noop_secs).max(1.0);
     line(
         "send",
