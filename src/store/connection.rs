@@ -114,10 +114,19 @@ impl ConnSetup {
                 }
             )),
             #[cfg(feature = "postgres")]
-            DbConn::Pg(_) => Ok(()),
+            DbConn::Pg(c) => c.batch_execute(PG_SESSION),
         }
     }
 }
+
+/// PostgreSQL: how soon the server notices that a node's connection is dead (the node lost
+/// power, or its machine vanished from the network) when nothing is being sent: keepalive probes
+/// from 3 s of silence, 1 s apart, 3 of them. The server then aborts that connection's
+/// transaction and drops its locks (thread rows, the database and relay locks), so the other
+/// nodes can serve its threads within 10 s (contract §9.2.6). Ignored on Unix sockets.
+#[cfg(feature = "postgres")]
+pub const PG_SESSION: &str =
+    "SET tcp_keepalives_idle = 3; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3";
 
 /// Opens one connection, with a useful error (the derived `establish` swallows the real one).
 pub fn connect(url: &str, setup: ConnSetup) -> Result<DbConn, String> {

@@ -109,7 +109,12 @@ impl Hold {
 }
 
 fn connect(url: &str) -> Result<PgConnection, String> {
-    PgConnection::establish(url).map_err(|e| format!("cannot connect to PostgreSQL: {e}"))
+    use diesel::connection::SimpleConnection;
+    let mut c =
+        PgConnection::establish(url).map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+    c.batch_execute(super::connection::PG_SESSION)
+        .map_err(|e| format!("cannot configure the PostgreSQL connection: {e}"))?;
+    Ok(c)
 }
 
 fn try_lock(conn: &mut PgConnection, mode: Mode) -> Result<bool, String> {
