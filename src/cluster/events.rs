@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{consumer, stream};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::Bus;
@@ -249,7 +249,10 @@ pub fn spawn_relay(bus: Arc<Bus>, store: Store, db_url: String) {
             match &mut kicks {
                 Some(k) => {
                     tokio::select! {
-                        _ = k.next() => {}
+                        _ = k.next() => {
+                            // one round for every kick that arrived meanwhile
+                            while let Some(Some(_)) = k.next().now_or_never() {}
+                        }
                         _ = actix_web::rt::time::sleep(POLL) => {}
                     }
                 }
@@ -295,8 +298,9 @@ async fn relay_once(bus: &Bus, store: &Store) -> Result<usize, String> {
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let n = ids.len();
+    // one autocommit statement on a pool connection: it need not queue behind thread writes
     store
-        .write(move |c| Ok(cluster_events::delete(c, &ids)?))
+        .read(move |c| Ok(cluster_events::delete(c, &ids)?))
         .await
         .map_err(|e| e.message)?;
     Ok(n)

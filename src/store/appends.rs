@@ -34,6 +34,9 @@ pub struct Append {
 pub struct Appends<'g> {
     /// The batch's group (first attempt), or `None` to write at once (the retry).
     group: Option<&'g mut Vec<Append>>,
+    /// Where the thread stood when this transaction locked its row (cluster mode), which no
+    /// other writer can have moved since.
+    locked: Option<Position>,
 }
 
 /// SQLite: most rows in one INSERT (14 parameters each: under SQLite's limit).
@@ -44,12 +47,18 @@ const UPDATE_CHUNK: usize = 2_000;
 impl<'g> Appends<'g> {
     /// Trusted hints; rows go to `group`, written by [`write_group`].
     pub fn grouped(group: &'g mut Vec<Append>) -> Appends<'g> {
-        Appends { group: Some(group) }
+        Appends {
+            group: Some(group),
+            locked: None,
+        }
     }
 
     /// Every claim reads the thread row; rows are written at once.
     pub fn immediate() -> Appends<'static> {
-        Appends { group: None }
+        Appends {
+            group: None,
+            locked: None,
+        }
     }
 
     /// Where `thread`'s messages stand: the actor's `hint` when grouping (checked when the
@@ -61,6 +70,9 @@ impl<'g> Appends<'g> {
         thread: &ThreadId,
         hint: Option<Position>,
     ) -> QueryResult<Option<Position>> {
+        if let Some(p) = self.locked {
+            return Ok(Some(p));
+        }
         if let (Some(_), Some(hint)) = (&self.group, hint) {
             return Ok(Some(hint));
         }
@@ -74,6 +86,11 @@ impl<'g> Appends<'g> {
             ))
             .get_result(c)
             .optional()
+    }
+
+    /// Cluster mode: the job's transaction has locked its thread's row, which stands at `p`.
+    pub fn locked_at(&mut self, p: Position) {
+        self.locked = Some(p);
     }
 
     /// Writes `append` (claimed with [`Appends::claim`]), or hands it to the group.

@@ -4,6 +4,7 @@ use diesel::prelude::*;
 
 use crate::ids::{ThreadId, UserId};
 
+use super::appends::Position;
 use super::models::{Participant, Thread};
 use super::schema::{participants, threads};
 use super::DbConn;
@@ -75,12 +76,17 @@ pub fn bump_members(c: &mut DbConn, id: &ThreadId) -> QueryResult<()> {
 }
 
 /// Cluster mode: locks the thread's row for the rest of the transaction (so that the thread's
-/// writers on all nodes take turns) and returns its membership version, `None` if there is
-/// no such thread. SQLite has one writer and needs no lock.
-pub fn lock(c: &mut DbConn, id: &ThreadId) -> QueryResult<Option<i64>> {
-    let q = threads::table
-        .find(id.as_str())
-        .select(threads::members_version);
+/// writers on all nodes take turns) and returns its membership version and where its messages
+/// stand, `None` if there is no such thread. SQLite has one writer and needs no lock.
+pub fn lock(c: &mut DbConn, id: &ThreadId) -> QueryResult<Option<(i64, Position)>> {
+    let q = threads::table.find(id.as_str()).select((
+        threads::members_version,
+        (
+            threads::last_seq,
+            threads::last_message_id,
+            threads::last_message_at,
+        ),
+    ));
     match c {
         #[cfg(feature = "postgres")]
         DbConn::Pg(pg) => q.for_update().get_result(pg).optional(),

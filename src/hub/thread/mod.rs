@@ -345,8 +345,12 @@ impl ThreadActor {
         let write = move |c: &mut DbConn, appends: &mut Appends| {
             if let Some(expected) = expected {
                 // cluster mode: the thread's writers on all nodes take turns on its row
-                if threads::lock(c, &locked)? != expected {
+                let row = threads::lock(c, &locked)?;
+                if row.map(|(version, _)| version) != expected {
                     return Err(ApiError::membership_moved());
+                }
+                if let Some((_, at)) = row {
+                    appends.locked_at(at);
                 }
             }
             let v = job(c, &mut effects, appends)?;
