@@ -181,8 +181,8 @@ fn close_everywhere(c: &mut DbConn, cluster: bool, user: &UserId) -> Result<(), 
         cluster_events::insert(
             c,
             &[NewClusterEvent {
-                kind: crate::cluster::events::CLOSE_USER,
-                body: "",
+                kind: crate::cluster::events::CLOSE_USER.to_string(),
+                body: String::new(),
                 recipients: serde_json::to_string(&[user]).unwrap_or_default(),
                 created_at: now_ms(),
             }],

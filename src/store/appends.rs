@@ -12,6 +12,7 @@
 
 use diesel::prelude::*;
 
+use super::cluster_events::NewClusterEvent;
 use super::models::Message;
 use super::schema::threads;
 use super::DbConn;
@@ -30,13 +31,26 @@ pub struct Append {
     pub messages: Vec<Message>,
 }
 
-/// Where an appending job's messages go.
+/// What a cluster node's batch shares in its first attempt: the thread rows it locked when it
+/// started (one ordered statement), and the real-time events its jobs produced (one insert
+/// before the commit).
+#[derive(Default)]
+pub struct Batch {
+    /// Locked rows not yet claimed by a job: a thread's first job in the batch takes its row;
+    /// a later job of the same thread reads the row again (an earlier job may have moved it).
+    pub(super) locked: std::collections::HashMap<String, (i64, Position)>,
+    pub(super) events: Vec<NewClusterEvent>,
+}
+
+/// Where a job's messages go, and (cluster mode) its thread's lock and real-time events.
 pub struct Appends<'g> {
     /// The batch's group (first attempt), or `None` to write at once (the retry).
     group: Option<&'g mut Vec<Append>>,
     /// Where the thread stood when this transaction locked its row (cluster mode), which no
     /// other writer can have moved since.
     locked: Option<Position>,
+    /// The batch's shared part (first attempt), or `None` to do everything at once.
+    batch: Option<&'g mut Batch>,
 }
 
 /// SQLite: most rows in one INSERT (14 parameters each: under SQLite's limit).
@@ -50,6 +64,7 @@ impl<'g> Appends<'g> {
         Appends {
             group: Some(group),
             locked: None,
+            batch: None,
         }
     }
 
@@ -58,6 +73,7 @@ impl<'g> Appends<'g> {
         Appends {
             group: None,
             locked: None,
+            batch: None,
         }
     }
 
@@ -88,9 +104,49 @@ impl<'g> Appends<'g> {
             .optional()
     }
 
-    /// Cluster mode: the job's transaction has locked its thread's row, which stands at `p`.
-    pub fn locked_at(&mut self, p: Position) {
-        self.locked = Some(p);
+    /// The first attempt of a batch: `group` for appending jobs (`None` for the others), and
+    /// the batch's shared part.
+    pub(super) fn in_batch(group: Option<&'g mut Vec<Append>>, batch: &'g mut Batch) -> Self {
+        Appends {
+            group,
+            locked: None,
+            batch: Some(batch),
+        }
+    }
+
+    /// Cluster mode: locks `thread`'s row for the transaction (taken when the batch started,
+    /// or now) and returns its membership version and position, `None` if there is no such
+    /// thread. Later claims of this job trust that position.
+    pub fn lock_row(
+        &mut self,
+        c: &mut DbConn,
+        thread: &ThreadId,
+    ) -> QueryResult<Option<(i64, Position)>> {
+        let taken = self
+            .batch
+            .as_mut()
+            .and_then(|b| b.locked.remove(thread.as_str()));
+        let row = match taken {
+            Some(row) => Some(row),
+            None => super::threads::lock(c, thread)?,
+        };
+        if let Some((_, p)) = row {
+            self.locked = Some(p);
+        }
+        Ok(row)
+    }
+
+    /// Cluster mode: the job's real-time events, written with the batch's (or at once); how
+    /// many.
+    pub fn add_events(&mut self, c: &mut DbConn, rows: Vec<NewClusterEvent>) -> QueryResult<usize> {
+        let n = rows.len();
+        match &mut self.batch {
+            Some(b) => b.events.extend(rows),
+            None => {
+                super::cluster_events::insert(c, &rows)?;
+            }
+        }
+        Ok(n)
     }
 
     /// Writes `append` (claimed with [`Appends::claim`]), or hands it to the group.

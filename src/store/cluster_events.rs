@@ -18,17 +18,17 @@ pub struct ClusterEvent {
     pub created_at: i64,
 }
 
-#[derive(Insertable)]
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = ce)]
-pub struct NewClusterEvent<'a> {
-    pub kind: &'a str,
-    pub body: &'a str,
+pub struct NewClusterEvent {
+    pub kind: String,
+    pub body: String,
     pub recipients: String,
     pub created_at: i64,
 }
 
 /// Writes events in the caller's transaction, in order; how many.
-pub fn insert(c: &mut DbConn, rows: &[NewClusterEvent<'_>]) -> QueryResult<usize> {
+pub fn insert(c: &mut DbConn, rows: &[NewClusterEvent]) -> QueryResult<usize> {
     if rows.is_empty() {
         return Ok(0);
     }

@@ -174,6 +174,29 @@ impl Store {
         self.writers[self.writer_of(thread)].run_appending(f).await
     }
 
+    /// A thread's change, as the thread actor commits it: appending or not (see
+    /// [`Store::append_for`]), and in cluster mode locking the thread's row (see
+    /// `appends::Appends::lock_row`).
+    pub async fn thread_job<T, F>(
+        &self,
+        thread: &crate::ids::ThreadId,
+        appending: bool,
+        locks: bool,
+        f: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConn, &mut appends::Appends) -> Result<T, ApiError>
+            + Clone
+            + Send
+            + 'static,
+        T: Send + 'static,
+    {
+        self.may_write()?;
+        self.writers[self.writer_of(thread)]
+            .run_thread_job(appending, locks.then(|| thread.clone()), f)
+            .await
+    }
+
     /// PostgreSQL: while another node holds this node's database (see `hold`), it writes
     /// nothing: two writers of one thread would corrupt it. A retryable 503 until the lock is
     /// back.

@@ -75,6 +75,33 @@ pub fn bump_members(c: &mut DbConn, id: &ThreadId) -> QueryResult<()> {
         .map(drop)
 }
 
+/// Cluster mode: locks the rows of `ids` (those that exist) for the rest of the transaction,
+/// in id order, so that the batches of different nodes never wait for each other in a circle;
+/// each with its membership version and where its messages stand.
+pub fn lock_all(
+    c: &mut DbConn,
+    ids: &[&str],
+) -> QueryResult<std::collections::HashMap<String, (i64, Position)>> {
+    let q = threads::table
+        .filter(threads::id.eq_any(ids))
+        .order(threads::id.asc())
+        .select((
+            threads::id,
+            threads::members_version,
+            (
+                threads::last_seq,
+                threads::last_message_id,
+                threads::last_message_at,
+            ),
+        ));
+    let rows: Vec<(String, i64, Position)> = match c {
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(pg) => q.for_update().load(pg)?,
+        DbConn::Sqlite(s) => q.load(s)?,
+    };
+    Ok(rows.into_iter().map(|(id, v, p)| (id, (v, p))).collect())
+}
+
 /// Cluster mode: locks the thread's row for the rest of the transaction (so that the thread's
 /// writers on all nodes take turns) and returns its membership version and where its messages
 /// stand, `None` if there is no such thread. SQLite has one writer and needs no lock.

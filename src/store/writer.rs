@@ -38,6 +38,8 @@ const RECONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1)
 trait Job: Send {
     /// Whether its messages may join the batch's group of appends.
     fn appending(&self) -> bool;
+    /// Cluster mode: the thread whose row it locks (locked for the whole batch when it starts).
+    fn locks(&self) -> Option<&str>;
     /// Runs the change on `conn` (in a savepoint of its own if `savepoint`), keeping its
     /// outcome; whether it succeeded.
     fn attempt(&mut self, conn: &mut DbConn, savepoint: bool, appends: Appends<'_>) -> bool;
@@ -48,6 +50,7 @@ trait Job: Send {
 struct Pending<T, F> {
     f: F,
     appending: bool,
+    locks: Option<crate::ids::ThreadId>,
     outcome: Option<Result<T, ApiError>>,
     tx: oneshot::Sender<Result<T, ApiError>>,
 }
@@ -59,6 +62,10 @@ where
 {
     fn appending(&self) -> bool {
         self.appending
+    }
+
+    fn locks(&self) -> Option<&str> {
+        self.locks.as_ref().map(|t| t.as_str())
     }
 
     fn attempt(&mut self, conn: &mut DbConn, savepoint: bool, mut appends: Appends<'_>) -> bool {
@@ -114,7 +121,7 @@ impl Writer {
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
-        self.queue(false, move |c: &mut DbConn, _: &mut Appends| f(c))
+        self.queue(false, None, move |c: &mut DbConn, _: &mut Appends| f(c))
             .await
     }
 
@@ -125,10 +132,30 @@ impl Writer {
         F: FnOnce(&mut DbConn, &mut Appends) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
-        self.queue(true, f).await
+        self.queue(true, None, f).await
     }
 
-    async fn queue<T, F>(&self, appending: bool, f: F) -> Result<T, ApiError>
+    /// A change to one thread: appending or not, and (cluster mode) locking the thread's row
+    /// for the batch (see `Appends::lock_row`).
+    pub async fn run_thread_job<T, F>(
+        &self,
+        appending: bool,
+        locks: Option<crate::ids::ThreadId>,
+        f: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConn, &mut Appends) -> Result<T, ApiError> + Clone + Send + 'static,
+        T: Send + 'static,
+    {
+        self.queue(appending, locks, f).await
+    }
+
+    async fn queue<T, F>(
+        &self,
+        appending: bool,
+        locks: Option<crate::ids::ThreadId>,
+        f: F,
+    ) -> Result<T, ApiError>
     where
         F: FnOnce(&mut DbConn, &mut Appends) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
@@ -137,6 +164,7 @@ impl Writer {
         let job = Box::new(Pending {
             f,
             appending,
+            locks,
             outcome: None,
             tx,
         });
@@ -178,6 +206,16 @@ impl From<diesel::result::Error> for BatchFailed {
 fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Result<(), BatchFailed> {
     conn.transaction::<_, BatchFailed, _>(|c| {
         let mut group: Vec<Append> = Vec::new();
+        let mut shared = appends::Batch::default();
+        if !safe {
+            // cluster mode: every thread row the batch writes, locked at once and in order
+            let mut ids: Vec<&str> = batch.iter().filter_map(|j| j.locks()).collect();
+            if !ids.is_empty() {
+                ids.sort_unstable();
+                ids.dedup();
+                shared.locked = super::threads::lock_all(c, &ids)?;
+            }
+        }
         for job in batch.iter_mut() {
             if !job.appending() {
                 write_group(c, &mut group)?;
@@ -185,7 +223,7 @@ fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Resul
             let appends = if safe {
                 Appends::immediate()
             } else {
-                Appends::grouped(&mut group)
+                Appends::in_batch(Some(&mut group), &mut shared)
             };
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 job.attempt(c, safe, appends)
@@ -197,7 +235,11 @@ fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Resul
                 Err(_) => return Err(BatchFailed::Panic),
             }
         }
-        write_group(c, &mut group)
+        write_group(c, &mut group)?;
+        if !shared.events.is_empty() {
+            super::cluster_events::insert(c, &shared.events)?;
+        }
+        Ok(())
     })
 }
 

@@ -57,13 +57,13 @@ impl DerefMut for Effects {
 }
 
 /// Cluster mode: the rows of `cluster_events` that carry `realtime`.
-pub(super) fn rows(realtime: &[(Arc<[UserId]>, Arc<Event>)]) -> Vec<NewClusterEvent<'_>> {
+pub(super) fn rows(realtime: &[(Arc<[UserId]>, Arc<Event>)]) -> Vec<NewClusterEvent> {
     let now = crate::ids::now_ms();
     realtime
         .iter()
         .map(|(to, e)| NewClusterEvent {
-            kind: e.kind,
-            body: &e.body,
+            kind: e.kind.to_string(),
+            body: e.body.clone(),
             recipients: serde_json::to_string(&to[..]).unwrap_or_else(|_| "[]".into()),
             created_at: now,
         })

@@ -345,12 +345,9 @@ impl ThreadActor {
         let write = move |c: &mut DbConn, appends: &mut Appends| {
             if let Some(expected) = expected {
                 // cluster mode: the thread's writers on all nodes take turns on its row
-                let row = threads::lock(c, &locked)?;
+                let row = appends.lock_row(c, &locked)?;
                 if row.map(|(version, _)| version) != expected {
                     return Err(ApiError::membership_moved());
-                }
-                if let Some((_, at)) = row {
-                    appends.locked_at(at);
                 }
             }
             let v = job(c, &mut effects, appends)?;
@@ -360,19 +357,15 @@ impl ThreadActor {
             let rows = outbox.flush(c)?;
             let mut relayed = 0;
             if cluster {
-                relayed = crate::store::cluster_events::insert(c, &effects::rows(&realtime))?;
+                relayed = appends.add_events(c, effects::rows(&realtime))?;
                 realtime.clear();
             }
             Ok((v, rows, realtime, relayed))
         };
         let fut = async move {
-            if appending {
-                store.append_for(&thread, write).await
-            } else {
-                store
-                    .write_for(&thread, move |c| write(c, &mut Appends::immediate()))
-                    .await
-            }
+            store
+                .thread_job(&thread, appending, expected.is_some(), write)
+                .await
         }
         .into_actor(self)
         .map(move |res, act, _ctx| {
