@@ -12,7 +12,7 @@
 //!
 //! SQLite has one writer (the database allows one writing transaction at a time). PostgreSQL
 //! has [`PG_WRITERS`], each with its own connection: a thread's changes always go to the same
-//! one ([`Store::write_for`]), so they stay in order, while different threads commit in
+//! one ([`Store::thread_job`]), so they stay in order, while different threads commit in
 //! parallel and PostgreSQL group-commits them. Changes that belong to no thread (identities,
 //! subscriptions, deliveries, purges) go to the first.
 
@@ -149,33 +149,10 @@ impl Store {
         self.writers[0].run(f).await
     }
 
-    /// Runs a change to `thread` in the next batch of the writer that owns that thread (the
-    /// same one every time, so a thread's changes commit in order); resolves once committed.
-    pub async fn write_for<T, F>(&self, thread: &crate::ids::ThreadId, f: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send + 'static,
-        T: Send + 'static,
-    {
-        self.may_write()?;
-        self.writers[self.writer_of(thread)].run(f).await
-    }
-
-    /// As [`Store::write_for`], for a job that writes messages through
-    /// [`appends::Appends`] (see there).
-    pub async fn append_for<T, F>(&self, thread: &crate::ids::ThreadId, f: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(&mut DbConn, &mut appends::Appends) -> Result<T, ApiError>
-            + Clone
-            + Send
-            + 'static,
-        T: Send + 'static,
-    {
-        self.may_write()?;
-        self.writers[self.writer_of(thread)].run_appending(f).await
-    }
-
-    /// A thread's change, as the thread actor commits it: appending or not (see
-    /// [`Store::append_for`]), and in cluster mode locking the thread's row (see
+    /// A change to `thread` in the next batch of the writer that owns that thread (the same
+    /// one every time, so a thread's changes commit in order); resolves once committed. An
+    /// `appending` job writes its messages through [`appends::Appends`], which join the batch's
+    /// group; in cluster mode (`locks`) the batch locks the thread's row (see
     /// `appends::Appends::lock_row`).
     pub async fn thread_job<T, F>(
         &self,

@@ -125,16 +125,6 @@ impl Writer {
             .await
     }
 
-    /// As [`Writer::run`], for a job that writes messages through `Appends`: in the batch's
-    /// first attempt they join its group.
-    pub async fn run_appending<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        F: FnOnce(&mut DbConn, &mut Appends) -> Result<T, ApiError> + Clone + Send + 'static,
-        T: Send + 'static,
-    {
-        self.queue(true, None, f).await
-    }
-
     /// A change to one thread: appending or not, and (cluster mode) locking the thread's row
     /// for the batch (see `Appends::lock_row`).
     pub async fn run_thread_job<T, F>(

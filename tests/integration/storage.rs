@@ -232,9 +232,19 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
     let (blocked, a, b) = tokio::join!(
         blocker,
         // the right position
-        store.append_for(&fresh, send("t-fresh", (0, 0, 0), runs[0].clone())),
+        store.thread_job(
+            &fresh,
+            true,
+            false,
+            send("t-fresh", (0, 0, 0), runs[0].clone())
+        ),
         // a stale one: the row is at 7
-        store.append_for(&moved, send("t-moved", (0, 0, 0), runs[1].clone())),
+        store.thread_job(
+            &moved,
+            true,
+            false,
+            send("t-moved", (0, 0, 0), runs[1].clone())
+        ),
     );
     blocked.unwrap();
     assert_eq!(a.unwrap(), (0, 0, 0));
