@@ -318,6 +318,37 @@ fn three_nodes(db: &str, nats: &str, prefix: &str) -> Vec<Node> {
         .collect()
 }
 
+/// Every one of `senders` posts `per` messages ("s<k> m<i>") into `thread` at once, each moving
+/// from node to node; every send must be acknowledged with 201.
+async fn burst(apps: &[TestApp], senders: &[User], thread: &str, per: usize) {
+    let bases: Vec<String> = apps.iter().map(|a| a.base.clone()).collect();
+    let mut tasks = Vec::new();
+    for (s, user) in senders.iter().enumerate() {
+        let (bases, user, t) = (bases.clone(), user.clone(), thread.to_string());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..per {
+                let base = &bases[(s + i) % bases.len()];
+                let r = client
+                    .post(format!(
+                        "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
+                        enc(&t)
+                    ))
+                    .bearer_auth(&user.token)
+                    .json(&serde_json::json!({ "content": format!("s{s} m{i}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                assert_eq!(status, 201, "{}", r.text().await.unwrap());
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 /// §9.2.1, 2, 4 and 5 over REST: what one node acknowledged, the next request on any other
 /// node sees; 4 senders spread over 3 nodes into one thread get gapless, unique sequenceIds
 /// with each sender's order kept; a removal, an add and a revocation act on the other nodes'
@@ -358,32 +389,7 @@ async fn three_nodes_answer_as_one() {
     let per = 25;
     let mut everyone = senders.to_vec();
     everyone.push(owner.clone());
-    let mut tasks = Vec::new();
-    for (s, user) in everyone.iter().enumerate() {
-        let nodes: Vec<String> = apps.iter().map(|a| a.base.clone()).collect();
-        let (user, t) = (user.clone(), t.clone());
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            for i in 0..per {
-                // each sender moves from node to node
-                let base = &nodes[(s + i) % nodes.len()];
-                let r = client
-                    .post(format!(
-                        "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
-                        enc(&t)
-                    ))
-                    .bearer_auth(&user.token)
-                    .json(&json!({ "content": format!("s{s} m{i}") }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    burst(&apps, &everyone, &t, per).await;
     let msgs = c.all_messages(&owner, &t, 200).await;
     let mut seqs: Vec<i64> = msgs
         .iter()
@@ -588,31 +594,7 @@ async fn events_reach_every_node_once_in_order() {
     let per = 15;
     let mut senders: Vec<User> = members.to_vec();
     senders.push(owner.clone());
-    let mut tasks = Vec::new();
-    for (s, user) in senders.iter().enumerate() {
-        let bases: Vec<String> = apps.iter().map(|a| a.base.clone()).collect();
-        let (user, t) = (user.clone(), t.clone());
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            for i in 0..per {
-                let base = &bases[(s + i) % bases.len()];
-                let r = client
-                    .post(format!(
-                        "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
-                        enc(&t)
-                    ))
-                    .bearer_auth(&user.token)
-                    .json(&serde_json::json!({ "content": format!("s{s} m{i}") }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 201);
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    burst(&apps, &senders, &t, per).await;
     let total = senders.len() * per;
     let mut last_cursor = String::new();
     for (k, ws) in sessions.iter_mut().enumerate() {
