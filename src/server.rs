@@ -185,7 +185,6 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
             Tokens::new(secret, resource_id.clone()),
             store.clone(),
             config.public_url.as_deref(),
-            cluster.is_none(),
         ),
         resource_id,
         store,
@@ -251,11 +250,10 @@ pub async fn start(config: Config) -> Result<Running, String> {
             .await?;
         if let Some(cluster) = &state.cluster {
             cluster
-                .run_events(
-                    state.users.clone(),
-                    state.store.clone(),
-                    url.expose().to_string(),
-                )
+                .run_events(state.users.clone(), url.expose().to_string(), {
+                    let state = state.clone();
+                    Arc::new(move |u| state.auth.identities.invalidate(u))
+                })
                 .await?;
         }
     }

@@ -141,14 +141,15 @@ pub async fn revoke_tokens(
     live_identity(&app, &id).await?;
     let secs = now_ms() / 1000;
     let revoked = id.clone();
-    let cluster = app.cluster.is_some();
+    let closing = closing(&app).await;
+    let nonce = closing.as_ref().map(|c| c.nonce.clone());
     app.store
         .write(move |c| {
             identities::revoke(c, &revoked, secs)?;
-            close_everywhere(c, cluster, &revoked)
+            close_everywhere(c, nonce, &revoked)
         })
         .await?;
-    closed(&app, &id);
+    closed(&app, &id, closing).await;
     metrics::counter!(crate::metrics::TOKENS_REVOKED).increment(1);
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -163,26 +164,35 @@ pub async fn delete(
     let id = path_identity(&req, &app)?;
     live_identity(&app, &id).await?;
     let deleted = id.clone();
-    let cluster = app.cluster.is_some();
+    let closing = closing(&app).await;
+    let nonce = closing.as_ref().map(|c| c.nonce.clone());
     app.store
         .write(move |c| {
             identities::delete(c, &deleted, now_ms())?;
-            close_everywhere(c, cluster, &deleted)
+            close_everywhere(c, nonce, &deleted)
         })
         .await?;
-    closed(&app, &id);
+    closed(&app, &id, closing).await;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-/// Cluster mode: in the revoking transaction, the event that closes the user's sessions on
-/// every node (contract §9.2.4; see `cluster::events`).
-fn close_everywhere(c: &mut DbConn, cluster: bool, user: &UserId) -> Result<(), ApiError> {
-    if cluster {
+/// Cluster mode: before a revoke or delete, listens for the other nodes' confirmations.
+async fn closing(app: &AppState) -> Option<crate::cluster::Closing> {
+    match &app.cluster {
+        Some(cluster) => Some(cluster.closing().await),
+        None => None,
+    }
+}
+
+/// Cluster mode (`nonce` set): in the revoking transaction, the event that closes the user's
+/// sessions and forgets their identity on every node (contract §9.2.4; see `cluster::events`).
+fn close_everywhere(c: &mut DbConn, nonce: Option<String>, user: &UserId) -> Result<(), ApiError> {
+    if let Some(nonce) = nonce {
         cluster_events::insert(
             c,
             &[NewClusterEvent {
                 kind: crate::cluster::events::CLOSE_USER.to_string(),
-                body: String::new(),
+                body: nonce,
                 recipients: serde_json::to_string(&[user]).unwrap_or_default(),
                 created_at: now_ms(),
             }],
@@ -192,13 +202,16 @@ fn close_everywhere(c: &mut DbConn, cluster: bool, user: &UserId) -> Result<(), 
 }
 
 /// After a committed revoke or delete: this node forgets the identity and closes its sessions
-/// at once; in cluster mode the relay is woken to do the same on the other nodes.
-fn closed(app: &AppState, id: &UserId) {
+/// at once; in cluster mode the relay is woken to do the same on the other nodes, and the
+/// answer waits until they have (see `Cluster::closed`).
+async fn closed(app: &AppState, id: &UserId, closing: Option<crate::cluster::Closing>) {
+    let committed = std::time::Instant::now();
     app.auth.identities.invalidate(id);
     app.users
         .close_user(id, crate::hub::queue::CloseReason::Revoked);
-    if let Some(cluster) = &app.cluster {
+    if let (Some(cluster), Some(closing)) = (&app.cluster, closing) {
         cluster.bus.kick();
+        cluster.closed(closing, committed).await;
     }
 }
 

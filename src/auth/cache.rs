@@ -4,7 +4,12 @@
 //! - Revoke and delete on this node call [`IdentityCache::invalidate`] after their commit, so
 //!   here they take effect at once. A generation counter keeps a read that started before an
 //!   invalidation from putting its stale answer back.
-//! - Cluster mode does not use it: another node's revoke or delete must act on the next request.
+//! - In cluster mode every node invalidates when it applies the revoke's `closeUser` event, and
+//!   the revoking request answers once every live node has (see `cluster::Closing`), or once
+//!   [`TTL`] has passed since its commit, whichever is first.
+//! - An entry's age counts from when its read *started*, so no entry reflecting the state before a
+//!   commit outlives that commit by more than [`TTL`], on any node: that is the bound the
+//!   revoking request relies on when a node does not confirm.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +30,13 @@ pub struct IdentityState {
     pub tokens_revoked_at: Option<i64>,
 }
 
+/// When and at which generation a read of an identity row started.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadTicket {
+    generation: u64,
+    at: Instant,
+}
+
 #[derive(Default)]
 pub struct IdentityCache {
     entries: RwLock<HashMap<String, (IdentityState, Instant)>>,
@@ -38,21 +50,25 @@ impl IdentityCache {
         (at.elapsed() < TTL).then_some(*state)
     }
 
-    /// The generation to pass to [`IdentityCache::put`] for a read starting now.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// What to pass to [`IdentityCache::put`] for a read starting now.
+    pub fn start_read(&self) -> ReadTicket {
+        ReadTicket {
+            generation: self.generation.load(Ordering::Acquire),
+            at: Instant::now(),
+        }
     }
 
-    /// Stores what a read found, unless an invalidation happened since it started.
-    pub fn put(&self, id: &str, state: IdentityState, read_started: u64) {
+    /// Stores what a read found, unless an invalidation happened since it started; it expires
+    /// [`TTL`] after the read started.
+    pub fn put(&self, id: &str, state: IdentityState, read: ReadTicket) {
         let mut entries = self.entries.write();
-        if self.generation.load(Ordering::Acquire) != read_started {
+        if self.generation.load(Ordering::Acquire) != read.generation {
             return;
         }
         if entries.len() >= CAPACITY {
             entries.clear();
         }
-        entries.insert(id.to_string(), (state, Instant::now()));
+        entries.insert(id.to_string(), (state, read.at));
     }
 
     /// Forgets an identity after a committed revoke or delete.
@@ -75,14 +91,23 @@ mod tests {
     #[test]
     fn a_read_older_than_an_invalidation_is_not_cached() {
         let c = IdentityCache::default();
-        let g = c.generation();
+        let g = c.start_read();
         c.invalidate("u"); // a revoke commits while the read is in flight
         c.put("u", LIVE, g);
         assert_eq!(c.get("u"), None);
-        let g = c.generation();
+        let g = c.start_read();
         c.put("u", LIVE, g);
         assert_eq!(c.get("u"), Some(LIVE));
         c.invalidate("u");
+        assert_eq!(c.get("u"), None);
+    }
+
+    #[test]
+    fn an_entry_ages_from_the_start_of_its_read() {
+        let c = IdentityCache::default();
+        let mut g = c.start_read();
+        g.at -= TTL; // a read that took as long as the whole TTL
+        c.put("u", LIVE, g);
         assert_eq!(c.get("u"), None);
     }
 }

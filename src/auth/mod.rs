@@ -64,9 +64,6 @@ pub struct Auth {
     store: Store,
     /// The authority of `--public-url`, if set: one more host an HMAC signature may name.
     public_host: Option<String>,
-    /// Whether identity state may be cached: not in cluster mode, where another node's revoke
-    /// or delete must act on this node's next request (contract §9.2.4).
-    cache_identities: bool,
 }
 
 impl Auth {
@@ -75,7 +72,6 @@ impl Auth {
         tokens: token::Tokens,
         store: Store,
         public_url: Option<&str>,
-        cache_identities: bool,
     ) -> Auth {
         let public_host = public_url.map(|u| {
             let rest = u.split_once("://").map(|(_, r)| r).unwrap_or(u);
@@ -87,7 +83,6 @@ impl Auth {
             identities: Default::default(),
             store,
             public_host,
-            cache_identities,
         }
     }
 
@@ -105,15 +100,10 @@ impl Auth {
             .verify(token, now)
             .ok_or_else(|| refuse("invalid_token"))?;
         let user_id = claims.user_id();
-        let cached = if self.cache_identities {
-            self.identities.get(&user_id)
-        } else {
-            None
-        };
-        let identity = match cached {
+        let identity = match self.identities.get(&user_id) {
             Some(state) => state,
             None => {
-                let generation = self.identities.generation();
+                let read = self.identities.start_read();
                 let lookup = user_id.clone();
                 let row = self
                     .store
@@ -124,7 +114,7 @@ impl Auth {
                     deleted: row.deleted_at.is_some(),
                     tokens_revoked_at: row.tokens_revoked_at,
                 };
-                self.identities.put(&user_id, state, generation);
+                self.identities.put(&user_id, state, read);
                 state
             }
         };

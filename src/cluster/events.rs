@@ -16,8 +16,12 @@
 //!   thread). One relay at a time (a PostgreSQL advisory lock elects it); a second one during a
 //!   hand-over publishes the same rows with the same `Nats-Msg-Id`, which JetStream drops.
 //! - **Never invented**: nothing but committed rows is published.
-//! - **Cursors**: an event's `n` is its JetStream stream sequence, so it is the same on every
-//!   node; the epoch names the stream (from its creation time), so it survives node restarts.
+//! - **Packed**: a transaction's events are one row and one log message (each costs an insert,
+//!   a relay read and delete and a JetStream message, whatever it carries).
+//! - **Cursors**: the `i`-th event of the log message at stream sequence `seq` has `n` =
+//!   `seq << 16 | i` ([`position`]), so it is the same on every node and increases along every
+//!   user's stream (not consecutively, as §9.2.3 allows); the epoch names the stream (from its
+//!   creation time), so it survives node restarts.
 //! - **NATS down**: commits go on (rows wait in PostgreSQL); the relay publishes them in order
 //!   when NATS is back, and each node's ordered consumer resumes where it stopped.
 
@@ -32,7 +36,8 @@ use super::Bus;
 use crate::hub::realtime::{self, Event};
 use crate::hub::users::Users;
 use crate::ids::UserId;
-use crate::store::{cluster_events, Store};
+use crate::store::cluster_events;
+use crate::store::hold::Lead;
 
 /// Rows the relay publishes per round.
 const BATCH: i64 = 512;
@@ -40,10 +45,34 @@ const BATCH: i64 = 512;
 const POLL: Duration = Duration::from_millis(200);
 /// JetStream's window for dropping a republished row (`Nats-Msg-Id`).
 const DEDUP_WINDOW: Duration = Duration::from_secs(120);
-/// The kind of the control event that closes a user's sessions (revoke, delete identity).
+/// The kind of the control event that closes a user's sessions and forgets their cached
+/// identity (revoke, delete identity). Its body is a nonce: a node that applied it says so on
+/// `<prefix>.closed.<nonce>` (see `Cluster::closing`).
 pub const CLOSE_USER: &str = "closeUser";
 
-/// An event as it travels on JetStream.
+/// What a node does, besides closing their sessions, for each user of a `closeUser` event.
+pub type OnClose = Arc<dyn Fn(&UserId) + Send + Sync>;
+
+/// Bits of `n` that number the events of one log message.
+const SHIFT: u32 = 16;
+
+/// The `n` of the `i`-th event of the log message at `seq`.
+fn position(seq: u64, i: usize) -> u64 {
+    (seq << SHIFT) | i as u64
+}
+
+/// The last `n` the log message at `seq` may use.
+fn end_of(seq: u64) -> u64 {
+    (seq << SHIFT) | ((1 << SHIFT) - 1)
+}
+
+/// The log message an `n` belongs to.
+fn message_of(n: u64) -> u64 {
+    n >> SHIFT
+}
+
+/// An event as it travels on JetStream: each log message is a JSON array of them
+/// (`store::cluster_events` writes them so).
 #[derive(Serialize, Deserialize)]
 struct Wire {
     kind: String,
@@ -62,6 +91,11 @@ impl Bus {
 
     fn kick_subject(&self) -> String {
         format!("{}.relay", self.prefix)
+    }
+
+    /// Where nodes confirm that they applied the `closeUser` event with this nonce.
+    pub(crate) fn closed_subject(&self, nonce: &str) -> String {
+        format!("{}.closed.{nonce}", self.prefix)
     }
 
     /// Makes (or finds) the event log, keeping events for `keep` (the resume window); returns
@@ -94,13 +128,16 @@ impl Bus {
         ))
     }
 
-    /// Tells the relay (on whichever node leads) that events were committed.
+    /// Tells the relay (on whichever node leads) that events were committed. Kicks of commits
+    /// made while one is on its way are that one: it is sent after they committed.
     pub fn kick(self: &Arc<Self>) {
-        if !self.connected() {
+        use std::sync::atomic::Ordering;
+        if !self.connected() || self.kick_pending.swap(true, Ordering::AcqRel) {
             return;
         }
         let bus = self.clone();
         actix_web::rt::spawn(async move {
+            bus.kick_pending.store(false, Ordering::Release);
             let _ = bus
                 .client
                 .publish(bus.kick_subject(), bytes::Bytes::new())
@@ -128,15 +165,20 @@ fn epoch_of(nanos: i128) -> String {
 /// Every node: applies the event log to its users' streams, in log order, from `origin` on.
 /// The ordered consumer is made again from the last applied position whenever the connection
 /// to NATS comes back (a restarted server has forgotten it).
-pub async fn consume(bus: Arc<Bus>, users: Arc<Users>, origin: u64) -> Result<(), String> {
-    users.set_origin(origin);
+pub async fn consume(
+    bus: Arc<Bus>,
+    users: Arc<Users>,
+    origin: u64,
+    on_close: OnClose,
+) -> Result<(), String> {
+    users.set_origin(end_of(origin));
     // the first one is made now, so that a start fails if it cannot be
     let mut messages = Some(reader(&bus, origin).await?);
     actix_web::rt::spawn(async move {
         loop {
             let mut current = match messages.take() {
                 Some(m) => m,
-                None => match reader(&bus, users.applied()).await {
+                None => match reader(&bus, message_of(users.applied())).await {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the event log; retrying");
@@ -151,8 +193,10 @@ pub async fn consume(bus: Arc<Bus>, users: Arc<Users>, origin: u64) -> Result<()
                         Some(Ok(m)) => {
                             if let Ok(seq) = m.info().map(|i| i.stream_sequence) {
                                 // (a reader made again may repeat what was applied)
-                                if seq > users.applied() {
-                                    apply(&users, &m.payload, seq);
+                                if position(seq, 0) > users.applied() {
+                                    for nonce in apply(&users, &on_close, &m.payload, seq) {
+                                        confirm_closed(&bus, &nonce);
+                                    }
                                 }
                             }
                         }
@@ -189,35 +233,54 @@ async fn reader(bus: &Bus, after: u64) -> Result<consumer::pull::Ordered, String
         .map_err(|e| format!("cannot read the event log on NATS: {e}"))
 }
 
-/// Applies one event of the log at position `seq`.
-fn apply(users: &Users, payload: &[u8], seq: u64) {
-    let Ok(w) = serde_json::from_slice::<Wire>(payload) else {
-        tracing::warn!(seq, "unreadable event in the log");
-        users.skip_to(seq);
-        return;
-    };
-    let recipients: Vec<UserId> = w.recipients.iter().map(UserId::new).collect();
-    if w.kind == CLOSE_USER {
-        for u in &recipients {
-            users.close_user(u, crate::hub::queue::CloseReason::Revoked);
-        }
-        users.skip_to(seq);
+/// Tells the node waiting on a `closeUser` event that this one applied it.
+fn confirm_closed(bus: &Arc<Bus>, nonce: &str) {
+    if nonce.is_empty() || !nonce.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return;
     }
-    match realtime::kind_of(&w.kind) {
-        Some(kind) => {
-            let event = Arc::new(Event { kind, body: w.body });
-            users.publish_at(&recipients, &event, seq);
+    let (bus, subject) = (bus.clone(), bus.closed_subject(nonce));
+    actix_web::rt::spawn(async move {
+        let me = bytes::Bytes::from(bus.node_id.clone());
+        if let Err(e) = bus.client.publish(subject, me).await {
+            tracing::warn!(error = %e, "cannot confirm a closeUser event");
         }
-        None => {
-            tracing::warn!(kind = %w.kind, seq, "unknown event kind in the log");
-            users.skip_to(seq);
-        }
-    }
+    });
 }
 
-/// Every node runs the relay; the node holding the relay lock publishes.
-pub fn spawn_relay(bus: Arc<Bus>, store: Store, db_url: String) {
+/// Applies the events of the log message at `seq`; the nonces of its `closeUser` events.
+fn apply(users: &Users, on_close: &OnClose, payload: &[u8], seq: u64) -> Vec<String> {
+    let mut closed = Vec::new();
+    match serde_json::from_slice::<Vec<Wire>>(payload) {
+        Ok(events) => {
+            for (i, w) in events.into_iter().enumerate() {
+                let recipients: Vec<UserId> = w.recipients.iter().map(UserId::new).collect();
+                if w.kind == CLOSE_USER {
+                    for u in &recipients {
+                        on_close(u);
+                        users.close_user(u, crate::hub::queue::CloseReason::Revoked);
+                    }
+                    closed.push(w.body);
+                    continue;
+                }
+                match realtime::kind_of(&w.kind) {
+                    Some(kind) => {
+                        let event = Arc::new(Event { kind, body: w.body });
+                        users.publish_at(&recipients, &event, position(seq, i));
+                    }
+                    None => tracing::warn!(kind = %w.kind, seq, "unknown event kind in the log"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(seq, error = %e, "unreadable event in the log"),
+    }
+    users.skip_to(end_of(seq));
+    closed
+}
+
+/// Every node runs the relay; the node holding the relay lock publishes. Its rounds run on the
+/// lock's own connection, one statement each (forget what the last round published, read the
+/// next rows).
+pub fn spawn_relay(bus: Arc<Bus>, db_url: String) {
     actix_web::rt::spawn(async move {
         let mut kicks = match bus.client.subscribe(bus.kick_subject()).await {
             Ok(s) => Some(s),
@@ -226,26 +289,45 @@ pub fn spawn_relay(bus: Arc<Bus>, store: Store, db_url: String) {
                 None
             }
         };
-        let lead = Arc::new(std::sync::Mutex::new(crate::store::hold::Lead::new(
-            db_url, "relay",
-        )));
+        let lead = Arc::new(std::sync::Mutex::new(Lead::new(db_url, "relay")));
+        // rows the log has acknowledged, deleted at the start of the next round
+        let mut published: Vec<i64> = Vec::new();
         loop {
-            let l = lead.clone();
-            let leading = actix_web::web::block(move || {
-                l.lock().unwrap_or_else(|p| p.into_inner()).try_lead()
-            })
-            .await
-            .unwrap_or(false);
-            let mut full = false;
-            if leading && bus.connected() {
-                match relay_once(&bus, &store).await {
-                    Ok(n) => full = n as i64 == BATCH,
-                    Err(e) => tracing::warn!(error = %e, "relay round failed"),
+            let surely = lock(&lead).surely_leading();
+            let leading = surely || {
+                let l = lead.clone();
+                actix_web::web::block(move || lock(&l).try_lead())
+                    .await
+                    .unwrap_or(false)
+            };
+            if !leading || !bus.connected() {
+                // kicks are for the leader; a follower only looks whether it may lead
+                if let Some(k) = &mut kicks {
+                    while let Some(Some(_)) = k.next().now_or_never() {}
                 }
+                published.clear();
+                actix_web::rt::time::sleep(POLL).await;
+                continue;
             }
+            let full = match relay_once(&bus, &lead, std::mem::take(&mut published)).await {
+                Ok(ids) => {
+                    let full = ids.len() as i64 == BATCH;
+                    published = ids;
+                    full
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "relay round failed");
+                    false
+                }
+            };
             if full {
                 continue;
             }
+            let idle = if published.is_empty() {
+                POLL
+            } else {
+                Duration::from_millis(20)
+            };
             match &mut kicks {
                 Some(k) => {
                     tokio::select! {
@@ -253,32 +335,36 @@ pub fn spawn_relay(bus: Arc<Bus>, store: Store, db_url: String) {
                             // one round for every kick that arrived meanwhile
                             while let Some(Some(_)) = k.next().now_or_never() {}
                         }
-                        _ = actix_web::rt::time::sleep(POLL) => {}
+                        _ = actix_web::rt::time::sleep(idle) => {}
                     }
                 }
-                None => actix_web::rt::time::sleep(POLL).await,
+                None => actix_web::rt::time::sleep(idle).await,
             }
         }
     });
 }
 
-/// Publishes the oldest committed events in id order and deletes them once acknowledged;
-/// how many.
-async fn relay_once(bus: &Bus, store: &Store) -> Result<usize, String> {
-    let rows = store
-        .read(|c| Ok(cluster_events::oldest(c, BATCH)?))
-        .await
-        .map_err(|e| e.message)?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
+fn lock(lead: &std::sync::Mutex<Lead>) -> std::sync::MutexGuard<'_, Lead> {
+    lead.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One relay round: forgets the rows `published` by the last round, publishes the oldest
+/// committed ones in id order and waits for the log's acknowledgements; the ids published.
+async fn relay_once(
+    bus: &Bus,
+    lead: &Arc<std::sync::Mutex<Lead>>,
+    published: Vec<i64>,
+) -> Result<Vec<i64>, String> {
+    let l = lead.clone();
+    let rows = actix_web::web::block(move || {
+        lock(&l).with_conn(|c| cluster_events::take(c, &published, BATCH))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .ok_or("no longer leading")?
+    .map_err(|e| format!("cannot read committed events: {e}"))?;
     let mut acks = Vec::with_capacity(rows.len());
     for r in &rows {
-        let wire = Wire {
-            kind: r.kind.clone(),
-            body: r.body.clone(),
-            recipients: serde_json::from_str(&r.recipients).unwrap_or_default(),
-        };
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", r.id.to_string().as_str());
         let ack = bus
@@ -286,7 +372,7 @@ async fn relay_once(bus: &Bus, store: &Store) -> Result<usize, String> {
             .publish_with_headers(
                 bus.events_subject(),
                 headers,
-                serde_json::to_vec(&wire).unwrap_or_default().into(),
+                cluster_events::unpacked(r).into(),
             )
             .await
             .map_err(|e| format!("publish: {e}"))?;
@@ -296,19 +382,22 @@ async fn relay_once(bus: &Bus, store: &Store) -> Result<usize, String> {
         ack.await
             .map_err(|e| format!("publish acknowledgement: {e}"))?;
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let n = ids.len();
-    // one autocommit statement on a pool connection: it need not queue behind thread writes
-    store
-        .read(move |c| Ok(cluster_events::delete(c, &ids)?))
-        .await
-        .map_err(|e| e.message)?;
-    Ok(n)
+    Ok(rows.iter().map(|r| r.id).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_increase_across_and_within_log_messages() {
+        assert!(position(1, 0) > end_of(0));
+        assert!(position(7, 1) > position(7, 0));
+        assert!(end_of(7) >= position(7, 4095));
+        assert!(position(8, 0) > end_of(7));
+        assert_eq!(message_of(position(9, 3)), 9);
+        assert_eq!(message_of(end_of(9)), 9);
+    }
 
     #[test]
     fn epochs_are_cursor_epochs() {

@@ -24,6 +24,14 @@ pub const WEBHOOK_RESYNC: Duration = Duration::from_secs(2);
 /// How long a start keeps trying to reach NATS before giving up (exit 2).
 pub const CONNECT_FOR: Duration = Duration::from_secs(30);
 
+/// A revoke or delete of an identity between its start and its answer (see
+/// [`Cluster::closing`]).
+pub struct Closing {
+    /// Goes in the body of the change's `closeUser` event.
+    pub nonce: String,
+    confirmations: Option<async_nats::Subscriber>,
+}
+
 /// A cluster node's handles: its bus, and its place in the node table once it has joined
 /// (after its listeners are bound, so that its entry carries its address).
 pub struct Cluster {
@@ -52,11 +60,11 @@ impl Cluster {
     pub async fn run_events(
         &self,
         users: Arc<crate::hub::users::Users>,
-        store: crate::store::Store,
         db_url: String,
+        on_close: events::OnClose,
     ) -> Result<(), String> {
-        events::consume(self.bus.clone(), users, self.origin).await?;
-        events::spawn_relay(self.bus.clone(), store, db_url);
+        events::consume(self.bus.clone(), users, self.origin, on_close).await?;
+        events::spawn_relay(self.bus.clone(), db_url);
         Ok(())
     }
 
@@ -64,6 +72,81 @@ impl Cluster {
     pub fn relay_kick(&self) -> Arc<dyn Fn() + Send + Sync> {
         let bus = self.bus.clone();
         Arc::new(move || bus.kick())
+    }
+
+    /// Starts a revoke or delete of an identity (contract §9.2.4): listens for the other
+    /// nodes' confirmations before the change commits. The nonce goes in the `closeUser` row.
+    pub async fn closing(&self) -> Closing {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let confirmations = match self
+            .bus
+            .client
+            .subscribe(self.bus.closed_subject(&nonce))
+            .await
+        {
+            Ok(s) => {
+                let _ = self.bus.client.flush().await;
+                Some(s)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for closeUser confirmations");
+                None
+            }
+        };
+        Closing {
+            nonce,
+            confirmations,
+        }
+    }
+
+    /// After the commit of `closing`'s change at `committed`: waits until every other live
+    /// node has applied its `closeUser` event (and so forgotten the identity's cached state),
+    /// or until no node can still hold a state read before the commit (the identity cache's
+    /// TTL), whichever is first. The 2xx goes out after this.
+    pub async fn closed(&self, closing: Closing, committed: Instant) {
+        use futures_util::StreamExt;
+        let deadline = committed + crate::auth::cache::TTL;
+        let Some(mut confirmations) = closing.confirmations else {
+            actix_web::rt::time::sleep_until(deadline.into()).await;
+            return;
+        };
+        if let Some(table) = self.nodes.get() {
+            // a node that joined since the last heartbeat counts too
+            table.refresh().await;
+        }
+        let mut confirmed = std::collections::HashSet::new();
+        loop {
+            let waiting: Vec<String> = self
+                .live_nodes()
+                .into_iter()
+                .map(|n| n.id)
+                .filter(|id| *id != self.bus.node_id && !confirmed.contains(id))
+                .collect();
+            if waiting.is_empty() {
+                return;
+            }
+            tokio::select! {
+                m = confirmations.next() => match m {
+                    Some(m) => {
+                        confirmed.insert(String::from_utf8_lossy(&m.payload).into_owned());
+                    }
+                    None => {
+                        actix_web::rt::time::sleep_until(deadline.into()).await;
+                        return;
+                    }
+                },
+                _ = actix_web::rt::time::sleep_until(deadline.into()) => {
+                    tracing::warn!(
+                        nodes = ?waiting,
+                        "no confirmation of a revoke from these nodes; answering after the \
+                         identity cache's TTL"
+                    );
+                    return;
+                }
+                // the table changes: a node that left need not confirm
+                _ = actix_web::rt::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
     }
 
     /// Live nodes this node sees (itself at least, once joined).
@@ -158,6 +241,8 @@ pub struct Bus {
     pub url: String,
     /// Signalled each time the connection is made again after a loss.
     pub reconnected: Arc<tokio::sync::Notify>,
+    /// A kick of the relay is on its way (see `Bus::kick`).
+    kick_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Bus {
@@ -222,6 +307,7 @@ impl Bus {
             node_id: node_id.to_string(),
             url: url.to_string(),
             reconnected,
+            kick_pending: Default::default(),
         })
     }
 

@@ -122,7 +122,7 @@ impl Nodes {
     }
 
     /// Reads every live entry of the table.
-    async fn refresh(&self) {
+    pub async fn refresh(&self) {
         let connected = self.bus.connected();
         metrics::gauge!(crate::metrics::CLUSTER_BUS).set(if connected { 1.0 } else { 0.0 });
         if !connected {

@@ -7,7 +7,7 @@ use super::schema::cluster_events as ce;
 use super::DbConn;
 
 /// A committed event waiting for the relay.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = ce)]
 pub struct ClusterEvent {
     pub id: i64,
@@ -27,40 +27,133 @@ pub struct NewClusterEvent {
     pub created_at: i64,
 }
 
-/// Writes events in the caller's transaction, in order; how many.
-pub fn insert(c: &mut DbConn, rows: &[NewClusterEvent]) -> QueryResult<usize> {
-    if rows.is_empty() {
+/// The kind of a row that carries several events: its body is a JSON array of
+/// `{"kind","body","recipients"}` objects, in order (see `cluster::events`).
+pub const PACK: &str = "pack";
+
+/// Events at most in one packed row (`cluster::events` numbers a row's events below 2^16).
+const PACK_MAX: usize = 4096;
+
+/// Writes events in the caller's transaction, in order, packed into as few rows as possible
+/// (one for any transaction's worth): each row costs an insert, a relay read and delete and a
+/// message on the log, whatever it carries. How many events.
+pub fn insert(c: &mut DbConn, events: &[NewClusterEvent]) -> QueryResult<usize> {
+    if events.is_empty() {
         return Ok(0);
     }
+    let rows: Vec<NewClusterEvent> = events.chunks(PACK_MAX).map(pack).collect();
     match c {
         #[cfg(feature = "postgres")]
-        DbConn::Pg(pg) => diesel::insert_into(ce::table).values(rows).execute(pg),
+        DbConn::Pg(pg) => diesel::insert_into(ce::table).values(&rows).execute(pg)?,
         // (cluster mode is PostgreSQL only; one statement each, as `MultiConnection` needs)
         DbConn::Sqlite(s) => {
             let mut n = 0;
-            for row in rows {
+            for row in &rows {
                 n += diesel::insert_into(ce::table).values(row).execute(s)?;
             }
-            Ok(n)
+            n
         }
+    };
+    Ok(events.len())
+}
+
+/// One row carrying `events`.
+fn pack(events: &[NewClusterEvent]) -> NewClusterEvent {
+    let mut body = String::with_capacity(events.iter().map(|e| e.body.len() + 96).sum());
+    body.push('[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str("{\"kind\":");
+        body.push_str(&serde_json::Value::from(e.kind.as_str()).to_string());
+        body.push_str(",\"body\":");
+        body.push_str(&serde_json::Value::from(e.body.as_str()).to_string());
+        body.push_str(",\"recipients\":");
+        // (a JSON array of user ids, as written by the callers)
+        body.push_str(if e.recipients.is_empty() {
+            "[]"
+        } else {
+            &e.recipients
+        });
+        body.push('}');
+    }
+    body.push(']');
+    NewClusterEvent {
+        kind: PACK.to_string(),
+        body,
+        recipients: "[]".to_string(),
+        created_at: events.iter().map(|e| e.created_at).min().unwrap_or(0),
     }
 }
 
-/// The oldest committed events, in id order.
-pub fn oldest(c: &mut DbConn, limit: i64) -> QueryResult<Vec<ClusterEvent>> {
-    ce::table
-        .order(ce::id.asc())
-        .limit(limit)
-        .select(ClusterEvent::as_select())
-        .load(c)
+/// The events a row carries as a JSON array (see [`PACK`]): its body if packed, else the one
+/// event it is (rows written before packing).
+pub fn unpacked(row: &ClusterEvent) -> String {
+    if row.kind == PACK {
+        return row.body.clone();
+    }
+    let one = pack(&[NewClusterEvent {
+        kind: row.kind.clone(),
+        body: row.body.clone(),
+        recipients: row.recipients.clone(),
+        created_at: row.created_at,
+    }]);
+    one.body
 }
 
-/// Forgets events the relay has published.
-pub fn delete(c: &mut DbConn, ids: &[i64]) -> QueryResult<usize> {
-    diesel::delete(ce::table.filter(ce::id.eq_any(ids))).execute(c)
+/// The relay's round in one statement: forgets the rows `published` (acknowledged by the log)
+/// and reads the oldest `limit` others, in id order.
+#[cfg(feature = "postgres")]
+pub fn take(
+    c: &mut diesel::PgConnection,
+    published: &[i64],
+    limit: i64,
+) -> QueryResult<Vec<ClusterEvent>> {
+    use diesel::sql_types::{Array, BigInt};
+    diesel::sql_query(
+        "WITH gone AS (DELETE FROM cluster_events WHERE id = ANY($1)) \
+         SELECT id, kind, body, recipients, created_at FROM cluster_events \
+         WHERE id <> ALL($1) ORDER BY id LIMIT $2",
+    )
+    .bind::<Array<BigInt>, _>(published)
+    .bind::<BigInt, _>(limit)
+    .load(c)
 }
 
-/// Events waiting (for `/metrics` and the dashboard).
-pub fn backlog(c: &mut DbConn) -> QueryResult<i64> {
-    ce::table.count().get_result(c)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pack_is_the_events_in_order() {
+        let events: Vec<NewClusterEvent> = (0..3)
+            .map(|i| NewClusterEvent {
+                kind: "chatMessageReceived".into(),
+                body: format!("{{\"n\":{i},\"t\":\"a \\\"q\\\"\"}}"),
+                recipients: format!("[\"8:acs:u{i}\"]"),
+                created_at: 10 - i,
+            })
+            .collect();
+        let row = pack(&events);
+        assert_eq!(row.kind, PACK);
+        assert_eq!(row.created_at, 8);
+        let parsed: Vec<serde_json::Value> = serde_json::from_str(&row.body).unwrap();
+        assert_eq!(parsed.len(), 3);
+        for (i, p) in parsed.iter().enumerate() {
+            assert_eq!(p["kind"], "chatMessageReceived");
+            assert_eq!(p["body"], events[i].body.as_str());
+            assert_eq!(p["recipients"][0], format!("8:acs:u{i}"));
+        }
+        let old = ClusterEvent {
+            id: 1,
+            kind: "closeUser".into(),
+            body: "abc".into(),
+            recipients: "[\"8:acs:x\"]".into(),
+            created_at: 1,
+        };
+        let parsed: Vec<serde_json::Value> = serde_json::from_str(&unpacked(&old)).unwrap();
+        assert_eq!(parsed[0]["kind"], "closeUser");
+        assert_eq!(parsed[0]["recipients"][0], "8:acs:x");
+    }
 }

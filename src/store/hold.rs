@@ -191,35 +191,71 @@ pub struct Lead {
     task: &'static str,
     conn: Option<PgConnection>,
     leading: bool,
+    /// When the lock's connection was last seen alive.
+    checked: Option<std::time::Instant>,
 }
 
 impl Lead {
+    /// How often a leader checks that its lock's connection (and so the lock) still lives.
+    pub const CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
     pub fn new(url: String, task: &'static str) -> Lead {
         Lead {
             url,
             task,
             conn: None,
             leading: false,
+            checked: None,
         }
     }
 
-    /// Whether this node leads now: keeps the lock if it has it, tries to take it otherwise.
+    /// Runs `f` on the lock's own connection while this node leads (the leader's work need not
+    /// queue for a pool); `None` if it does not lead. An error makes the next
+    /// [`Lead::try_lead`] check the connection.
+    pub fn with_conn<T>(
+        &mut self,
+        f: impl FnOnce(&mut PgConnection) -> diesel::QueryResult<T>,
+    ) -> Option<diesel::QueryResult<T>> {
+        if !self.leading {
+            return None;
+        }
+        let c = self.conn.as_mut()?;
+        let r = f(c);
+        if r.is_err() {
+            self.checked = None;
+        }
+        Some(r)
+    }
+
+    /// Whether this node led at its last check and that check is recent: no need to look again.
+    pub fn surely_leading(&self) -> bool {
+        self.leading && self.checked.is_some_and(|t| t.elapsed() < Self::CHECK)
+    }
+
+    /// Whether this node leads now: keeps the lock if it has it (its connection is checked at
+    /// most every [`Lead::CHECK`]), tries to take it otherwise.
     pub fn try_lead(&mut self) -> bool {
-        if let Some(c) = &mut self.conn {
-            if diesel::sql_query("SELECT 1").execute(c).is_err() {
-                tracing::warn!(task = self.task, "the leader lock's connection broke");
-                self.conn = None;
-                self.leading = false;
+        if self.leading {
+            if self.checked.is_some_and(|t| t.elapsed() < Self::CHECK) {
+                return true;
             }
+            let alive = self
+                .conn
+                .as_mut()
+                .is_some_and(|c| diesel::sql_query("SELECT 1").execute(c).is_ok());
+            if alive {
+                self.checked = Some(std::time::Instant::now());
+                return true;
+            }
+            tracing::warn!(task = self.task, "the leader lock's connection broke");
+            self.conn = None;
+            self.leading = false;
         }
         if self.conn.is_none() {
             match connect(&self.url) {
                 Ok(c) => self.conn = Some(c),
                 Err(_) => return false,
             }
-        }
-        if self.leading {
-            return true;
         }
         let Some(c) = &mut self.conn else {
             return false;
@@ -228,11 +264,12 @@ impl Lead {
             "SELECT pg_try_advisory_lock(hashtextextended('confab-{}:' || current_schema(), 0)) AS got",
             self.task
         );
-        self.leading = diesel::sql_query(q)
-            .get_result::<Got>(c)
-            .map(|g| g.got)
-            .unwrap_or(false);
+        match diesel::sql_query(q).get_result::<Got>(c) {
+            Ok(g) => self.leading = g.got,
+            Err(_) => self.conn = None,
+        }
         if self.leading {
+            self.checked = Some(std::time::Instant::now());
             tracing::info!(task = self.task, "this node leads");
         }
         self.leading

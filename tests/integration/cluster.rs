@@ -484,8 +484,20 @@ async fn three_nodes_answer_as_one() {
         .count();
     assert_eq!(once, 1);
 
-    // revoke on b: the next request with the old token is refused on a and c
+    // revoke on b: the next request with the old token is refused on a and c, although both
+    // have just cached the identity as live
     let user = &senders[1];
+    for app in [a, c] {
+        let r = app
+            .chat(
+                user,
+                Method::GET,
+                &format!("/chat/threads/{}", enc(&t)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
     let r = b
         .signed(
             Method::POST,
@@ -498,6 +510,38 @@ async fn three_nodes_answer_as_one() {
         .await;
     assert_eq!(r.status(), 204);
     for app in [a, c] {
+        let r = app
+            .chat(
+                user,
+                Method::GET,
+                &format!("/chat/threads/{}", enc(&t)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+    }
+    // the same for deleting an identity, on c, after a and b cached it
+    let user = &senders[2];
+    for app in [a, b] {
+        let r = app
+            .chat(
+                user,
+                Method::GET,
+                &format!("/chat/threads/{}", enc(&t)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let r = c
+        .signed(
+            Method::DELETE,
+            &format!("/identities/{}?api-version={IDENTITY_V}", enc(&user.id)),
+            "",
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    for app in [a, b] {
         let r = app
             .chat(
                 user,

@@ -63,7 +63,6 @@ pub enum Scenario {
         #[arg(long, default_value_t = 16)]
         clients: usize,
     },
-    /// GET /livez over keep-alive: the HTTP stack's ceiling
     /// Several nodes on one PostgreSQL and one NATS (started here): cross-node latency at a
     /// light rate, the delivery rate at saturation, and sends spread over the nodes.
     #[cfg(feature = "postgres")]
@@ -71,8 +70,10 @@ pub enum Scenario {
         /// PostgreSQL database the nodes share (use a fresh one)
         #[arg(long)]
         database_url: String,
+        /// NATS server with JetStream the nodes share
         #[arg(long, default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
+        /// nodes started, each its own process
         #[arg(long, default_value_t = 3)]
         nodes: usize,
         /// members of the fanout thread (spread over the nodes)
@@ -87,9 +88,11 @@ pub enum Scenario {
         /// senders of the send phase
         #[arg(long = "send-senders", default_value_t = 64)]
         send_senders: usize,
+        /// two-member threads of the send phase
         #[arg(long = "chat-threads", default_value_t = 1000)]
         chat_threads: usize,
     },
+    /// GET /livez over keep-alive: the HTTP stack's ceiling
     Noop {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
