@@ -107,6 +107,20 @@ pub enum RateLimitProfile {
     Off,
 }
 
+/// A feature switched on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn on(self) -> bool {
+        self == Switch::On
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SqliteSynchronous {
@@ -240,6 +254,10 @@ pub struct Config {
     /// Read receipts and typing stop above this many participants (0 = unlimited)
     #[arg(long, env = "CONFAB_RECEIPTS_MAX_PARTICIPANTS", default_value_t = 20)]
     pub receipts_max_participants: u32,
+
+    /// Score every text/html message and edit for sentiment (built-in English model, offline)
+    #[arg(long, env = "CONFAB_SENTIMENT", value_enum, default_value_t = Switch::On)]
+    pub sentiment: Switch,
 
     /// Largest message content in UTF-8 bytes
     #[arg(long, env = "CONFAB_MAX_MESSAGE_BYTES", default_value_t = 28672)]

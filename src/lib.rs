@@ -22,8 +22,8 @@
 //!
 //! Layers, each arrow pointing down: [`api`] and [`dashboard`] are siblings that never import
 //! each other ([`server`] composes them); below them [`hub`], [`events`] and [`auth`]; then
-//! [`store`]; [`model`], [`ids`], [`error`] and [`config`] are used by all and import none of
-//! the layers. Nothing below the API takes [`state::AppState`].
+//! [`store`]; [`model`], [`ids`], [`error`], [`config`], [`text`] and [`sentiment`] are used by all and
+//! import none of the layers. Nothing below the API takes [`state::AppState`].
 //!
 //! Modules, one line each:
 //! - [`api`]: the public URL table and one file per resource (identities, threads, messages,
@@ -44,11 +44,13 @@
 //!   subscription states) and their limits.
 //! - [`ratelimit`]: per-user, per-operation request rates.
 //! - [`request_log`]: the ring of recent error responses.
+//! - [`sentiment`]: the built-in sentiment score of messages (VADER).
 //! - [`server`]: composition — open the store, start the hub, build each layer's state, bind
 //!   the listeners, print the banner.
 //! - [`state`]: `AppState`, the API layer's bag of handles.
 //! - [`store`]: connections (SQLite | PostgreSQL), schema, one query module per table, the
 //!   group-commit writer.
+//! - [`text`]: plain text of message content (previews, sentiment).
 //! - [`tls`]: the development CA and certificate, or the operator's.
 
 pub mod api;
@@ -65,9 +67,11 @@ pub mod metrics;
 pub mod model;
 pub mod ratelimit;
 pub mod request_log;
+pub mod sentiment;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod tls;
 
 pub use server::{banner, open, start, Opened, Running};

@@ -17,6 +17,7 @@ pub const HTTP_DURATION: &str = "confab_http_request_duration_seconds";
 // --- usage ---
 pub const MESSAGES_SENT: &str = "confab_messages_sent_total";
 pub const MESSAGES_EDITED: &str = "confab_messages_edited_total";
+pub const MESSAGES_SENTIMENT: &str = "confab_messages_sentiment_total";
 pub const MESSAGES_DELETED: &str = "confab_messages_deleted_total";
 pub const THREADS_CREATED: &str = "confab_threads_created_total";
 pub const THREADS_DELETED: &str = "confab_threads_deleted_total";
@@ -115,6 +116,10 @@ fn describe() {
         "Messages sent (committed) by type and priority"
     );
     c!(MESSAGES_EDITED, "Messages edited");
+    c!(
+        MESSAGES_SENTIMENT,
+        "Messages and edits scored for sentiment, by label"
+    );
     c!(MESSAGES_DELETED, "Messages deleted");
     c!(THREADS_CREATED, "Threads created");
     c!(

@@ -146,6 +146,7 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
             config: HubConfig {
                 max_participants: config.max_participants as usize,
                 receipts_max_participants: config.receipts_max_participants as usize,
+                sentiment: config.sentiment.on(),
                 idle_timeout: config.thread_idle_timeout.0,
                 cluster: cluster.is_some(),
             },

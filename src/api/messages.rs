@@ -52,6 +52,10 @@ pub fn to_wire(m: Message) -> ChatMessage {
         edited_on: m.edited_at.map(fmt_ms),
         metadata: (!system && !deleted && !metadata.is_empty()).then_some(metadata),
         priority: m.priority,
+        sentiment: m
+            .sentiment
+            .filter(|_| !system && !deleted)
+            .map(crate::sentiment::to_json),
     }
 }
 
@@ -104,6 +108,12 @@ pub async fn send(
     } else {
         content.to_string()
     };
+    // scored here, on the request's worker, not on the thread's commit path
+    let sentiment = app
+        .config
+        .sentiment
+        .on()
+        .then(|| crate::sentiment::score(kind.as_str(), &content));
     let location_prefix = format!(
         "{}/chat/threads/{}/messages/",
         base_url(&req, &app),
@@ -124,6 +134,7 @@ pub async fn send(
                 display_name: parsed.sender_display_name,
                 metadata,
                 priority,
+                sentiment,
                 location_prefix,
                 idem,
             };

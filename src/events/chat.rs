@@ -142,6 +142,9 @@ pub fn message(
             );
             let meta: Metadata = crate::store::parse_metadata(&m.metadata);
             d.insert("metadata".into(), json!(meta));
+            if let Some(s) = m.sentiment {
+                d.insert("sentiment".into(), crate::sentiment::to_json(s));
+            }
             if let MessageChange::Edited = change {
                 d.insert("editTime".into(), json!(fmt_ms(at)));
             }

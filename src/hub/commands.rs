@@ -94,6 +94,8 @@ pub struct SendMessage {
     pub display_name: Option<String>,
     pub metadata: Metadata,
     pub priority: Priority,
+    /// Thousandths of the content's sentiment score (`None` when sentiment is off).
+    pub sentiment: Option<i64>,
     /// `…/chat/threads/{t}/messages/`; the new id is appended for `Location`.
     pub location_prefix: String,
     pub idem: Option<IdemSlot>,

@@ -109,6 +109,9 @@ fn with_body(mut d: Map<String, Value>, m: &Message) -> Map<String, Value> {
         "metadata".into(),
         json!(crate::store::parse_metadata(&m.metadata)),
     );
+    if let Some(s) = m.sentiment {
+        d.insert("sentiment".into(), crate::sentiment::to_json(s));
+    }
     d
 }
 

@@ -20,6 +20,8 @@ pub struct HubConfig {
     /// 0 = unlimited.
     pub receipts_max_participants: usize,
     pub idle_timeout: Duration,
+    /// `--sentiment`: edits are scored in their job (sends arrive scored).
+    pub sentiment: bool,
     /// Cluster mode: other nodes write the same threads, so every write first locks the thread
     /// row and checks the cached membership's version (see `thread`).
     pub cluster: bool,

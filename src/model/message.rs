@@ -53,6 +53,9 @@ pub struct ChatMessage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
     pub priority: String,
+    /// confab extension (CONTRACT §10.2): `{"score","label"}` of a live text/html message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentiment: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -350,6 +350,7 @@ mod pg {
         version: Vec<i64>,
         edited_at: Vec<Option<i64>>,
         deleted_at: Vec<Option<i64>>,
+        sentiment: Vec<Option<i64>>,
     }
 
     impl InsertMessages {
@@ -370,6 +371,7 @@ mod pg {
                 q.version.push(m.version);
                 q.edited_at.push(m.edited_at);
                 q.deleted_at.push(m.deleted_at);
+                q.sentiment.push(m.sentiment);
             }
             q
         }
@@ -385,7 +387,7 @@ mod pg {
             out.push_sql(
                 "INSERT INTO messages (thread_id, seq, id, kind, content, system, sender_id, \
                  sender_display_name, metadata, priority, created_at, version, edited_at, \
-                 deleted_at) SELECT * FROM unnest(",
+                 deleted_at, sentiment) SELECT * FROM unnest(",
             );
             binds!(out,
                 Array<Text> => &self.thread_id,
@@ -402,6 +404,7 @@ mod pg {
                 Array<BigInt> => &self.version,
                 Array<Nullable<BigInt>> => &self.edited_at,
                 Array<Nullable<BigInt>> => &self.deleted_at,
+                Array<Nullable<BigInt>> => &self.sentiment,
             );
             out.push_sql(")");
             Ok(())

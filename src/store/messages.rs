@@ -34,6 +34,7 @@ pub fn update(c: &mut DbConn, m: &Message) -> QueryResult<()> {
             messages::version.eq(m.version),
             messages::edited_at.eq(m.edited_at),
             messages::deleted_at.eq(m.deleted_at),
+            messages::sentiment.eq(m.sentiment),
         ))
         .execute(c)
         .map(drop)

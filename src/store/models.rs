@@ -74,6 +74,9 @@ pub struct Message {
     pub version: i64,
     pub edited_at: Option<i64>,
     pub deleted_at: Option<i64>,
+    /// Thousandths of the content's sentiment score (see `sentiment`); `None` on system
+    /// messages and where sentiment is off.
+    pub sentiment: Option<i64>,
 }
 
 impl Message {

@@ -63,6 +63,7 @@ diesel::table! {
         version -> BigInt,
         edited_at -> Nullable<BigInt>,
         deleted_at -> Nullable<BigInt>,
+        sentiment -> Nullable<BigInt>,
     }
 }
 

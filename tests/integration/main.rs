@@ -5,6 +5,7 @@ mod cluster;
 mod common;
 mod dashboard;
 mod errors;
+mod extensions;
 mod identity;
 mod messages;
 mod participants;

@@ -160,6 +160,7 @@ const MESSAGE: &[&str] = &[
     "priority",
     "message",
     "metadata",
+    "sentiment",
 ];
 
 /// Two users each receive every event type with exactly the contract's fields; typing is not

@@ -209,6 +209,7 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
                 version: to.1,
                 edited_at: None,
                 deleted_at: None,
+                sentiment: Some(420),
             };
             appends.push(
                 c,

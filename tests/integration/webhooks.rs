@@ -733,6 +733,7 @@ async fn every_event_type_with_exact_envelope_and_data() {
             &[
                 "messageBody",
                 "metadata",
+                "sentiment",
                 "recipientCommunicationIdentifier"
             ]
         )
@@ -748,7 +749,10 @@ async fn every_event_type_with_exact_envelope_and_data() {
     assert_eq!(d["metadata"], json!({ "k": "v" }));
     let tt = of("ChatMessageReceivedInThread");
     assert_eq!(tt[0]["subject"], format!("thread/{t}/sender/{}", a.id));
-    assert_eq!(keys(&tt[0]["data"]), with(&m, &["messageBody", "metadata"]));
+    assert_eq!(
+        keys(&tt[0]["data"]),
+        with(&m, &["messageBody", "metadata", "sentiment"])
+    );
     let u = of("ChatMessageEdited");
     assert_eq!(recipients(&u), set(&[&b.id]));
     assert_eq!(
@@ -758,6 +762,7 @@ async fn every_event_type_with_exact_envelope_and_data() {
             &[
                 "messageBody",
                 "metadata",
+                "sentiment",
                 "editTime",
                 "recipientCommunicationIdentifier"
             ]
@@ -767,7 +772,7 @@ async fn every_event_type_with_exact_envelope_and_data() {
     assert!(u[0]["data"]["version"].as_i64().unwrap() > mid.parse::<i64>().unwrap());
     assert_eq!(
         keys(&of("ChatMessageEditedInThread")[0]["data"]),
-        with(&m, &["messageBody", "metadata", "editTime"])
+        with(&m, &["messageBody", "metadata", "sentiment", "editTime"])
     );
     let u = of("ChatMessageDeleted");
     assert_eq!(recipients(&u), set(&[&b.id]));

@@ -118,6 +118,7 @@ impl ThreadActor {
                         version: mid,
                         edited_at: None,
                         deleted_at: None,
+                        sentiment: cmd.sentiment,
                     };
                     let replay = Replay {
                         status: 201,
@@ -146,6 +147,7 @@ impl ThreadActor {
                     act.last_message = Some(*ids);
                 }
                 for (_, m) in out {
+                    crate::sentiment::count(m.sentiment);
                     act.hub.activity.record(&act.id);
                     metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
                         .increment(1);
@@ -207,6 +209,7 @@ impl ThreadActor {
         let member = self.current_member(&cmd.user)?;
         let id = self.id.clone();
         let current = self.current_list();
+        let sentiment = self.hub.config.sentiment;
         Ok(self.commit(
             move |c, ob| {
                 let now = now_ms();
@@ -222,6 +225,11 @@ impl ThreadActor {
                         content
                     });
                 }
+                // an edit is rescored whatever it changed (edits are rare: scored here)
+                if sentiment {
+                    let content = m.content.as_deref().unwrap_or_default();
+                    m.sentiment = Some(crate::sentiment::score(&m.kind, content));
+                }
                 let metadata = cmd.metadata.apply(&parse_metadata(&m.metadata));
                 check_metadata(&metadata, model::MAX_MESSAGE_METADATA_BYTES, "Message")?;
                 m.metadata = metadata_json(&metadata);
@@ -236,8 +244,9 @@ impl ThreadActor {
                 Ok(Some(m))
             },
             |_, m| {
-                if m.is_some() {
+                if let Some(m) = m {
                     metrics::counter!(crate::metrics::MESSAGES_EDITED).increment(1);
+                    crate::sentiment::count(m.sentiment);
                 }
             },
             |_| (),
@@ -256,6 +265,7 @@ impl ThreadActor {
                 let mut m = own_message(c, &id, cmd.message_id, &cmd.user, &member)?;
                 m.content = None;
                 m.metadata = "{}".into();
+                m.sentiment = None;
                 m.version = now.max(m.version + 1);
                 m.deleted_at = Some(now);
                 messages::update(c, &m)?;

@@ -73,6 +73,7 @@ pub(super) fn system_message(
     content: &MessageContent,
 ) -> Message {
     Message {
+        sentiment: None,
         thread_id: thread.to_string(),
         seq,
         id,
