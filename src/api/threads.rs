@@ -168,6 +168,8 @@ pub async fn list(
                     topic: t.topic,
                     last_message_received_on: fmt_ms(last),
                     deleted_on: t.deleted_at.map(fmt_ms),
+                    unread_count: None,
+                    last_message: None,
                 },
             ))
         })
@@ -200,13 +202,40 @@ pub async fn list(
     } else {
         None
     };
-    json(
-        StatusCode::OK,
-        &Page {
-            value: page.into_iter().map(|(_, i)| i).collect(),
-            next_link,
-        },
-    )
+    // unread counts and previews of the page (CONTRACT §10.1): two queries for the page
+    let ids: Vec<String> = page.iter().map(|(_, i)| i.id.clone()).collect();
+    let uid = user.id.clone();
+    let mut inbox = app
+        .store
+        .read(move |c| Ok(participants::inbox(c, &uid, &ids)?))
+        .await?;
+    let value = page
+        .into_iter()
+        .map(|(_, mut item)| {
+            let entry = inbox.remove(&item.id);
+            item.unread_count = Some(entry.as_ref().map_or(0, |e| e.unread));
+            item.last_message = entry.and_then(|e| e.last).map(|m| last_message(&m));
+            item
+        })
+        .collect();
+    json(StatusCode::OK, &Page { value, next_link })
+}
+
+/// `lastMessage` (CONTRACT §10.1): a text/html message as a thread list shows it.
+fn last_message(m: &crate::store::models::Message) -> Value {
+    let plain = crate::text::plain(&m.kind, m.content.as_deref().unwrap_or_default());
+    let mut o = serde_json::json!({
+        "id": m.id.to_string(),
+        "sequenceId": m.seq.to_string(),
+        "type": m.kind,
+        "senderCommunicationIdentifier": m.sender_id.as_deref().map(Cim::from_raw),
+        "preview": crate::text::preview(&plain),
+        "createdOn": fmt_ms(m.created_at),
+    });
+    if let Some(name) = m.sender_display_name.as_deref().filter(|n| !n.is_empty()) {
+        o["senderDisplayName"] = Value::from(name);
+    }
+    o
 }
 
 /// GET /chat/threads/{t} — `ChatThreadProperties` for current and former participants (op 3).
@@ -218,7 +247,7 @@ pub async fn get(
     let thread = path_thread(&req);
     let user = chat_prologue(&req, &body.0, Op::GetThread, Some(&thread)).await?;
     check_thread_id(&thread)?;
-    let (t, p) = app
+    let (t, p, mut inbox) = app
         .store
         .read(move |c| {
             let t = threads::get(c, &thread)?;
@@ -226,7 +255,13 @@ pub async fn get(
                 Some(t) => participants::get(c, &ThreadId::new(t.id.as_str()), &user.id)?,
                 None => None,
             };
-            Ok((t, p))
+            let inbox = match &t {
+                Some(t) if p.is_some() => {
+                    participants::inbox(c, &user.id, std::slice::from_ref(&t.id))?
+                }
+                _ => Default::default(),
+            };
+            Ok((t, p, inbox))
         })
         .await?;
     let t = t
@@ -236,6 +271,7 @@ pub async fn get(
         return Err(ApiError::forbidden());
     }
     let metadata = parse_metadata(&t.metadata);
+    let mine = inbox.remove(&t.id);
     json(
         StatusCode::OK,
         &ThreadProperties {
@@ -246,6 +282,8 @@ pub async fn get(
             metadata: (!metadata.is_empty()).then_some(metadata),
             retention_policy: t.retention.and_then(|r| serde_json::from_str(&r).ok()),
             deleted_on: None,
+            unread_count: Some(mine.as_ref().map_or(0, |e| e.unread)),
+            last_message: mine.and_then(|e| e.last).map(|m| last_message(&m)),
         },
     )
 }

@@ -49,7 +49,7 @@ impl Event {
 }
 
 /// Every event type (contract §6.4).
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 11] = [
     "chatMessageReceived",
     "chatMessageEdited",
     "chatMessageDeleted",
@@ -60,6 +60,7 @@ pub const KINDS: [&str; 10] = [
     "chatThreadDeleted",
     "participantsAdded",
     "participantsRemoved",
+    "readMarkerUpdated",
 ];
 
 /// The event type named `name` (cluster mode reads it back from the event log).
@@ -155,6 +156,17 @@ pub fn read_receipt(
         "readReceiptReceived",
         json!({
             "threadId": thread, "sender": Cim::from_raw(reader), "senderDisplayName": display_name,
+            "chatMessageId": message_id.to_string(), "readOn": fmt_ms(at),
+        }),
+    )
+}
+
+/// confab extension (CONTRACT §10.1): the reader's own read marker moved.
+pub fn read_marker(thread: &str, seq: i64, message_id: i64, at: i64) -> Arc<Event> {
+    Event::new(
+        "readMarkerUpdated",
+        json!({
+            "threadId": thread, "sequenceId": seq.to_string(),
             "chatMessageId": message_id.to_string(), "readOn": fmt_ms(at),
         }),
     )

@@ -65,6 +65,12 @@ pub struct ThreadProperties {
     pub retention_policy: Option<RetentionPolicy>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_on: Option<String>,
+    /// confab extension (CONTRACT §10.1): the caller's unread messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<i64>,
+    /// confab extension (CONTRACT §10.1): the newest visible text/html message, as a preview.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +89,12 @@ pub struct ThreadItem {
     pub last_message_received_on: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_on: Option<String>,
+    /// confab extension (CONTRACT §10.1): the caller's unread messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_count: Option<i64>,
+    /// confab extension (CONTRACT §10.1): the newest visible text/html message, as a preview.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -117,3 +117,107 @@ pub fn current_count(c: &mut DbConn, thread: &ThreadId) -> QueryResult<i64> {
         .count()
         .get_result(c)
 }
+
+/// What a user's inbox shows of one thread (CONTRACT §10.1).
+#[derive(Debug, Clone)]
+pub struct InboxEntry {
+    /// Text/html messages of others, not deleted, visible to the user, above its read marker.
+    pub unread: i64,
+    /// The newest visible text/html message that is not deleted.
+    pub last: Option<super::models::Message>,
+}
+
+#[derive(QueryableByName)]
+struct InboxRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    thread_id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    unread: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    last_seq: Option<i64>,
+}
+
+/// The select list of [`inbox`]: per participant row `p`, two correlated subqueries that each
+/// walk the thread's primary key (thread_id, seq) from the read marker or from the end.
+const INBOX_SELECT: &str = "SELECT p.thread_id AS thread_id, \
+     (SELECT COUNT(*) FROM messages m WHERE m.thread_id = p.thread_id \
+        AND m.seq > COALESCE((SELECT r.seq FROM read_receipts r \
+              WHERE r.thread_id = p.thread_id AND r.user_id = p.user_id), 0) \
+        AND m.kind IN ('text', 'html') AND m.deleted_at IS NULL \
+        AND m.sender_id <> p.user_id \
+        AND m.created_at >= p.share_history_time \
+        AND (p.removed_at IS NULL OR m.created_at <= p.removed_at)) AS unread, \
+     (SELECT m.seq FROM messages m WHERE m.thread_id = p.thread_id \
+        AND m.kind IN ('text', 'html') AND m.deleted_at IS NULL \
+        AND m.created_at >= p.share_history_time \
+        AND (p.removed_at IS NULL OR m.created_at <= p.removed_at) \
+        ORDER BY m.seq DESC LIMIT 1) AS last_seq \
+     FROM participants p";
+
+/// Unread counts and last messages of `user` in `threads` (one page of its thread list): two
+/// queries for the whole page, whatever its size.
+pub fn inbox(
+    c: &mut DbConn,
+    user: &UserId,
+    threads: &[String],
+) -> QueryResult<std::collections::HashMap<String, InboxEntry>> {
+    use diesel::sql_types::Text;
+    use std::collections::HashMap;
+    if threads.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<InboxRow> = match c {
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(pg) => diesel::sql_query(format!(
+            "{INBOX_SELECT} WHERE p.user_id = $1 AND p.thread_id = ANY($2)"
+        ))
+        .bind::<Text, _>(user.as_str())
+        .bind::<diesel::sql_types::Array<Text>, _>(threads)
+        .load(pg)?,
+        DbConn::Sqlite(s) => {
+            let marks = vec!["?"; threads.len()].join(", ");
+            let mut q = diesel::sql_query(format!(
+                "{INBOX_SELECT} WHERE p.user_id = ? AND p.thread_id IN ({marks})"
+            ))
+            .into_boxed()
+            .bind::<Text, _>(user.as_str());
+            for t in threads {
+                q = q.bind::<Text, _>(t.as_str());
+            }
+            q.load(s)?
+        }
+    };
+    let wanted: Vec<(String, i64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.thread_id.clone(), r.last_seq?)))
+        .collect();
+    let mut last: HashMap<String, super::models::Message> = HashMap::new();
+    if !wanted.is_empty() {
+        use super::schema::messages as m;
+        let ids: Vec<&str> = wanted.iter().map(|(t, _)| t.as_str()).collect();
+        let seqs: Vec<i64> = wanted.iter().map(|(_, s)| *s).collect();
+        let found: Vec<super::models::Message> = m::table
+            .filter(m::thread_id.eq_any(&ids))
+            .filter(m::seq.eq_any(&seqs))
+            .select(super::models::Message::as_select())
+            .load(c)?;
+        for msg in found {
+            if wanted
+                .iter()
+                .any(|(t, s)| *t == msg.thread_id && *s == msg.seq)
+            {
+                last.insert(msg.thread_id.clone(), msg);
+            }
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let entry = InboxEntry {
+                unread: r.unread,
+                last: last.remove(&r.thread_id),
+            };
+            (r.thread_id, entry)
+        })
+        .collect())
+}

@@ -156,3 +156,236 @@ async fn sentiment_off_adds_nothing() {
     let m = get_message(&app, &a, &t, &id).await;
     assert!(m.get("sentiment").is_none(), "{m}");
 }
+
+/// The caller's entry for `t` in its thread list (first page is enough here).
+async fn listed(app: &TestApp, user: &crate::common::User, t: &str) -> Value {
+    let r = app
+        .chat(user, Method::GET, "/chat/threads?maxPageSize=50", None)
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == t)
+        .cloned()
+        .unwrap_or_else(|| panic!("{t} not listed: {v}"))
+}
+
+async fn read(app: &TestApp, user: &crate::common::User, t: &str, id: &str) {
+    let r = app
+        .chat(
+            user,
+            Method::POST,
+            &format!("/chat/threads/{}/readReceipts", enc(t)),
+            Some(json!({ "chatMessageId": id })),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+async fn send_json(app: &TestApp, user: &crate::common::User, t: &str, body: Value) -> String {
+    let r = app
+        .chat(
+            user,
+            Method::POST,
+            &format!("/chat/threads/{}/messages", enc(t)),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// §10.1: unread counts through sends, reads, edits, deletes and share-history limits; previews
+/// (html stripped, entities decoded, cut on a character boundary); `readMarkerUpdated` on the
+/// reader's other sessions; the same fields on the thread's properties.
+#[tokio::test]
+async fn unread_counts_previews_and_read_markers() {
+    let app = TestApp::spawn_with(&["--receipts-max-participants", "2"]).await;
+    let (a, b, c) = (app.user().await, app.user().await, app.user().await);
+    let t = app.thread(&a, &[&a, &b]).await;
+    let fresh = listed(&app, &b, &t).await;
+    assert_eq!(fresh["unreadCount"], 0);
+    assert!(fresh.get("lastMessage").is_none(), "{fresh}");
+
+    let one = app.send(&a, &t, "one").await;
+    let two = send_json(
+        &app,
+        &a,
+        &t,
+        json!({"type": "html", "content": "<p>Hello&nbsp;<b>world</b>  &amp;\n friends</p>", "senderDisplayName": "Ann"}),
+    )
+    .await;
+    let long = "😀".repeat(130);
+    let three = app.send(&a, &t, &long).await;
+    app.send(&b, &t, "b's own message does not count for b")
+        .await;
+
+    let item = listed(&app, &b, &t).await;
+    assert_eq!(item["unreadCount"], 3, "{item}");
+    let last = &item["lastMessage"];
+    assert_eq!(last["preview"], "b's own message does not count for b");
+    assert_eq!(listed(&app, &a, &t).await["unreadCount"], 1);
+
+    // b reads up to "two" on one device; its other session hears the marker move
+    let mut other = Ws::connect(&app, &b, None).await;
+    read(&app, &b, &t, &two).await;
+    let e = loop {
+        let e = other.event().await;
+        if e["type"] == "readMarkerUpdated" {
+            break e;
+        }
+    };
+    let d = &e["data"];
+    assert_eq!(d["threadId"], t.as_str());
+    assert_eq!(d["chatMessageId"], two.as_str());
+    assert!(d["sequenceId"].as_str().unwrap().parse::<i64>().unwrap() > 0);
+    assert!(d["readOn"].as_str().unwrap().ends_with('Z'));
+    // below the receipts limit the receipt itself follows, as in ACS
+    assert_eq!(other.event().await["type"], "readReceiptReceived");
+    assert_eq!(listed(&app, &b, &t).await["unreadCount"], 1);
+    // a marker never moves back
+    read(&app, &b, &t, &one).await;
+    other.nothing_for(200).await;
+    assert_eq!(listed(&app, &b, &t).await["unreadCount"], 1);
+
+    // the long message: the preview is cut on a character boundary
+    let r = app
+        .chat(
+            &a,
+            Method::DELETE,
+            &format!(
+                "/chat/threads/{}/messages/{}",
+                enc(&t),
+                listed(&app, &a, &t).await["lastMessage"]["id"]
+                    .as_str()
+                    .unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 403, "only the sender deletes");
+    let props = app
+        .chat(&b, Method::GET, &format!("/chat/threads/{}", enc(&t)), None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(props["unreadCount"], 1);
+    assert_eq!(
+        props["lastMessage"]["preview"],
+        "b's own message does not count for b"
+    );
+    let mine = listed(&app, &a, &t).await;
+    assert_eq!(mine["lastMessage"]["type"], "text");
+
+    // deletes: unread goes down, the preview falls back to the newest live message
+    let bs = app.all_messages(&b, &t, 50).await;
+    let b_own = bs
+        .iter()
+        .find(|m| m["content"]["message"] == "b's own message does not count for b")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (who, id) in [(&b, &b_own), (&a, &three)] {
+        let r = app
+            .chat(
+                who,
+                Method::DELETE,
+                &format!("/chat/threads/{}/messages/{id}", enc(&t)),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 204);
+    }
+    let item = listed(&app, &b, &t).await;
+    assert_eq!(item["unreadCount"], 0, "{item}");
+    let last = &item["lastMessage"];
+    assert_eq!(last["id"], two.as_str());
+    assert_eq!(last["type"], "html");
+    assert_eq!(last["preview"], "Hello world & friends");
+    assert_eq!(last["senderDisplayName"], "Ann");
+    assert_eq!(
+        last["senderCommunicationIdentifier"]["rawId"],
+        a.id.as_str()
+    );
+    assert!(last["createdOn"].as_str().unwrap().ends_with('Z'));
+
+    // a long one: cut to 120 characters plus the ellipsis, never inside an emoji
+    app.send(&a, &t, &long).await;
+    let p = listed(&app, &b, &t).await["lastMessage"]["preview"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(p, format!("{}…", "😀".repeat(120)));
+    // an edit shows in the preview and keeps the count
+    let r = app
+        .chat(
+            &a,
+            Method::PATCH,
+            &format!("/chat/threads/{}/messages/{two}", enc(&t)),
+            Some(json!({"content": "<i>changed</i>"})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(listed(&app, &b, &t).await["unreadCount"], 1);
+
+    // share history: c added without history sees nothing unread, then counts what follows
+    let r = app
+        .chat(
+            &a,
+            Method::POST,
+            &format!("/chat/threads/{}/participants/:add", enc(&t)),
+            Some(
+                json!({"participants": [{"communicationIdentifier": {"rawId": c.id},
+                "shareHistoryTime": "2100-01-01T00:00:00Z"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let item = listed(&app, &c, &t).await;
+    assert_eq!(item["unreadCount"], 0, "{item}");
+    assert!(item.get("lastMessage").is_none(), "{item}");
+
+    // above the receipts limit (3 participants > 2): no receipt is listed or broadcast, but
+    // the reader's marker moves and its sessions hear it
+    let r = app
+        .chat(
+            &a,
+            Method::POST,
+            &format!("/chat/threads/{}/participants/:add", enc(&t)),
+            Some(json!({"participants": [{"communicationIdentifier": {"rawId": c.id}}]})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let newest = app.send(&a, &t, "for everyone").await;
+    assert_eq!(listed(&app, &b, &t).await["unreadCount"], 2);
+    read(&app, &b, &t, &newest).await;
+    let e = loop {
+        let e = other.event().await;
+        assert_ne!(e["type"], "readReceiptReceived", "{e}");
+        if e["type"] == "readMarkerUpdated" {
+            break e;
+        }
+    };
+    assert_eq!(e["data"]["chatMessageId"], newest.as_str());
+    assert_eq!(listed(&app, &b, &t).await["unreadCount"], 0);
+    let receipts: Value = app
+        .chat(
+            &b,
+            Method::GET,
+            &format!("/chat/threads/{}/readReceipts", enc(&t)),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(receipts["value"], json!([]), "{receipts}");
+}

@@ -280,6 +280,20 @@ async fn every_event_type() {
         Some(json!({"chatMessageId": mid})),
     )
     .await;
+    // the reader's own sessions first hear its read marker move (CONTRACT §10.1)
+    let d = expect(
+        &mut wb,
+        "readMarkerUpdated",
+        &[
+            "threadId",
+            "sequenceId",
+            "chatMessageId",
+            "readOn",
+            "recipient",
+        ],
+    )
+    .await;
+    assert_eq!(d["chatMessageId"], mid.as_str());
     for ws in [&mut wb, &mut wa] {
         let d = expect(
             ws,

@@ -106,6 +106,8 @@ impl ThreadActor {
                         metadata: (!cmd.metadata.is_empty()).then_some(cmd.metadata),
                         retention_policy: cmd.retention,
                         deleted_on: None,
+                        unread_count: None,
+                        last_message: None,
                     },
                     invalid_participants: invalid,
                 };

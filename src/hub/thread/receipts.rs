@@ -12,7 +12,9 @@ use crate::store::models::Receipt;
 use crate::store::{messages, participants};
 
 impl ThreadActor {
-    /// Moves the caller's read receipt forward (never back); suppressed above the receipts limit.
+    /// Moves the caller's read receipt, which is its read marker, forward (never back) and tells
+    /// the caller's own sessions (`readMarkerUpdated`). Above the receipts limit the marker
+    /// still moves, but no receipt is broadcast.
     pub(super) fn send_receipt(&mut self, cmd: SendReceipt) -> Result<Commit<()>, ApiError> {
         let member = self.current_member(&cmd.user)?;
         let id = self.id.clone();
@@ -26,12 +28,11 @@ impl ThreadActor {
                 let m = messages::get(c, &id, cmd.message_id)?
                     .filter(|m| m.created_at >= member.share_history_time)
                     .ok_or_else(|| ApiError::not_found("Message"))?;
-                if suppressed {
-                    metrics::counter!(crate::metrics::RECEIPTS_SUPPRESSED).increment(1);
-                    return Ok(false);
-                }
                 let existing = participants::receipt(c, &id, &cmd.user)?;
                 if existing.is_some_and(|r| r.seq >= m.seq) {
+                    if suppressed {
+                        metrics::counter!(crate::metrics::RECEIPTS_SUPPRESSED).increment(1);
+                    }
                     return Ok(false);
                 }
                 let read_at = now_ms();
@@ -45,6 +46,14 @@ impl ThreadActor {
                         read_at,
                     },
                 )?;
+                ob.publish(
+                    vec![cmd.user.clone()],
+                    realtime::read_marker(&id, m.seq, m.id, read_at),
+                );
+                if suppressed {
+                    metrics::counter!(crate::metrics::RECEIPTS_SUPPRESSED).increment(1);
+                    return Ok(false);
+                }
                 let e = realtime::read_receipt(&id, &cmd.user, &name, m.id, read_at);
                 ob.publish(current, e);
                 Ok(true)
