@@ -107,6 +107,26 @@ pub enum RateLimitProfile {
     Off,
 }
 
+/// The HTTP shape of the translator (CONTRACT §10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TranslatorKind {
+    /// LibreTranslate's `POST /translate` (self-hosted).
+    Libretranslate,
+    /// Azure Translator v3.
+    Azure,
+}
+
+/// The HTTP shape of the transcriber (CONTRACT §10.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpeechKind {
+    /// OpenAI-compatible `POST /v1/audio/transcriptions` (Whisper servers among others).
+    Openai,
+    /// Azure Speech short-audio REST API.
+    Azure,
+}
+
 /// A feature switched on or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -295,6 +315,46 @@ pub struct Config {
     /// Allow webhook endpoints on loopback, private and link-local addresses, and plain http://
     #[arg(long, env = "CONFAB_WEBHOOK_ALLOW_PRIVATE")]
     pub webhook_allow_private: bool,
+
+    /// Translation service (base URL); translation is off without it
+    #[arg(long, env = "CONFAB_TRANSLATOR_URL")]
+    pub translator_url: Option<String>,
+
+    /// The translator's API shape
+    #[arg(long, env = "CONFAB_TRANSLATOR_KIND", value_enum, default_value_t = TranslatorKind::Libretranslate)]
+    pub translator_kind: TranslatorKind,
+
+    /// The translator's key (LibreTranslate api_key, or Azure's Ocp-Apim-Subscription-Key)
+    #[arg(long, env = "CONFAB_TRANSLATOR_KEY")]
+    pub translator_key: Option<Secret>,
+
+    /// Azure Translator region (Ocp-Apim-Subscription-Region)
+    #[arg(long, env = "CONFAB_TRANSLATOR_REGION")]
+    pub translator_region: Option<String>,
+
+    /// Allow a translator on loopback or private addresses, and plain http://
+    #[arg(long, env = "CONFAB_TRANSLATOR_ALLOW_PRIVATE")]
+    pub translator_allow_private: bool,
+
+    /// Transcription service (base URL); speech to text is off without it
+    #[arg(long, env = "CONFAB_SPEECH_URL")]
+    pub speech_url: Option<String>,
+
+    /// The transcriber's API shape
+    #[arg(long, env = "CONFAB_SPEECH_KIND", value_enum, default_value_t = SpeechKind::Openai)]
+    pub speech_kind: SpeechKind,
+
+    /// The transcriber's key (Bearer for openai, Ocp-Apim-Subscription-Key for azure)
+    #[arg(long, env = "CONFAB_SPEECH_KEY")]
+    pub speech_key: Option<Secret>,
+
+    /// Azure Speech region (Ocp-Apim-Subscription-Region)
+    #[arg(long, env = "CONFAB_SPEECH_REGION")]
+    pub speech_region: Option<String>,
+
+    /// Allow a transcriber on loopback or private addresses, and plain http://
+    #[arg(long, env = "CONFAB_SPEECH_ALLOW_PRIVATE")]
+    pub speech_allow_private: bool,
 
     /// The `topic` (Event Grid) / `source` (CloudEvents) of every webhook event
     #[arg(long, env = "CONFAB_EVENT_TOPIC", default_value = DEFAULT_EVENT_TOPIC)]

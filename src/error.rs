@@ -119,6 +119,23 @@ impl ApiError {
         e
     }
 
+    /// 503 for a service confab depends on (`TranslatorUnavailable`, `TranscriberUnavailable`):
+    /// unreachable, failing or too slow. The cause is logged, not sent.
+    pub fn dependency_unavailable(
+        code: &'static str,
+        what: &str,
+        cause: impl fmt::Display,
+    ) -> Self {
+        tracing::warn!(%cause, code, "a service confab depends on failed");
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            format!("The {what} is unavailable; retry later."),
+        );
+        e.retry_after = Some(5);
+        e
+    }
+
     /// Cluster mode: the thread's membership changed on another node since this node cached
     /// it. The thread actor reloads and runs the command again, so a client sees this (a
     /// retryable 503) only if the thread keeps changing under it.

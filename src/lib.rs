@@ -30,6 +30,7 @@
 //!   participants, receipts, real-time, subscriptions), with the shared extractors,
 //!   responders and middleware.
 //! - [`auth`]: [`auth::Auth`] — HMAC access keys, user tokens, the identity-state cache.
+//! - [`cognitive`]: the translator and the transcriber confab calls (off unless configured).
 //! - [`config`]: every flag, its environment variable, default and doc line.
 //! - [`dashboard`]: the admin pages (askama), their login, and the alert rules in-process.
 //! - [`error`]: `ApiError`, the one wire error (`{"error":{"code","message"}}`).
@@ -56,6 +57,7 @@
 pub mod api;
 pub mod auth;
 pub mod cluster;
+pub mod cognitive;
 pub mod config;
 pub mod dashboard;
 pub mod error;

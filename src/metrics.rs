@@ -18,6 +18,8 @@ pub const HTTP_DURATION: &str = "confab_http_request_duration_seconds";
 pub const MESSAGES_SENT: &str = "confab_messages_sent_total";
 pub const MESSAGES_EDITED: &str = "confab_messages_edited_total";
 pub const MESSAGES_SENTIMENT: &str = "confab_messages_sentiment_total";
+pub const TRANSLATION_FAILURES: &str = "confab_translation_failures_total";
+pub const TRANSCRIPTIONS: &str = "confab_transcriptions_total";
 pub const MESSAGES_DELETED: &str = "confab_messages_deleted_total";
 pub const THREADS_CREATED: &str = "confab_threads_created_total";
 pub const THREADS_DELETED: &str = "confab_threads_deleted_total";
@@ -116,6 +118,11 @@ fn describe() {
         "Messages sent (committed) by type and priority"
     );
     c!(MESSAGES_EDITED, "Messages edited");
+    c!(
+        TRANSLATION_FAILURES,
+        "Translations that failed (translator unreachable, failing, slow or garbled)"
+    );
+    c!(TRANSCRIPTIONS, "Transcriptions by outcome (ok, failed)");
     c!(
         MESSAGES_SENTIMENT,
         "Messages and edits scored for sentiment, by label"

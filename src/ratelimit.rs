@@ -37,6 +37,9 @@ pub enum Op {
     IssueToken,
     RevokeTokens,
     CreateIdentityWithToken,
+    /// POST /speech:transcribe (CONTRACT §10.4): 10 per user per minute in every profile but
+    /// `off`.
+    Transcribe,
 }
 
 impl Op {
@@ -121,6 +124,7 @@ const ACS_RULES: &[Rule] = &[
     rule(Op::IssueToken, Scope::Instance, 30, 1000),
     rule(Op::RevokeTokens, Scope::Instance, 30, 500),
     rule(Op::CreateIdentityWithToken, Scope::Instance, 30, 1000),
+    rule(Op::Transcribe, Scope::User, 60, 10),
 ];
 
 /// Token bucket parameters of the `default` profile.
@@ -172,6 +176,8 @@ impl RateLimiter {
         match self.profile {
             RateLimitProfile::Off => Ok(()),
             RateLimitProfile::Acs => self.check_acs(op, user, thread),
+            // transcriptions cost the operator money: the same window in every profile
+            RateLimitProfile::Default if op == Op::Transcribe => self.check_acs(op, user, thread),
             RateLimitProfile::Default => self.check_buckets(op, user, thread),
         }
     }

@@ -197,6 +197,8 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
         recent_errors,
         draining: AtomicBool::new(false),
         cluster,
+        translator: crate::cognitive::translate::Translator::from_config(&config).map(Arc::new),
+        transcriber: crate::cognitive::speech::Transcriber::from_config(&config).map(Arc::new),
         config,
     });
     let files_dir = match &temp_dir {

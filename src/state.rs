@@ -44,6 +44,10 @@ pub struct AppState {
     pub inflight: Mutex<HashSet<(String, String)>>,
     /// Cluster mode (`--nats-url`): the bus and the node table; `None` for a standalone node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `--translator-url`: message translation (CONTRACT §10.3); `None` when off.
+    pub translator: Option<Arc<crate::cognitive::translate::Translator>>,
+    /// `--speech-url`: speech to text (CONTRACT §10.4); `None` when off.
+    pub transcriber: Option<Arc<crate::cognitive::speech::Transcriber>>,
     /// Set on SIGINT/SIGTERM: `/readyz` answers 503 while in-flight requests finish.
     pub draining: AtomicBool,
 }

@@ -12,7 +12,7 @@ use actix_web::{FromRequest, HttpRequest};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use futures_util::future::LocalBoxFuture;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 
 use super::{CHAT_API_VERSIONS, DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_PAGE_SIZE};
@@ -84,29 +84,53 @@ impl FromRequest for Body {
     type Future = LocalBoxFuture<'static, Result<Body, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-            return Box::pin(ready(Err(ApiError::body_too_large(MAX_BODY_BYTES))));
-        }
-        let mut payload = payload.take();
-        Box::pin(async move {
-            let mut buf = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::invalid("body", format!("Cannot read the request body: {e}"))
-                })?;
-                if buf.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::body_too_large(MAX_BODY_BYTES));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(Body(buf.freeze()))
-        })
+        Box::pin(read_body(req, payload, MAX_BODY_BYTES).map(|b| b.map(Body)))
     }
+}
+
+/// The largest audio body of a transcription (CONTRACT §10.4).
+pub const MAX_AUDIO_BYTES: usize = 10 * 1024 * 1024;
+
+/// The raw body of a transcription request, at most [`MAX_AUDIO_BYTES`] (else 413).
+pub struct AudioBody(pub Bytes);
+
+impl FromRequest for AudioBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<AudioBody, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        Box::pin(read_body(req, payload, MAX_AUDIO_BYTES).map(|b| b.map(AudioBody)))
+    }
+}
+
+/// Reads a body of at most `limit` bytes: a larger declared length is refused before reading.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: usize,
+) -> LocalBoxFuture<'static, Result<Bytes, ApiError>> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Box::pin(ready(Err(ApiError::body_too_large(limit))));
+    }
+    let mut payload = payload.take();
+    Box::pin(async move {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::invalid("body", format!("Cannot read the request body: {e}"))
+            })?;
+            if buf.len() + chunk.len() > limit {
+                return Err(ApiError::body_too_large(limit));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    })
 }
 
 /// Parses a required JSON body; errors name the offending field.
@@ -256,6 +280,24 @@ pub async fn chat_prologue(
     check_content_type(req, body)?;
     let user = app.auth.chat_user(req).await?;
     rate_limit(app, op, &user.id, thread)?;
+    Ok(user)
+}
+
+/// The prologue of confab's own chat routes (CONTRACT §10): `api-version` is optional there
+/// (checked when given), and the body is not JSON-typed (audio, or none).
+pub async fn extension_prologue(
+    req: &HttpRequest,
+    op: crate::ratelimit::Op,
+    thread: Option<&str>,
+) -> Result<crate::auth::ChatUser, ApiError> {
+    let app = state(req)?;
+    if Params::of(req).get("api-version").is_some() {
+        check_api_version(req, app, CHAT_API_VERSIONS)?;
+    }
+    let user = app.auth.chat_user(req).await?;
+    if op != crate::ratelimit::Op::Transcribe {
+        rate_limit(app, op, &user.id, thread)?;
+    }
     Ok(user)
 }
 

@@ -9,6 +9,7 @@
 //! → thread 404 → membership 403 → target 404 → ownership 403 → limits 400 → idempotency.
 
 pub mod admin;
+pub mod cognitive;
 pub mod demo;
 pub mod extract;
 pub mod health;
@@ -114,6 +115,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         ],
     ))
     .service(resource(
+        "/chat/threads/{t}/messages/{m}:translate",
+        vec![(M::POST, web::route().to(cognitive::translate))],
+    ))
+    .service(resource(
         "/chat/threads/{t}/messages/{m}",
         vec![
             (M::GET, web::route().to(messages::get)),
@@ -170,6 +175,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource(
         "/realtime/sse",
         vec![(M::GET, web::route().to(realtime::sse))],
+    ))
+    .service(resource(
+        "/speech:transcribe",
+        vec![(M::POST, web::route().to(cognitive::transcribe))],
     ))
     .service(resource(
         "/identities",

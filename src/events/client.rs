@@ -85,6 +85,44 @@ pub async fn exchange(
     })
 }
 
+/// One request to a service the operator configured (translator, transcriber): the URL and
+/// the addresses dialled are checked as a webhook's unless `allow_private`; the whole exchange,
+/// answer included (at most `limit` bytes), must end within `timeout`.
+#[allow(clippy::too_many_arguments)]
+pub async fn call(
+    client: &awc::Client,
+    url: &str,
+    allow_private: bool,
+    headers: Vec<(&'static str, String)>,
+    content_type: &str,
+    body: bytes::Bytes,
+    timeout: Duration,
+    limit: usize,
+) -> Result<EndpointResponse, String> {
+    let endpoint = ssrf::check_url(url, allow_private)?;
+    let mut req = client
+        .post(endpoint.uri)
+        .timeout(timeout)
+        .insert_header(("User-Agent", USER_AGENT))
+        .insert_header(("Content-Type", content_type.to_string()));
+    for (k, v) in headers {
+        req = req.insert_header((k, v));
+    }
+    let exchange = async move {
+        let mut res = req.send_body(body).await.map_err(|e| e.to_string())?;
+        let body = res.body().limit(limit).await.map_err(|e| e.to_string())?;
+        Ok(EndpointResponse {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body,
+        })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+    }
+}
+
 /// Sends one delivery.
 pub async fn send(
     client: &awc::Client,

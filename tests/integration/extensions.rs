@@ -389,3 +389,397 @@ async fn unread_counts_previews_and_read_markers() {
         .unwrap();
     assert_eq!(receipts["value"], json!([]), "{receipts}");
 }
+
+use crate::common::assert_error;
+use crate::standins::{Mode, Standin};
+
+fn translator_args(s: &Standin, kind: &str) -> Vec<String> {
+    vec![
+        "--translator-url".into(),
+        s.url.clone(),
+        "--translator-kind".into(),
+        kind.into(),
+        "--translator-allow-private".into(),
+    ]
+}
+
+async fn spawn(args: &[String]) -> TestApp {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    TestApp::spawn_with(&refs).await
+}
+
+async fn translate(
+    app: &TestApp,
+    user: &crate::common::User,
+    t: &str,
+    id: &str,
+    to: &str,
+) -> reqwest::Response {
+    app.chat(
+        user,
+        Method::POST,
+        &format!("/chat/threads/{}/messages/{id}:translate?to={to}", enc(t)),
+        None,
+    )
+    .await
+}
+
+/// §10.3 with a LibreTranslate: the translation, its cache, a new one after an edit, and the
+/// refusals of a participant's route.
+#[tokio::test]
+async fn translation_with_libretranslate_and_its_cache() {
+    let s = Standin::start(Mode::Libre);
+    let app = spawn(&translator_args(&s, "libretranslate")).await;
+    let (a, b, outsider) = (app.user().await, app.user().await, app.user().await);
+    let t = app.thread(&a, &[&a, &b]).await;
+    let id = app.send(&a, &t, "good morning").await;
+
+    let r = translate(&app, &b, &t, &id, "de").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["to"], "de");
+    assert_eq!(v["from"], "en");
+    assert_eq!(v["text"], "[de] good morning");
+    let version = v["version"].as_str().unwrap().to_string();
+    let seen = s.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/translate");
+    let sent = seen[0].json();
+    assert_eq!(
+        sent["q"], "good morning",
+        "the translator sees the text only"
+    );
+    assert_eq!(sent["source"], "auto");
+    assert_eq!(sent["target"], "de");
+    assert_eq!(sent["format"], "text");
+
+    // cached per (message, version, language)
+    let again: Value = translate(&app, &a, &t, &id, "de")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["text"], "[de] good morning");
+    assert_eq!(s.seen().len(), 1, "served from the cache");
+    translate(&app, &a, &t, &id, "fr").await;
+    assert_eq!(s.seen().len(), 2, "another language is another translation");
+
+    // an edit invalidates
+    let r = app
+        .chat(
+            &a,
+            Method::PATCH,
+            &format!("/chat/threads/{}/messages/{id}", enc(&t)),
+            Some(json!({"content": "good evening"})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let v: Value = translate(&app, &b, &t, &id, "de")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["text"], "[de] good evening");
+    assert_ne!(v["version"], version.as_str());
+    assert_eq!(s.seen().len(), 3);
+
+    // refusals
+    let bad = translate(&app, &b, &t, &id, "not_a_tag").await;
+    let e = assert_error(bad, 400, "InvalidRequest").await;
+    assert_eq!(e["error"]["target"], "to");
+    assert_error(
+        translate(&app, &outsider, &t, &id, "de").await,
+        403,
+        "Forbidden",
+    )
+    .await;
+    assert_error(
+        translate(&app, &b, &t, "12345", "de").await,
+        404,
+        "NotFound",
+    )
+    .await;
+    assert_eq!(s.seen().len(), 3, "refused requests reach no translator");
+}
+
+/// §10.3 with Azure Translator v3: its URL, headers and body shape.
+#[tokio::test]
+async fn translation_with_azure_translator() {
+    let s = Standin::start(Mode::AzureTranslator);
+    let mut args = translator_args(&s, "azure");
+    args.extend([
+        "--translator-key".into(),
+        "sekrit".into(),
+        "--translator-region".into(),
+        "westeurope".into(),
+    ]);
+    let app = spawn(&args).await;
+    let a = app.user().await;
+    let t = app.thread(&a, &[&a]).await;
+    let id = send_json(
+        &app,
+        &a,
+        &t,
+        json!({"type": "html", "content": "<b>hello</b>"}),
+    )
+    .await;
+    let v: Value = translate(&app, &a, &t, &id, "pt-BR")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["text"], "[pt-BR] <b>hello</b>");
+    assert_eq!(v["from"], "en");
+    let seen = &s.seen()[0];
+    assert_eq!(seen.path, "/translate");
+    assert!(seen.query.contains("api-version=3.0"), "{}", seen.query);
+    assert!(seen.query.contains("to=pt-BR"), "{}", seen.query);
+    assert!(seen.query.contains("textType=html"), "{}", seen.query);
+    assert_eq!(seen.headers["ocp-apim-subscription-key"], "sekrit");
+    assert_eq!(seen.headers["ocp-apim-subscription-region"], "westeurope");
+    assert_eq!(seen.json(), json!([{"Text": "<b>hello</b>"}]));
+}
+
+/// §10.3 errors: off, failing, garbled, too slow, and a private address without the flag; the
+/// message itself is never affected.
+#[tokio::test]
+async fn translation_errors() {
+    let off = TestApp::spawn().await;
+    let a = off.user().await;
+    let t = off.thread(&a, &[&a]).await;
+    let id = off.send(&a, &t, "hi").await;
+    assert_error(
+        translate(&off, &a, &t, &id, "de").await,
+        400,
+        "FeatureNotSupported",
+    )
+    .await;
+
+    for mode in [Mode::Fail, Mode::Garbage, Mode::Hang] {
+        let s = Standin::start(mode);
+        let app = spawn(&translator_args(&s, "libretranslate")).await;
+        let a = app.user().await;
+        let t = app.thread(&a, &[&a]).await;
+        let id = app.send(&a, &t, "hi").await;
+        let started = std::time::Instant::now();
+        let r = translate(&app, &a, &t, &id, "de").await;
+        assert!(r.headers().get("retry-after").is_some(), "{mode:?}");
+        assert_error(r, 503, "TranslatorUnavailable").await;
+        if mode == Mode::Hang {
+            let waited = started.elapsed().as_secs_f64();
+            assert!((9.0..20.0).contains(&waited), "gave up after {waited} s");
+        }
+        assert_eq!(
+            get_message(&app, &a, &t, &id).await["content"]["message"],
+            "hi"
+        );
+    }
+
+    // a translator on loopback without --translator-allow-private is refused like a webhook
+    let s = Standin::start(Mode::Libre);
+    let app = spawn(&["--translator-url".into(), s.url.clone()]).await;
+    let a = app.user().await;
+    let t = app.thread(&a, &[&a]).await;
+    let id = app.send(&a, &t, "hi").await;
+    assert_error(
+        translate(&app, &a, &t, &id, "de").await,
+        503,
+        "TranslatorUnavailable",
+    )
+    .await;
+    assert!(s.seen().is_empty());
+}
+
+async fn transcribe(
+    app: &TestApp,
+    user: &crate::common::User,
+    query: &str,
+    content_type: &str,
+    audio: Vec<u8>,
+) -> reqwest::Response {
+    app.client
+        .post(format!("{}/speech:transcribe{query}", app.base))
+        .bearer_auth(&user.token)
+        .header("Content-Type", content_type)
+        .body(audio)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A short, valid WAV file (silence): what a browser's recorder might send.
+fn wav() -> Vec<u8> {
+    let samples = 1600u32; // 0.1 s at 16 kHz, 16-bit mono
+    let mut v = Vec::new();
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + samples * 2).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes());
+    v.extend_from_slice(&16000u32.to_le_bytes());
+    v.extend_from_slice(&32000u32.to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&(samples * 2).to_le_bytes());
+    v.resize(v.len() + samples as usize * 2, 0);
+    v
+}
+
+fn speech_args(s: &Standin, kind: &str) -> Vec<String> {
+    vec![
+        "--speech-url".into(),
+        s.url.clone(),
+        "--speech-kind".into(),
+        kind.into(),
+        "--speech-key".into(),
+        "k3y".into(),
+        "--speech-allow-private".into(),
+        "--rate-limit-profile".into(),
+        "default".into(),
+    ]
+}
+
+/// §10.4 with an OpenAI-compatible server: multipart with the file, model and language; the
+/// text comes back and nothing is stored.
+#[tokio::test]
+async fn transcription_with_an_openai_compatible_server() {
+    let s = Standin::start(Mode::OpenAi);
+    let app = spawn(&speech_args(&s, "openai")).await;
+    let a = app.user().await;
+    let r = transcribe(&app, &a, "?language=en-US", "audio/wav", wav()).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!({"text": "hello world", "language": "en-US"}));
+    let seen = &s.seen()[0];
+    assert_eq!(seen.path, "/v1/audio/transcriptions");
+    assert_eq!(seen.headers["authorization"], "Bearer k3y");
+    assert!(seen.headers["content-type"].starts_with("multipart/form-data; boundary="));
+    let body = seen.text();
+    assert!(
+        body.contains("name=\"model\"\r\n\r\nwhisper-1\r\n"),
+        "{body:.300}"
+    );
+    assert!(
+        body.contains("name=\"language\"\r\n\r\nen\r\n"),
+        "{body:.300}"
+    );
+    assert!(body.contains("name=\"file\"; filename=\"audio.wav\"\r\nContent-Type: audio/wav"));
+    assert!(seen.body.windows(4).any(|w| w == b"RIFF"));
+    // a minute of speech is megabytes, well above the JSON routes' body limit
+    let mut long = wav();
+    long.resize(3 * 1024 * 1024, 0);
+    let r = transcribe(&app, &a, "", "audio/wav", long).await;
+    assert_eq!(r.status(), 200);
+    assert!(s.seen().last().unwrap().body.len() > 3 * 1024 * 1024);
+    // webm from a browser, with codecs
+    let r = transcribe(
+        &app,
+        &a,
+        "",
+        "audio/webm;codecs=opus",
+        vec![0x1a, 0x45, 0xdf, 0xa3],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"text": "hello world"})
+    );
+}
+
+/// §10.4 with Azure Speech: its URL, key header and raw audio body; an empty recognition is
+/// an empty text.
+#[tokio::test]
+async fn transcription_with_azure_speech() {
+    let s = Standin::start(Mode::AzureSpeech);
+    let app = spawn(&speech_args(&s, "azure")).await;
+    let a = app.user().await;
+    let r = transcribe(&app, &a, "?language=de-DE", "audio/wav", wav()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["text"], "Hello world.");
+    let seen = &s.seen()[0];
+    assert_eq!(
+        seen.path,
+        "/speech/recognition/conversation/cognitiveservices/v1"
+    );
+    assert!(seen.query.contains("language=de-DE"), "{}", seen.query);
+    assert_eq!(seen.headers["ocp-apim-subscription-key"], "k3y");
+    assert_eq!(seen.headers["content-type"], "audio/wav");
+    assert_eq!(seen.body, wav());
+
+    let silent = Standin::start(Mode::AzureSilent);
+    let app = spawn(&speech_args(&silent, "azure")).await;
+    let r = transcribe(&app, &a_user(&app).await, "", "audio/ogg", vec![1, 2, 3]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["text"], "");
+}
+
+async fn a_user(app: &TestApp) -> crate::common::User {
+    app.user().await
+}
+
+/// §10.4 errors: off, wrong type, too large, no token, a failing, garbled or hanging
+/// transcriber, and the rate limit.
+#[tokio::test]
+async fn transcription_errors() {
+    let off = TestApp::spawn().await;
+    let a = off.user().await;
+    assert_error(
+        transcribe(&off, &a, "", "audio/wav", wav()).await,
+        400,
+        "FeatureNotSupported",
+    )
+    .await;
+
+    let s = Standin::start(Mode::OpenAi);
+    let app = spawn(&speech_args(&s, "openai")).await;
+    let a = app.user().await;
+    let r = transcribe(&app, &a, "", "text/plain", b"hello".to_vec()).await;
+    assert_eq!(r.status(), 415);
+    let r = transcribe(&app, &a, "", "audio/wav", vec![0; 10 * 1024 * 1024 + 1]).await;
+    assert_error(r, 413, "RequestBodyTooLarge").await;
+    let r = app
+        .client
+        .post(format!("{}/speech:transcribe", app.base))
+        .header("Content-Type", "audio/wav")
+        .body(wav())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        s.seen().is_empty(),
+        "nothing refused reached the transcriber"
+    );
+    // ten a minute per user, the eleventh is refused
+    for _ in 0..10 {
+        assert_eq!(
+            transcribe(&app, &a, "", "audio/wav", wav()).await.status(),
+            200
+        );
+    }
+    let r = transcribe(&app, &a, "", "audio/wav", wav()).await;
+    assert_eq!(r.status(), 429);
+    let b = app.user().await;
+    assert_eq!(
+        transcribe(&app, &b, "", "audio/wav", wav()).await.status(),
+        200
+    );
+
+    for mode in [Mode::Fail, Mode::Garbage, Mode::Hang] {
+        let s = Standin::start(mode);
+        let app = spawn(&speech_args(&s, "openai")).await;
+        let a = app.user().await;
+        let started = std::time::Instant::now();
+        let r = transcribe(&app, &a, "", "audio/wav", wav()).await;
+        assert!(r.headers().get("retry-after").is_some(), "{mode:?}");
+        assert_error(r, 503, "TranscriberUnavailable").await;
+        if mode == Mode::Hang {
+            let waited = started.elapsed().as_secs_f64();
+            assert!((29.0..45.0).contains(&waited), "gave up after {waited} s");
+        }
+    }
+}

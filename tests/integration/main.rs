@@ -12,6 +12,7 @@ mod participants;
 mod process;
 mod realtime;
 mod receipts;
+mod standins;
 mod storage;
 mod threads;
 mod tls;
