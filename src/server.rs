@@ -201,6 +201,9 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
         transcriber: crate::cognitive::speech::Transcriber::from_config(&config).map(Arc::new),
         config,
     });
+    if let Some(t) = &state.translator {
+        crate::cognitive::live::start(t.clone(), &state.users);
+    }
     let files_dir = match &temp_dir {
         Some(t) => t.path().to_path_buf(),
         None => state.config.data_dir.clone(),

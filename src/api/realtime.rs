@@ -78,7 +78,7 @@ async fn prologue(
     req: &HttpRequest,
     app: &AppState,
     sse: bool,
-) -> Result<(ChatUser, Option<Cursor>), ApiError> {
+) -> Result<(ChatUser, Option<Cursor>, Option<std::sync::Arc<str>>), ApiError> {
     let params = Params::of(req);
     let token = crate::auth::bearer(req)
         .map(str::to_string)
@@ -105,7 +105,18 @@ async fn prologue(
                 .ok_or_else(|| ApiError::invalid("cursor", format!("Malformed cursor {c:?}.")))?,
         ),
     };
-    Ok((user, cursor))
+    // `?lang=`: translations into it too (CONTRACT §10.3), when a translator is configured
+    let lang = match params.get("lang") {
+        None => None,
+        Some(l) if crate::cognitive::is_language_tag(l) => Some(l.as_str().into()),
+        Some(l) => {
+            return Err(ApiError::invalid(
+                "lang",
+                format!("lang must be a BCP-47 language tag; got {l:?}."),
+            ))
+        }
+    };
+    Ok((user, cursor, lang))
 }
 
 fn check_connection_cap(app: &AppState, user: &str) -> Result<(), ApiError> {
@@ -130,7 +141,7 @@ pub async fn websocket(
     body: web::Payload,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, cursor) = prologue(&req, &app, false).await?;
+    let (user, cursor, lang) = prologue(&req, &app, false).await?;
     check_connection_cap(&app, &user.id)?;
     let ttl = expires_in(&user);
     session::start(
@@ -139,6 +150,7 @@ pub async fn websocket(
         user.id.to_string(),
         app.users.clone(),
         cursor,
+        lang,
         ttl,
     )
     .map_err(|e| ApiError::invalid("upgrade", format!("WebSocket upgrade failed: {e}")))
@@ -180,7 +192,7 @@ fn poll_body(cursor: &str, recovered: bool, events: &[Frame]) -> String {
 /// GET /realtime/poll?cursor=&timeout= — answers at once when events are pending, else at the
 /// first event or the timeout.
 pub async fn poll(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (user, cursor) = prologue(&req, &app, false).await?;
+    let (user, cursor, lang) = prologue(&req, &app, false).await?;
     let params = Params::of(&req);
     let timeout = match params.get("timeout") {
         None => POLL_DEFAULT_SECS,
@@ -205,7 +217,7 @@ pub async fn poll(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResp
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     loop {
-        let (notify, at) = match app.users.poll(&user.id, &cursor) {
+        let (notify, at) = match app.users.poll(&user.id, &cursor, lang.as_ref()) {
             PollState::Unrecoverable { head } => {
                 return Ok(super::json_text(
                     StatusCode::OK,
@@ -221,7 +233,7 @@ pub async fn poll(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResp
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let PollState::Ready { events } = app.users.poll(&user.id, &cursor) {
+        if let PollState::Ready { events } = app.users.poll(&user.id, &cursor, lang.as_ref()) {
             return Ok(ready(&events));
         }
         if timeout == 0 || tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -266,11 +278,15 @@ enum SseStep {
 
 /// GET /realtime/sse — the same stream as Server-Sent Events; `Last-Event-ID` resumes.
 pub async fn sse(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (user, cursor) = prologue(&req, &app, true).await?;
+    let (user, cursor, lang) = prologue(&req, &app, true).await?;
     check_connection_cap(&app, &user.id)?;
     let notify = Arc::new(tokio::sync::Notify::new());
     let waker = notify.clone();
-    let queue = SessionQueue::new(QueueLimits::default(), Box::new(move || waker.notify_one()));
+    let queue = SessionQueue::with_lang(
+        QueueLimits::default(),
+        Box::new(move || waker.notify_one()),
+        lang,
+    );
     let (session, _) = app
         .users
         .attach(&user.id, &cursor, queue.clone(), HEARTBEAT.as_secs());

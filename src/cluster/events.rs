@@ -264,7 +264,11 @@ fn apply(users: &Users, on_close: &OnClose, payload: &[u8], seq: u64) -> Vec<Str
                 }
                 match realtime::kind_of(&w.kind) {
                     Some(kind) => {
-                        let event = Arc::new(Event { kind, body: w.body });
+                        let event = Arc::new(Event {
+                            kind,
+                            body: w.body,
+                            lang: None,
+                        });
                         users.publish_at(&recipients, &event, position(seq, i));
                     }
                     None => tracing::warn!(kind = %w.kind, seq, "unknown event kind in the log"),

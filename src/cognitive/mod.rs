@@ -7,6 +7,7 @@
 //! addresses dialled pass the same SSRF guard unless `--translator-allow-private` /
 //! `--speech-allow-private`. Keys are secrets: they go in headers only and are never logged.
 
+pub mod live;
 pub mod speech;
 pub mod translate;
 

@@ -66,6 +66,8 @@ pub struct SessionQueue {
     inner: Mutex<QueueInner>,
     limits: QueueLimits,
     wake: Box<dyn Fn() + Send + Sync>,
+    /// `?lang=` of the session (CONTRACT §10.3): it also receives translations into it.
+    lang: Option<Arc<str>>,
 }
 
 impl SessionQueue {
@@ -80,7 +82,28 @@ impl SessionQueue {
             }),
             limits,
             wake,
+            lang: None,
         })
+    }
+
+    /// A queue for a session that asked for translations into `lang`.
+    pub fn with_lang(
+        limits: QueueLimits,
+        wake: Box<dyn Fn() + Send + Sync>,
+        lang: Option<Arc<str>>,
+    ) -> Arc<SessionQueue> {
+        let mut q = Arc::into_inner(Self::new(limits, wake)).expect("just made");
+        q.lang = lang;
+        Arc::new(q)
+    }
+
+    pub fn lang(&self) -> Option<&Arc<str>> {
+        self.lang.as_ref()
+    }
+
+    /// Whether this session receives `event`.
+    pub fn wants(&self, event: &super::realtime::Event) -> bool {
+        event.is_for(self.lang.as_deref())
     }
 
     /// Queues a frame; on overflow the queue closes as a slow consumer. Returns false once

@@ -16,6 +16,9 @@ pub struct Event {
     pub kind: &'static str,
     /// The `data` members except `recipient`, serialized once: `"threadId":…,"id":…`.
     pub body: String,
+    /// Only for the sessions that asked for this language (`?lang=`, CONTRACT §10.3):
+    /// `chatMessageTranslated`. `None`: for every session.
+    pub lang: Option<Arc<str>>,
 }
 
 impl Event {
@@ -27,7 +30,26 @@ impl Event {
             .and_then(|t| t.strip_suffix('}'))
             .unwrap_or_default()
             .to_string();
-        Arc::new(Event { kind, body: inner })
+        Arc::new(Event {
+            kind,
+            body: inner,
+            lang: None,
+        })
+    }
+
+    /// An event only the recipient's sessions in language `lang` receive.
+    pub fn for_language(kind: &'static str, data: Value, lang: Arc<str>) -> Arc<Event> {
+        let mut e = Arc::into_inner(Self::new(kind, data)).expect("just made");
+        e.lang = Some(lang);
+        Arc::new(e)
+    }
+
+    /// Whether a session in language `session_lang` (if any) receives this event.
+    pub fn is_for(&self, session_lang: Option<&str>) -> bool {
+        match &self.lang {
+            None => true,
+            Some(l) => session_lang == Some(&**l),
+        }
     }
 
     /// The frame for `recipient` at `cursor`: `{"type","cursor","data":{"recipient",…}}`.

@@ -28,6 +28,8 @@ pub struct WsSession {
     user: String,
     users: Arc<Users>,
     after: Option<Cursor>,
+    /// `?lang=` (CONTRACT §10.3).
+    lang: Option<Arc<str>>,
     expires_in: Duration,
     limits: QueueLimits,
     queue: Option<Arc<SessionQueue>>,
@@ -76,7 +78,11 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let addr = ctx.address();
-        let queue = SessionQueue::new(self.limits, Box::new(move || addr.do_send(Wake)));
+        let queue = SessionQueue::with_lang(
+            self.limits,
+            Box::new(move || addr.do_send(Wake)),
+            self.lang.clone(),
+        );
         let (id, _) =
             self.users
                 .attach(&self.user, &self.after, queue.clone(), HEARTBEAT.as_secs());
@@ -151,12 +157,14 @@ pub fn start(
     user: String,
     users: Arc<Users>,
     after: Option<Cursor>,
+    lang: Option<Arc<str>>,
     expires_in: Duration,
 ) -> Result<HttpResponse, actix_web::Error> {
     let session = WsSession {
         user,
         users,
         after,
+        lang,
         expires_in,
         limits: QueueLimits::default(),
         queue: None,

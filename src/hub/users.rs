@@ -61,6 +61,8 @@ struct Stream {
     /// Long-poll waiters (woken on every new event).
     notify: Arc<Notify>,
     polls: usize,
+    /// Languages long-polls asked for (`?lang=`) and when last.
+    poll_langs: Vec<(Arc<str>, Instant)>,
     recipient_json: Arc<str>,
     last_used: Instant,
 }
@@ -71,6 +73,13 @@ pub struct RingLimits {
     pub events: usize,
     pub ttl: Duration,
 }
+
+/// How long a long-poll's `?lang=` keeps translations coming for its user after the poll.
+const POLL_LANG_INTEREST: Duration = Duration::from_secs(120);
+
+/// Called for a message event delivered to a user some of whose sessions asked for languages
+/// (`?lang=`, CONTRACT §10.3), with those languages; it must not block.
+pub type TranslateHook = Box<dyn Fn(&UserId, Vec<Arc<str>>, &Arc<Event>) + Send + Sync>;
 
 /// Result of attaching a session or a poll at a cursor.
 pub struct Attached {
@@ -97,6 +106,8 @@ pub struct Users {
     hasher: std::collections::hash_map::RandomState,
     ring: RingLimits,
     next_session: AtomicU64,
+    /// Set when a translator is configured.
+    translate: std::sync::OnceLock<TranslateHook>,
 }
 
 impl Users {
@@ -128,6 +139,7 @@ impl Users {
             hasher: Default::default(),
             ring,
             next_session: AtomicU64::new(1),
+            translate: std::sync::OnceLock::new(),
         }
     }
 
@@ -153,6 +165,7 @@ impl Users {
             floor: origin,
             ring: VecDeque::new(),
             sessions: Vec::new(),
+            poll_langs: Vec::new(),
             notify: Arc::new(Notify::new()),
             polls: 0,
             recipient_json: serde_json::to_string(&Cim::from_raw(user))
@@ -196,6 +209,11 @@ impl Users {
     }
 
     /// Cluster mode: the node starts reading the event log after `position`.
+    /// Installs what asks for translations of messages for sessions with `?lang=`.
+    pub fn on_languages(&self, hook: TranslateHook) {
+        let _ = self.translate.set(hook);
+    }
+
     pub fn set_origin(&self, position: u64) {
         self.origin.store(position, Ordering::Release);
         self.applied.fetch_max(position, Ordering::AcqRel);
@@ -238,7 +256,11 @@ impl Users {
             json: connected.into(),
         });
         if from.is_some() {
-            for (n, _, e) in s.ring.iter().filter(|(n, _, _)| *n > start) {
+            for (n, _, e) in s
+                .ring
+                .iter()
+                .filter(|(n, _, e)| *n > start && queue.wants(e))
+            {
                 let c = self.cursor(*n);
                 queue.push(Frame {
                     json: e.frame(&c, &s.recipient_json).into(),
@@ -304,6 +326,8 @@ impl Users {
 
     fn deliver(&self, recipients: &[UserId], event: &Arc<Event>, at: Option<u64>) {
         let now = Instant::now();
+        let translatable = self.translate.get().is_some()
+            && matches!(event.kind, "chatMessageReceived" | "chatMessageEdited");
         for user in recipients {
             let mut map = self.shard(user).lock();
             let s = self.stream(&mut map, user);
@@ -318,11 +342,34 @@ impl Users {
                     cursor: c,
                     kind: event.kind,
                 };
-                s.sessions.retain(|(_, o)| o.push(frame.clone()));
+                s.sessions
+                    .retain(|(_, o)| !o.wants(event) || o.push(frame.clone()));
             }
             s.notify.notify_waiters();
             metrics::counter!(crate::metrics::EVENTS_DELIVERED).increment(1);
+            if translatable {
+                let langs = Self::languages(s, now);
+                drop(map);
+                if let (false, Some(hook)) = (langs.is_empty(), self.translate.get()) {
+                    hook(user, langs, event);
+                }
+            }
         }
+    }
+
+    /// The languages a user's sessions and recent long-polls asked for.
+    fn languages(s: &mut Stream, now: Instant) -> Vec<Arc<str>> {
+        s.poll_langs
+            .retain(|(_, at)| now.duration_since(*at) < POLL_LANG_INTEREST);
+        let mut langs: Vec<Arc<str>> = s
+            .sessions
+            .iter()
+            .filter_map(|(_, q)| q.lang().cloned())
+            .chain(s.poll_langs.iter().map(|(l, _)| l.clone()))
+            .collect();
+        langs.sort();
+        langs.dedup();
+        langs
     }
 
     /// Closes every session of `user` (revocation, deletion).
@@ -367,11 +414,15 @@ impl Users {
     /// Events after `after` for a long-poll: `(attached, events)` where events are
     /// `(cursor, frame)`. When nothing is pending, also returns a `Notified` future registered
     /// *before* the lock is released, so no event can fall between the check and the wait.
-    pub fn poll(&self, user: &str, after: &Option<Cursor>) -> PollState {
+    pub fn poll(&self, user: &str, after: &Option<Cursor>, lang: Option<&Arc<str>>) -> PollState {
         let mut map = self.shard(user).lock();
         let s = self.stream(&mut map, user);
         self.expire(s, Instant::now());
         s.last_used = Instant::now();
+        if let Some(l) = lang {
+            s.poll_langs.retain(|(x, _)| x != l);
+            s.poll_langs.push((l.clone(), Instant::now()));
+        }
         let Some(from) = self.resumable(s, after) else {
             return PollState::Unrecoverable {
                 head: self.cursor(self.position(s)),
@@ -380,7 +431,7 @@ impl Users {
         let events: Vec<Frame> = s
             .ring
             .iter()
-            .filter(|(n, _, _)| *n > from)
+            .filter(|(n, _, e)| *n > from && e.is_for(lang.map(|l| &**l)))
             .take(MAX_POLL_EVENTS)
             .map(|(n, _, e)| {
                 let c = self.cursor(*n);

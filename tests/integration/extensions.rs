@@ -100,12 +100,7 @@ async fn sentiment_on_send_and_edit_everywhere() {
     assert_eq!(r.status(), 204);
     let m = get_message(&app, &a, &t, &happy).await;
     assert_eq!(m["sentiment"]["label"], "negative", "{m}");
-    let edited = loop {
-        let e = ws.event().await;
-        if e["type"] == "chatMessageEdited" {
-            break e;
-        }
-    };
+    let edited = next_of(&mut ws, "chatMessageEdited").await;
     assert_eq!(edited["data"]["sentiment"], m["sentiment"]);
 
     // webhooks carry it too
@@ -235,12 +230,7 @@ async fn unread_counts_previews_and_read_markers() {
     // b reads up to "two" on one device; its other session hears the marker move
     let mut other = Ws::connect(&app, &b, None).await;
     read(&app, &b, &t, &two).await;
-    let e = loop {
-        let e = other.event().await;
-        if e["type"] == "readMarkerUpdated" {
-            break e;
-        }
-    };
+    let e = next_of(&mut other, "readMarkerUpdated").await;
     let d = &e["data"];
     assert_eq!(d["threadId"], t.as_str());
     assert_eq!(d["chatMessageId"], two.as_str());
@@ -782,4 +772,132 @@ async fn transcription_errors() {
             assert!((29.0..45.0).contains(&waited), "gave up after {waited} s");
         }
     }
+}
+
+/// The next event of `kind`, skipping others.
+async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let e = ws.event().await;
+        if e["type"] == kind {
+            return e;
+        }
+    }
+}
+
+/// §10.3 real-time: a `?lang=` session gets `chatMessageTranslated` after the original (on
+/// sends and edits); sessions without it, or in the detected language, get none; long-polls
+/// with `?lang=` too; a failing translator sends nothing and counts.
+#[tokio::test]
+async fn live_translation_for_lang_sessions() {
+    let s = Standin::start(Mode::Libre);
+    let app = spawn(&translator_args(&s, "libretranslate")).await;
+    let (a, b) = (app.user().await, app.user().await);
+    let t = app.thread(&a, &[&a, &b]).await;
+    let mut german = Ws::connect_with(&app, &b, "lang=de").await.unwrap();
+    let mut plain = Ws::connect(&app, &b, None).await;
+    let mut english = Ws::connect_with(&app, &b, "lang=en").await.unwrap();
+    let bad = app
+        .client
+        .get(format!("{}/realtime/poll?lang=de_DE&timeout=0", app.base))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, 400, "InvalidRequest").await;
+    // a long-poll in French: its first answer registers the language
+    let first: Value = app
+        .client
+        .get(format!("{}/realtime/poll?lang=fr&timeout=0", app.base))
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut cursor = first["cursor"].as_str().unwrap().to_string();
+
+    let id = app.send(&a, &t, "good morning").await;
+    let original = german.event().await;
+    assert_eq!(
+        original["type"], "chatMessageReceived",
+        "the original comes first"
+    );
+    let tr = german.event().await;
+    assert_eq!(tr["type"], "chatMessageTranslated", "{tr}");
+    let d = &tr["data"];
+    assert_eq!(d["threadId"], t.as_str());
+    assert_eq!(d["id"], id.as_str());
+    assert_eq!(d["version"], original["data"]["version"]);
+    assert_eq!(d["from"], "en");
+    assert_eq!(d["to"], "de");
+    assert_eq!(d["text"], "[de] good morning");
+    assert_eq!(d["recipient"]["rawId"], b.id.as_str());
+    assert!(tr["cursor"].as_str().unwrap().contains('.'));
+    assert_eq!(plain.event().await["type"], "chatMessageReceived");
+    assert_eq!(english.event().await["type"], "chatMessageReceived");
+
+    // an edit is translated again, at its new version
+    let r = app
+        .chat(
+            &a,
+            Method::PATCH,
+            &format!("/chat/threads/{}/messages/{id}", enc(&t)),
+            Some(json!({"content": "good night"})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let edited = german.event().await;
+    assert_eq!(edited["type"], "chatMessageEdited");
+    let tr = german.event().await;
+    assert_eq!(tr["type"], "chatMessageTranslated");
+    assert_eq!(tr["data"]["text"], "[de] good night");
+    assert_eq!(tr["data"]["version"], edited["data"]["version"]);
+    // the sessions that did not ask (or read English already) got only the edit
+    assert_eq!(plain.event().await["type"], "chatMessageEdited");
+    plain.nothing_for(300).await;
+    assert_eq!(english.event().await["type"], "chatMessageEdited");
+    english.nothing_for(100).await;
+
+    // the long-poll in French sees its translations, not the German ones
+    let mut french = Vec::new();
+    for _ in 0..20 {
+        let v: Value = app
+            .client
+            .get(format!(
+                "{}/realtime/poll?lang=fr&timeout=2&cursor={cursor}",
+                app.base
+            ))
+            .bearer_auth(&b.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        cursor = v["cursor"].as_str().unwrap().to_string();
+        for e in v["events"].as_array().unwrap() {
+            if e["type"] == "chatMessageTranslated" {
+                french.push(e["data"]["text"].as_str().unwrap().to_string());
+            }
+        }
+        if french.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(french, ["[fr] good morning", "[fr] good night"]);
+
+    // a failing translator: the original arrives, no translation, a failure counted
+    let down = Standin::start(Mode::Fail);
+    let app = spawn(&translator_args(&down, "libretranslate")).await;
+    let (a, b) = (app.user().await, app.user().await);
+    let t = app.thread(&a, &[&a, &b]).await;
+    let mut german = Ws::connect_with(&app, &b, "lang=de").await.unwrap();
+    let failures = counter(&app, "confab_translation_failures_total", "").await;
+    app.send(&a, &t, "hello").await;
+    assert_eq!(german.event().await["type"], "chatMessageReceived");
+    german.nothing_for(500).await;
+    assert!(!down.seen().is_empty());
+    let after = counter(&app, "confab_translation_failures_total", "").await;
+    assert!(after >= failures + 1.0, "{failures} -> {after}");
 }

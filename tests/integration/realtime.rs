@@ -26,6 +26,11 @@ impl Ws {
             .expect("upgrade")
     }
 
+    /// Connects with more query parameters (`lang=de`, …).
+    pub async fn connect_with(app: &TestApp, user: &User, query: &str) -> Result<Ws, u16> {
+        Self::open(app, user, query, None).await
+    }
+
     /// Connects with the token in `access_token`, as browsers do; `Err(status)` if refused.
     pub async fn try_connect(
         app: &TestApp,
@@ -33,13 +38,24 @@ impl Ws {
         cursor: Option<&str>,
         origin: Option<&str>,
     ) -> Result<Ws, u16> {
+        let query = cursor.map(|c| format!("cursor={c}")).unwrap_or_default();
+        Self::open(app, user, &query, origin).await
+    }
+
+    async fn open(
+        app: &TestApp,
+        user: &User,
+        query: &str,
+        origin: Option<&str>,
+    ) -> Result<Ws, u16> {
         let mut url = format!(
             "{}/realtime?access_token={}",
             app.base.replace("http://", "ws://"),
             user.token
         );
-        if let Some(c) = cursor {
-            url.push_str(&format!("&cursor={c}"));
+        if !query.is_empty() {
+            url.push('&');
+            url.push_str(query);
         }
         let mut req = url.into_client_request().unwrap();
         if let Some(o) = origin {
