@@ -132,6 +132,16 @@ pub enum Scenario {
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
     },
+    /// One user in many threads lists them (unread counts, previews), page by page
+    Inbox {
+        #[arg(long = "chat-threads", default_value_t = 1000)]
+        chat_threads: usize,
+        #[arg(long = "page-size", default_value_t = 100)]
+        page_size: usize,
+        /// Concurrent listing loops
+        #[arg(long, default_value_t = 4)]
+        readers: usize,
+    },
     /// Sends, WebSocket and long-poll receivers and reads together, at a moderate rate
     Mixed {
         #[arg(long = "chat-threads", default_value_t = 100)]
@@ -336,6 +346,11 @@ fn main() -> std::process::ExitCode {
             scenarios::longpoll(&ctx, pollers, Duration::from_secs_f64(interval))
         }
         Scenario::Mixed { chat_threads, rate } => scenarios::mixed(&ctx, chat_threads, rate),
+        Scenario::Inbox {
+            chat_threads,
+            page_size,
+            readers,
+        } => scenarios::inbox(&ctx, chat_threads, page_size, readers),
         #[cfg(feature = "postgres")]
         Scenario::PgCeiling { .. } | Scenario::Cluster { .. } => {
             unreachable!("run before any server is started")

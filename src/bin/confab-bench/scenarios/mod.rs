@@ -6,6 +6,7 @@
 mod cluster;
 mod connections;
 mod fanout;
+mod inbox;
 mod longpoll;
 mod mixed;
 #[cfg(feature = "postgres")]
@@ -17,6 +18,7 @@ mod throughput;
 pub use cluster::{cluster, ClusterLoad};
 pub use connections::connections;
 pub use fanout::fanout;
+pub use inbox::inbox;
 pub use longpoll::longpoll;
 pub use mixed::mixed;
 #[cfg(feature = "postgres")]
