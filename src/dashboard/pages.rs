@@ -24,6 +24,8 @@ struct Series {
     p99: Vec<(i64, f64)>,
     sessions: Vec<(i64, f64)>,
     actors: Vec<(i64, f64)>,
+    /// Share of the scored messages that were negative, per interval (0 when none).
+    negative_share: Vec<(i64, f64)>,
 }
 
 fn series(samples: &[Arc<Sample>]) -> Series {
@@ -36,6 +38,7 @@ fn series(samples: &[Arc<Sample>]) -> Series {
         p99: vec![],
         sessions: vec![],
         actors: vec![],
+        negative_share: vec![],
     };
     for w in samples.windows(2) {
         let (a, b) = (&w[0], &w[1]);
@@ -52,6 +55,15 @@ fn series(samples: &[Arc<Sample>]) -> Series {
                 0.0
             },
         ));
+        let scored = (b.sentiment_scored - a.sentiment_scored).max(0.0);
+        s.negative_share.push((
+            b.at,
+            if scored > 0.0 {
+                (b.sentiment_negative - a.sentiment_negative).max(0.0) / scored
+            } else {
+                0.0
+            },
+        ));
         for (q, out) in [(0.5, &mut s.p50), (0.95, &mut s.p95), (0.99, &mut s.p99)] {
             out.push((
                 b.at,
@@ -64,6 +76,18 @@ fn series(samples: &[Arc<Sample>]) -> Series {
         s.actors.push((x.at, x.actors));
     }
     s
+}
+
+/// The share of negative messages over every sample kept (the window the charts show).
+fn negative_share(samples: &[Arc<Sample>]) -> String {
+    let (Some(a), Some(b)) = (samples.first(), samples.last()) else {
+        return "–".into();
+    };
+    let scored = b.sentiment_scored - a.sentiment_scored;
+    if scored <= 0.0 {
+        return "–".into();
+    }
+    fmt((b.sentiment_negative - a.sentiment_negative) / scored, "%")
 }
 
 fn last(v: &[(i64, f64)]) -> f64 {
@@ -121,6 +145,11 @@ pub async fn overview(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> 
                 ],
                 "s",
             ),
+        },
+        Stat {
+            label: "Negative messages (share of those scored)",
+            value: negative_share(&samples),
+            chart: line_chart(&[("negative share", sr.negative_share.clone())], "%"),
         },
         Stat {
             label: "Live real-time sessions",
@@ -216,6 +245,7 @@ struct ThreadsPage {
     live: usize,
     total: i64,
     busiest: Vec<(String, usize)>,
+    negative: Vec<NegativeRow>,
 }
 
 /// GET /threads — counts and the busiest threads right now (from the hub).
@@ -226,13 +256,47 @@ pub async fn threads(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> H
         .read(|c| Ok(crate::store::threads::count_live(c)?))
         .await
         .unwrap_or(-1);
+    let worst = app.activity.most_negative(10);
+    let ids: Vec<String> = worst.iter().map(|n| n.thread.clone()).collect();
+    let topics = app
+        .store
+        .read(move |c| {
+            let mut out = std::collections::HashMap::new();
+            for id in ids {
+                let t = crate::store::threads::get(c, &crate::ids::ThreadId::new(id.as_str()))?;
+                if let Some(t) = t {
+                    out.insert(id, t.topic);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .unwrap_or_default();
+    let negative = worst
+        .into_iter()
+        .map(|n| NegativeRow {
+            topic: topics.get(&n.thread).cloned().unwrap_or_default(),
+            share: fmt(f64::from(n.negative) / f64::from(n.scored.max(1)), "%"),
+            thread: n.thread,
+            negative: n.negative,
+        })
+        .collect();
     render(ThreadsPage {
         csrf: s.csrf,
         page: "threads",
         live,
         total,
         busiest: app.activity.busiest(10),
+        negative,
     })
+}
+
+/// A thread of the "most negative" table (CONTRACT §10.2).
+struct NegativeRow {
+    thread: String,
+    topic: String,
+    negative: u32,
+    share: String,
 }
 
 /// A live node as the Cluster page shows it.

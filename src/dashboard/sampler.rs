@@ -32,6 +32,9 @@ pub struct Sample {
     /// Age (s) of the oldest waiting webhook delivery, and how many wait.
     pub webhook_oldest: f64,
     pub webhook_queue: f64,
+    /// Messages and edits scored for sentiment, and the negative ones (cumulative).
+    pub sentiment_scored: f64,
+    pub sentiment_negative: f64,
     pub routes: HashMap<(String, String), RouteSample>,
 }
 
@@ -99,6 +102,12 @@ pub fn parse(text: &str, at: i64) -> Sample {
                     .buckets
                     .entry(le)
                     .or_default() += v;
+            }
+            n if n == m::MESSAGES_SENTIMENT => {
+                s.sentiment_scored += v;
+                if l.get("label") == Some(&"negative") {
+                    s.sentiment_negative += v;
+                }
             }
             n if n == m::REALTIME_SESSIONS => s.sessions += v,
             n if n == m::THREAD_ACTORS_LIVE => s.actors += v,

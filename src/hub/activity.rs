@@ -11,9 +11,26 @@ pub const WINDOW: Duration = Duration::from_secs(300);
 /// Most timestamps kept per thread.
 const MAX_PER_THREAD: usize = 10_000;
 
+/// The window of the sentiment view (CONTRACT §10.2: the last hour), kept per minute.
+pub const SENTIMENT_WINDOW: Duration = Duration::from_secs(3600);
+
+/// One minute of a thread's scored messages: (minute since start, negative, scored).
+type Minute = (u64, u32, u32);
+
 #[derive(Default)]
 pub struct Activity {
     threads: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Per thread, the last hour's scored messages per minute (at most 60 entries each).
+    sentiment: Mutex<HashMap<String, VecDeque<Minute>>>,
+    started: std::sync::OnceLock<Instant>,
+}
+
+/// A thread's negative messages in the last hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negative {
+    pub thread: String,
+    pub negative: u32,
+    pub scored: u32,
 }
 
 impl Activity {
@@ -26,6 +43,60 @@ impl Activity {
         {
             q.pop_front();
         }
+    }
+
+    fn minute(&self, now: Instant) -> u64 {
+        now.duration_since(*self.started.get_or_init(Instant::now))
+            .as_secs()
+            / 60
+    }
+
+    /// Counts a committed message's sentiment label for the last-hour view.
+    pub fn record_sentiment(&self, thread: &str, negative: bool) {
+        let minute = self.minute(Instant::now());
+        let mut map = self.sentiment.lock();
+        let q = map.entry(thread.to_string()).or_default();
+        match q.back_mut() {
+            Some(m) if m.0 == minute => {
+                m.1 += u32::from(negative);
+                m.2 += 1;
+            }
+            _ => q.push_back((minute, u32::from(negative), 1)),
+        }
+        let oldest = minute.saturating_sub(SENTIMENT_WINDOW.as_secs() / 60 - 1);
+        while q.front().is_some_and(|m| m.0 < oldest) {
+            q.pop_front();
+        }
+    }
+
+    /// The `n` threads with the most negative messages in the last hour.
+    pub fn most_negative(&self, n: usize) -> Vec<Negative> {
+        let oldest = self
+            .minute(Instant::now())
+            .saturating_sub(SENTIMENT_WINDOW.as_secs() / 60 - 1);
+        let mut map = self.sentiment.lock();
+        map.retain(|_, q| {
+            while q.front().is_some_and(|m| m.0 < oldest) {
+                q.pop_front();
+            }
+            !q.is_empty()
+        });
+        let mut v: Vec<Negative> = map
+            .iter()
+            .map(|(t, q)| Negative {
+                thread: t.clone(),
+                negative: q.iter().map(|m| m.1).sum(),
+                scored: q.iter().map(|m| m.2).sum(),
+            })
+            .filter(|x| x.negative > 0)
+            .collect();
+        v.sort_by(|a, b| {
+            b.negative
+                .cmp(&a.negative)
+                .then_with(|| a.thread.cmp(&b.thread))
+        });
+        v.truncate(n);
+        v
     }
 
     /// The `n` threads with most messages in the window, with their counts.
@@ -42,5 +113,37 @@ impl Activity {
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v.truncate(n);
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_negative_threads_of_the_hour() {
+        let a = Activity::default();
+        for neg in [true, true, false] {
+            a.record_sentiment("t1", neg);
+        }
+        a.record_sentiment("t2", true);
+        a.record_sentiment("t3", false);
+        let v = a.most_negative(10);
+        assert_eq!(
+            v,
+            vec![
+                Negative {
+                    thread: "t1".into(),
+                    negative: 2,
+                    scored: 3
+                },
+                Negative {
+                    thread: "t2".into(),
+                    negative: 1,
+                    scored: 1
+                },
+            ]
+        );
+        assert_eq!(a.most_negative(1).len(), 1);
     }
 }

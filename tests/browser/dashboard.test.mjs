@@ -41,6 +41,22 @@ test("the dashboard overview shows charts after a short load", async () => {
   const charts = await page.locator("svg.chart polyline").count();
   assert.ok(charts >= 6, `${charts} chart lines`);
   await page.screenshot({ path: `${SHOTS}dashboard-overview.png`, fullPage: true });
+  // the sentiment panel: a thread of angry messages tops "most negative threads"
+  const t = (await createUser()).token;
+  const chat = (method, path, body) => fetch(`${BASE}${path}?api-version=2024-03-07`, {
+    method, headers: { authorization: `Bearer ${t}`, "content-type": "application/json" },
+    body: body && JSON.stringify(body),
+  });
+  const angry = (await (await chat("POST", "/chat/threads", { topic: "Complaints desk" })).json()).chatThread.id;
+  for (const content of ["This is terrible, I hate it.", "Awful service, I am furious.", "Thanks, that helps!"]) {
+    await chat("POST", `/chat/threads/${encodeURIComponent(angry)}/messages`, { content });
+  }
+  await page.click("nav a[href='/threads']");
+  await page.waitForURL(`${ADMIN}/threads`);
+  const first = page.locator("#negative-threads tbody tr").first();
+  assert.equal(await first.locator("td").nth(0).innerText(), "Complaints desk");
+  assert.equal(await first.locator("td").nth(1).innerText(), "2");
+  await page.screenshot({ path: `${SHOTS}dashboard-threads-sentiment.png`, fullPage: true });
   // a standalone node's Cluster page says so
   await page.click("nav a[href='/cluster']");
   await page.waitForURL(`${ADMIN}/cluster`);

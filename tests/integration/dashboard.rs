@@ -206,3 +206,78 @@ async fn dashboard_csrf() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// §10.2 on the dashboard: the share of negative messages on the Overview, and the threads with
+/// the most negative messages in the last hour (topic, count, share) on Threads.
+#[tokio::test]
+async fn dashboard_sentiment_panel() {
+    let app = TestApp::spawn_with(&["--dashboard-sample-interval", "100ms"]).await;
+    let c = browser();
+    login(&app, &c).await;
+    let a = app.user().await;
+    let threads = c
+        .get(format!("{}/threads", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(threads.contains("id=\"no-negative\""), "{threads}");
+    let r = app
+        .chat(
+            &a,
+            Method::POST,
+            "/chat/threads",
+            Some(serde_json::json!({"topic": "Complaints desk"})),
+        )
+        .await;
+    let angry: serde_json::Value = r.json().await.unwrap();
+    let angry = angry["chatThread"]["id"].as_str().unwrap().to_string();
+    let calm = app.thread(&a, &[&a]).await;
+    for text in [
+        "This is terrible, I hate it.",
+        "Awful service, I am furious.",
+        "Thanks, that helps a lot!",
+        "The meeting is at 3 pm in room 4.",
+    ] {
+        app.send(&a, &angry, text).await;
+    }
+    app.send(&a, &calm, "What a horrible, sad day.").await;
+    app.send(&a, &calm, "Great news, well done!").await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let threads = c
+        .get(format!("{}/threads", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let table = &threads[threads.find("id=\"negative-threads\"").expect(&threads)..];
+    assert!(
+        table.contains("<tr><td>Complaints desk</td><td>2</td><td>50.0%</td>"),
+        "{table}"
+    );
+    assert!(
+        table.contains("<tr><td>test</td><td>1</td><td>50.0%</td>"),
+        "{table}"
+    );
+    let first = table.find("Complaints desk").unwrap();
+    assert!(
+        first < table.find("<td>test</td>").unwrap(),
+        "most negative first"
+    );
+    let overview = c
+        .get(format!("{}/", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        overview.contains("Negative messages (share of those scored)"),
+        "{overview}"
+    );
+}

@@ -148,6 +148,11 @@ impl ThreadActor {
                 }
                 for (_, m) in out {
                     crate::sentiment::count(m.sentiment);
+                    if let Some(score) = m.sentiment {
+                        act.hub
+                            .activity
+                            .record_sentiment(&act.id, crate::sentiment::label(score) == "negative");
+                    }
                     act.hub.activity.record(&act.id);
                     metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
                         .increment(1);
