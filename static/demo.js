@@ -1,5 +1,7 @@
 // confab demo client: vanilla JS, no build step. WebSocket with long-poll fallback
-// (?transport=poll forces it), resume by cursor, REST for every command.
+// (?transport=poll forces it), resume by cursor, REST for every command. It also shows confab's
+// extensions (CONTRACT §10): unread badges and previews, sentiment marks, translation (per
+// message, and live with ?lang=) and speech to text for the compose box.
 "use strict";
 
 const CHAT_V = "2025-03-15";
@@ -10,6 +12,9 @@ const forcePoll = params.get("transport") === "poll";
 const state = {
   token: null, userId: null, cursor: null, transport: null,
   threads: new Map(), current: null, messages: new Map(), lastTypingSent: 0, typingTimers: new Map(),
+  lang: "", ws: null, pollAbort: null, recorder: null, reloadTimer: null,
+  // Extensions the server turned off (400 FeatureNotSupported): their controls go away.
+  off: { translate: false, speech: false },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -23,6 +28,14 @@ function setStatus(text, kind) {
 
 // ---- REST -------------------------------------------------------------------------------
 
+class ApiError extends Error {
+  constructor(status, error) {
+    super(`${status} ${error ? error.code + ": " + error.message : ""}`);
+    this.status = status;
+    this.code = error?.code;
+  }
+}
+
 async function api(method, path, body) {
   const sep = path.includes("?") ? "&" : "?";
   const res = await fetch(`${path}${sep}api-version=${CHAT_V}`, {
@@ -32,7 +45,7 @@ async function api(method, path, body) {
   });
   if (!res.ok) {
     const err = await res.json().catch(() => ({}));
-    throw new Error(`${res.status} ${err.error ? err.error.code + ": " + err.error.message : ""}`);
+    throw new ApiError(res.status, err.error);
   }
   const text = await res.text();
   return text ? JSON.parse(text) : null;
@@ -92,6 +105,7 @@ function onFrame(f) {
   if (f.type === "pong") return;
   if (f.type === "realTimeNotificationConnected") {
     setStatus(`${state.transport}: connected`, "on");
+    $("status").dataset.lang = state.lang || "off"; // the language this session was opened with
     state.cursor = f.cursor;
     if (!f.data.recovered) resync();
     return;
@@ -100,16 +114,34 @@ function onFrame(f) {
   const d = f.data;
   switch (f.type) {
     case "chatMessageReceived":
-    case "chatMessageEdited":
-      if (d.threadId === state.current) upsertMessage(fromEvent(d, f.type === "chatMessageEdited"));
-      touchThread(d.threadId, d.createdOn);
+    case "chatMessageEdited": {
+      const edited = f.type === "chatMessageEdited";
+      if (d.threadId === state.current) upsertMessage(fromEvent(d, edited));
+      if (edited) reloadThreadsSoon(); // the preview may have changed
+      else newMessageInList(d);
       if (d.threadId === state.current && d.sender.rawId !== state.userId) sendReceipt(d.id);
       break;
+    }
     case "chatMessageDeleted":
       if (d.threadId === state.current) {
         const m = state.messages.get(d.id);
-        if (m) { m.deletedOn = d.deletedOn; delete m.content; renderMessages(); }
+        if (m) { m.deletedOn = d.deletedOn; delete m.content; delete m.translation; renderMessages(); }
       }
+      reloadThreadsSoon(); // an unread message may be gone, and the preview with it
+      break;
+    case "chatMessageTranslated":
+      if (d.threadId === state.current) {
+        const m = state.messages.get(d.id);
+        // A translation of an older version (an edit overtook it) is not shown.
+        if (m && (!m.version || m.version === d.version)) {
+          m.translation = { text: d.text, from: d.from, to: d.to };
+          renderMessages();
+        }
+      }
+      break;
+    case "readMarkerUpdated":
+      // This user read something, here or on another device: the badges follow.
+      reloadThreadsSoon();
       break;
     case "typingIndicatorReceived":
       if (d.threadId === state.current) showTyping(d.senderDisplayName || d.sender.rawId.slice(-6));
@@ -145,17 +177,20 @@ function onFrame(f) {
 
 let retry = 0;
 function connect() {
-  if (forcePoll || state.transport === "poll") return startPolling();
+  if (forcePoll || state.transport === "poll" || state.transport === "long-poll") return startPolling();
   state.transport = "websocket";
   setStatus("websocket: connecting", "wait");
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const q = new URLSearchParams({ access_token: state.token });
   if (state.cursor) q.set("cursor", state.cursor);
+  if (state.lang) q.set("lang", state.lang);
   let opened = false;
   const ws = new WebSocket(`${scheme}://${location.host}/realtime?${q}`);
+  state.ws = ws;
   ws.onopen = () => { opened = true; retry = 0; };
   ws.onmessage = (e) => onFrame(JSON.parse(e.data));
   ws.onclose = (e) => {
+    if (ws.replaced) return connect(); // closed by us to change the session (?lang=): resume at once
     if (!opened) { state.transport = "poll"; return startPolling(); } // WebSocket unusable here: fall back
     if (e.code === 4003) return setStatus("signed out (tokens revoked)", "off");
     if (e.code === 4001) return setStatus("token expired: sign in again", "off");
@@ -164,23 +199,46 @@ function connect() {
   };
 }
 
+/// Opens the session again from the same cursor (nothing is lost), e.g. with another ?lang=.
+function reconnect() {
+  if (state.ws && state.ws.readyState <= WebSocket.OPEN) {
+    state.ws.replaced = true;
+    state.ws.close(1000);
+  } else if (state.pollAbort) {
+    state.pollAbort.abort();
+  }
+}
+
+let polling = false;
 async function startPolling() {
   state.transport = "long-poll";
+  if (polling) return;
+  polling = true;
   setStatus("long-poll: connecting", "wait");
+  // The first poll, and the first after reconnect(), answers at once: the session is open (and its
+  // ?lang= registered) as soon as the status says so.
+  let quick = true;
   for (;;) {
     try {
-      const q = new URLSearchParams({ timeout: "25" });
+      const q = new URLSearchParams({ timeout: quick ? "0" : "25" });
+      quick = false;
       if (state.cursor) q.set("cursor", state.cursor);
-      const res = await fetch(`/realtime/poll?${q}`, { headers: { "Authorization": `Bearer ${state.token}` } });
-      if (res.status === 401) return setStatus("token expired: sign in again", "off");
+      if (state.lang) q.set("lang", state.lang);
+      state.pollAbort = new AbortController();
+      const res = await fetch(`/realtime/poll?${q}`, {
+        headers: { "Authorization": `Bearer ${state.token}` }, signal: state.pollAbort.signal,
+      });
+      if (res.status === 401) { polling = false; return setStatus("token expired: sign in again", "off"); }
       if (!res.ok) throw new Error(String(res.status));
       const v = await res.json();
       setStatus("long-poll: connected", "on");
+      $("status").dataset.lang = state.lang || "off";
       if (!v.recovered) { state.cursor = v.cursor; await resync(); continue; }
       for (const f of v.events) onFrame(f);
       state.cursor = v.cursor;
       retry = 0;
     } catch (e) {
+      if (e.name === "AbortError") { quick = true; continue; } // reconnect(): poll again at once, same cursor
       setStatus("long-poll: disconnected, retrying…", "wait");
       await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** retry++, 15000)));
     }
@@ -195,9 +253,33 @@ async function resync() {
 
 // ---- UI -------------------------------------------------------------------------------------
 
-function touchThread(id, at) {
-  const t = state.threads.get(id);
-  if (t) { t.lastMessageReceivedOn = at; renderThreads(); }
+/// The server's preview rule (CONTRACT §10.1), for a message that just arrived: plain text,
+/// whitespace collapsed, 120 characters. The next list reload brings the server's own.
+function previewOf(type, message) {
+  const text = type === "html" ? new DOMParser().parseFromString(message, "text/html").body.textContent : message;
+  const chars = [...(text || "").replace(/\s+/g, " ").trim()];
+  return chars.length > 120 ? chars.slice(0, 120).join("") + "…" : chars.join("");
+}
+
+/// A new message moves its thread up, replaces its preview and, unless the thread is open,
+/// counts as unread when somebody else sent it.
+function newMessageInList(d) {
+  const t = state.threads.get(d.threadId);
+  if (!t) return;
+  t.lastMessageReceivedOn = d.createdOn;
+  if (d.type === "text" || d.type === "html") {
+    t.lastMessage = {
+      id: d.id, sequenceId: d.sequenceId, type: d.type, senderCommunicationIdentifier: d.sender,
+      senderDisplayName: d.senderDisplayName, preview: previewOf(d.type, d.message), createdOn: d.createdOn,
+    };
+    if (d.sender.rawId !== state.userId && d.threadId !== state.current) t.unreadCount = (t.unreadCount || 0) + 1;
+  }
+  renderThreads();
+}
+
+function reloadThreadsSoon() {
+  clearTimeout(state.reloadTimer);
+  state.reloadTimer = setTimeout(() => loadThreads().catch(() => {}), 150);
 }
 
 async function loadThreads() {
@@ -212,8 +294,29 @@ function renderThreads() {
   const list = [...state.threads.values()].sort((a, b) => (b.lastMessageReceivedOn || "").localeCompare(a.lastMessageReceivedOn || ""));
   for (const t of list) {
     const li = document.createElement("li");
-    li.textContent = t.topic || "(no topic)";
     li.dataset.id = t.id;
+    const topic = document.createElement("span");
+    topic.className = "topic";
+    topic.textContent = t.topic || "(no topic)";
+    li.append(topic);
+    const unread = t.deletedOn ? 0 : t.unreadCount || 0;
+    li.dataset.unread = String(unread);
+    if (unread > 0) {
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.title = `${unread} unread`;
+      badge.textContent = unread > 99 ? "99+" : String(unread);
+      li.append(badge);
+      li.classList.add("unread");
+    }
+    if (t.lastMessage) {
+      const preview = document.createElement("span");
+      preview.className = "preview";
+      const who = t.lastMessage.senderCommunicationIdentifier?.rawId === state.userId ? "you"
+        : t.lastMessage.senderDisplayName || t.lastMessage.senderCommunicationIdentifier?.rawId.slice(-6);
+      preview.textContent = `${who}: ${t.lastMessage.preview}`;
+      li.append(preview);
+    }
     if (t.id === state.current) li.classList.add("active");
     if (t.deletedOn) li.classList.add("deleted");
     else li.onclick = () => openThread(t.id);
@@ -241,15 +344,44 @@ async function loadMessages() {
 
 function fromEvent(d, edited) {
   return {
-    id: d.id, type: d.type, sequenceId: d.sequenceId, createdOn: d.createdOn, senderDisplayName: d.senderDisplayName,
-    senderCommunicationIdentifier: d.sender, content: { message: d.message }, editedOn: edited ? d.editedOn : undefined,
+    id: d.id, type: d.type, sequenceId: d.sequenceId, version: d.version, createdOn: d.createdOn,
+    senderDisplayName: d.senderDisplayName, senderCommunicationIdentifier: d.sender, content: { message: d.message },
+    editedOn: edited ? d.editedOn : undefined, sentiment: d.sentiment,
   };
 }
 
 function upsertMessage(m) {
   const old = state.messages.get(m.id);
-  state.messages.set(m.id, { ...old, ...m });
+  const next = { ...old, ...m };
+  // chatMessageTranslated may come before or after its original; an edit drops an old translation.
+  if (old?.translation && old.version !== m.version) delete next.translation;
+  state.messages.set(m.id, next);
   renderMessages();
+}
+
+async function translate(m, button) {
+  const to = state.lang || (navigator.language || "en").split("-")[0];
+  button.disabled = true;
+  try {
+    const v = await api("POST", `/chat/threads/${enc(state.current)}/messages/${m.id}:translate?to=${enc(to)}`);
+    const cur = state.messages.get(m.id);
+    if (cur) { cur.translation = { text: v.text, from: v.from, to: v.to }; renderMessages(); }
+  } catch (e) {
+    if (e.code === "FeatureNotSupported") { state.off.translate = true; renderMessages(); }
+    setComposeStatus(e.code === "FeatureNotSupported" ? "Translation is off on this server."
+      : e.status === 503 ? "The translator is unavailable; try again in a moment." : `Translate failed: ${e.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function sentimentMark(s) {
+  const mark = document.createElement("span");
+  mark.className = `sentiment ${s.label}`;
+  mark.dataset.label = s.label;
+  mark.title = `${s.label} (${s.score})`;
+  mark.setAttribute("aria-label", `sentiment ${s.label}`);
+  return mark;
 }
 
 function describeSystem(m) {
@@ -277,12 +409,30 @@ function renderMessages() {
       meta.className = "meta";
       meta.textContent = `${m.senderDisplayName || m.senderCommunicationIdentifier.rawId.slice(-6)} · ${new Date(m.createdOn).toLocaleTimeString()}`
         + (m.editedOn ? " · edited" : "") + (m.readBy ? " · read" : "");
+      if (m.sentiment && !m.deletedOn) meta.append(sentimentMark(m.sentiment));
       const body = document.createElement("div");
       body.className = "body";
       if (m.deletedOn) { li.classList.add("deleted"); body.textContent = "message deleted"; }
       else if (m.type === "html") body.innerHTML = m.content.message; // sanitized by the server
       else body.textContent = m.content.message;
       li.append(meta, body);
+      if (m.translation && !m.deletedOn) {
+        const tr = document.createElement("div");
+        tr.className = "translation";
+        tr.lang = m.translation.to;
+        tr.textContent = m.translation.text;
+        const from = document.createElement("small");
+        from.textContent = ` (${m.translation.from || "?"} → ${m.translation.to})`;
+        tr.append(from);
+        li.append(tr);
+      }
+      if (!m.deletedOn && !state.off.translate) {
+        const tb = document.createElement("button");
+        tb.className = "translate";
+        tb.textContent = "translate";
+        tb.onclick = () => translate(m, tb);
+        meta.append(tb);
+      }
       if (own && !m.deletedOn) {
         const edit = document.createElement("button");
         edit.textContent = "edit";
@@ -311,11 +461,74 @@ function sendReceipt(id) {
   api("POST", `/chat/threads/${enc(state.current)}/readReceipts`, { chatMessageId: id }).catch(() => {});
 }
 
+// ---- speech to text: record, transcribe, fill the compose box ---------------------------
+
+function setComposeStatus(text) { $("compose-status").textContent = text; }
+
+async function toggleMic() {
+  if (state.recorder) { state.recorder.stop(); return; }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (e) {
+    return setComposeStatus(`No microphone: ${e.message}`);
+  }
+  const type = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm"].find((t) => MediaRecorder.isTypeSupported(t));
+  const rec = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+  const chunks = [];
+  rec.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+  rec.onstop = () => {
+    stream.getTracks().forEach((t) => t.stop());
+    clearTimeout(rec.limit);
+    state.recorder = null;
+    $("mic").classList.remove("recording");
+    $("mic").textContent = "Speak";
+    transcribe(new Blob(chunks, { type: rec.mimeType || type || "audio/webm" }));
+  };
+  rec.start();
+  rec.limit = setTimeout(() => rec.state === "recording" && rec.stop(), 60000);
+  state.recorder = rec;
+  $("mic").classList.add("recording");
+  $("mic").textContent = "Stop";
+  setComposeStatus("Recording… press Stop to transcribe.");
+}
+
+async function transcribe(blob) {
+  setComposeStatus("Transcribing…");
+  const q = state.lang ? `?language=${enc(state.lang)}` : "";
+  try {
+    const res = await fetch(`/speech:transcribe${q}`, {
+      method: "POST", body: blob,
+      headers: { "Authorization": `Bearer ${state.token}`, "Content-Type": blob.type },
+    });
+    const v = await res.json().catch(() => ({}));
+    if (!res.ok) throw new ApiError(res.status, v.error);
+    if (!v.text) return setComposeStatus("Nothing was recognised.");
+    const box = $("text");
+    box.value = box.value ? `${box.value} ${v.text}` : v.text;
+    box.focus();
+    setComposeStatus("");
+  } catch (e) {
+    if (e.code === "FeatureNotSupported") { state.off.speech = true; $("mic").hidden = true; }
+    setComposeStatus(e.code === "FeatureNotSupported" ? "Speech to text is off on this server."
+      : e.status === 503 ? "The transcriber is unavailable; try again in a moment." : `Transcription failed: ${e.message}`);
+  }
+}
+
+$("mic").onclick = () => { toggleMic(); };
+
+$("lang").onchange = () => {
+  state.lang = $("lang").value;
+  reconnect();
+};
+
 async function signedIn(token) {
   state.token = token;
   state.userId = userIdOf(token);
   $("signin").hidden = true;
   $("app").hidden = false;
+  $("lang-picker").hidden = false;
+  if (!navigator.mediaDevices || typeof MediaRecorder === "undefined") $("mic").hidden = true;
   $("my-id").textContent = state.userId;
   $("whoami").textContent = state.userId.slice(-12);
   await loadThreads();

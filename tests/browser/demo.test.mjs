@@ -47,11 +47,11 @@ async function conversation(transport) {
 
   const text = `hello over ${transport} 👋🏽 👨‍👩‍👧`;
   await a.fill("#text", text);
-  await a.click("#composer button");
+  await a.click("#composer button[type=submit]");
   await b.locator("#messages li", { hasText: text }).waitFor({ timeout: 10000 });
   // Bob replies; Alice sees it too.
   await b.fill("#text", "hi Alice");
-  await b.click("#composer button");
+  await b.click("#composer button[type=submit]");
   await a.locator("#messages li", { hasText: "hi Alice" }).waitFor({ timeout: 10000 });
 
   await a.screenshot({ path: `${SHOTS}demo-${transport}-alice.png` });
@@ -62,3 +62,35 @@ async function conversation(transport) {
 
 test("two users chat on /demo over WebSocket", async () => { await conversation("websocket"); });
 test("two users chat on /demo over long-poll (?transport=poll)", async () => { await conversation("poll"); });
+
+test("signed out, /demo shows only the sign-in card", async () => {
+  const p = await page("");
+  assert.ok(await p.isVisible("#signin"));
+  for (const sel of ["#app", "#threads", "#new-thread", "#add-member", "#composer", "#lang-picker"]) {
+    assert.equal(await p.isVisible(sel), false, `${sel} is hidden before sign-in`);
+  }
+  await p.screenshot({ path: `${SHOTS}demo-signed-out.png` });
+  await p.context().close();
+});
+
+test("with no translator and no transcriber, /demo says so and drops those controls", async () => {
+  const alice = await createUser();
+  const p = await page("");
+  await p.fill("#token", alice.token);
+  await p.click("#token-form button");
+  await p.waitForSelector("#status[data-state=online]");
+  await p.fill("#new-topic", "extensions off");
+  await p.click("#new-thread button");
+  await p.fill("#text", "hello there");
+  await p.click("#composer button[type=submit]");
+  const msg = p.locator("#messages li", { hasText: "hello there" });
+  await msg.waitFor();
+  await msg.locator("button.translate").click();
+  await p.waitForFunction(() => document.getElementById("compose-status").textContent === "Translation is off on this server.");
+  assert.equal(await p.locator("button.translate").count(), 0);
+  // What the microphone button does with a recording, without a microphone in this browser.
+  await p.evaluate(() => transcribe(new Blob([new Uint8Array(64)], { type: "audio/wav" })));
+  assert.equal(await p.textContent("#compose-status"), "Speech to text is off on this server.");
+  assert.equal(await p.isVisible("#mic"), false);
+  await p.context().close();
+});

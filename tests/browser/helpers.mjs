@@ -10,18 +10,18 @@ export const KEY = process.env.CONFAB_ACCESS_KEY
 export const SHOTS = new URL("../../target/browser/", import.meta.url).pathname;
 
 /// Debian's Chromium, headless, with the flags this machine's closed network needs.
-export async function launch() {
+export async function launch(extraArgs = []) {
   mkdirSync(SHOTS, { recursive: true });
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
+      "--disable-component-update", "--disable-sync", ...extraArgs],
   });
 }
 
 /// An access-key (HMAC-SHA256) request, signed as the SDKs sign it.
-export async function signed(method, pathAndQuery, body = "") {
-  const url = new URL(pathAndQuery, BASE);
+export async function signed(method, pathAndQuery, body = "", base = BASE) {
+  const url = new URL(pathAndQuery, base);
   const date = new Date().toUTCString();
   const hash = createHash("sha256").update(body).digest("base64");
   const sig = createHmac("sha256", Buffer.from(KEY, "base64"))
@@ -34,10 +34,49 @@ export async function signed(method, pathAndQuery, body = "") {
 }
 
 /// Creates an identity with a chat token.
-export async function createUser() {
+export async function createUser(base = BASE) {
   const res = await signed("POST", "/identities?api-version=2023-10-01",
-    JSON.stringify({ createTokenWithScopes: ["chat"] }));
+    JSON.stringify({ createTokenWithScopes: ["chat"] }), base);
   if (res.status !== 201) throw new Error(`create identity: ${res.status}`);
   const v = await res.json();
   return { id: v.identity.id, token: v.accessToken.token };
+}
+
+/// Starts a confab of its own (`CONFAB_BIN`, by default the debug build) on free ports with a
+/// fresh data directory and the given extra flags; resolves once its banner says where it is.
+export async function startConfab(args = []) {
+  const { spawn } = await import("node:child_process");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const bin = process.env.CONFAB_BIN ?? new URL("../../target/debug/confab", import.meta.url).pathname;
+  const data = mkdtempSync(join(tmpdir(), "confab-browser-"));
+  const child = spawn(bin, ["serve", "--http-port", "0", "--no-tls", "--admin-addr", "127.0.0.1:0",
+    "--data-dir", data, "--log", "warn", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const started = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`confab did not start:\n${out}`)), 15000);
+    const onData = (chunk) => {
+      out += chunk;
+      const url = out.match(/^ {2}http +: (http:\/\/\S+?)\/?\s/m);
+      const admin = out.match(/metrics: (http:\/\/\S+)\/metrics/);
+      if (url && admin) { clearTimeout(timer); resolve({ url: url[1], admin: admin[1] }); }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`confab exited (${code}):\n${out}`)); });
+  });
+  const where = await started;
+  return {
+    ...where,
+    log: () => out,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await exited;
+      }
+      rmSync(data, { recursive: true, force: true });
+    },
+  };
 }
