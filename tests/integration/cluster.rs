@@ -707,6 +707,114 @@ async fn events_reach_every_node_once_in_order() {
     drop_streams(&nats, &prefix).await;
 }
 
+/// §10 in cluster mode: read markers, unread counts, previews and translations behave the same
+/// on every node. A reader on two nodes sees what was sent on a third; its read receipt on one
+/// node moves the marker for every node (`readMarkerUpdated` on both sessions, the counts on
+/// the third); a `?lang=` session on one node gets `chatMessageTranslated` for a message sent on
+/// another; an edit on one node makes another node translate the new version, not serve the
+/// old one from its cache.
+#[tokio::test]
+async fn extensions_behave_the_same_on_every_node() {
+    use crate::extensions::{listed, next_of, read, translate, translator_args};
+    use crate::realtime::Ws;
+    use crate::standins::{Mode, Standin};
+    use serde_json::{json, Value};
+    let Some((db, nats, prefix)) = services("extensions_behave_the_same_on_every_node") else {
+        return;
+    };
+    let s = Standin::start(Mode::Libre);
+    let translator = translator_args(&s, "libretranslate");
+    let nodes: Vec<Node> = ["x1", "x2", "x3"]
+        .iter()
+        .map(|id| {
+            let mut args = cluster_args(&db, &nats, &prefix, id);
+            args.extend(translator.iter().map(String::as_str));
+            start(&args).expect("cluster node")
+        })
+        .collect();
+    let apps: Vec<TestApp> = nodes.iter().map(client_of).collect();
+    let (owner, reader) = (apps[0].user().await, apps[0].user().await);
+    let t = apps[0].thread(&owner, &[&owner, &reader]).await;
+    let mut on_a = Ws::connect(&apps[0], &reader, None).await;
+    let mut german_on_b = Ws::connect_with(&apps[1], &reader, "lang=de")
+        .await
+        .unwrap();
+
+    // three messages sent on node C
+    let mut ids = Vec::new();
+    for text in ["first", "second", "third"] {
+        ids.push(apps[2].send(&owner, &t, text).await);
+    }
+    for app in &apps {
+        let item = listed(app, &reader, &t).await;
+        assert_eq!(item["unreadCount"], 3, "{item}");
+        assert_eq!(item["lastMessage"]["id"], ids[2].as_str(), "{item}");
+        assert_eq!(item["lastMessage"]["preview"], "third", "{item}");
+        assert_eq!(listed(app, &owner, &t).await["unreadCount"], 0);
+    }
+    // node B's German session: each original, then its translation
+    for (id, text) in ids.iter().zip(["first", "second", "third"]) {
+        let original = next_of(&mut german_on_b, "chatMessageReceived").await;
+        assert_eq!(original["data"]["id"], id.as_str());
+        let tr = german_on_b.event().await;
+        assert_eq!(tr["type"], "chatMessageTranslated", "{tr}");
+        assert_eq!(tr["data"]["id"], id.as_str());
+        assert_eq!(tr["data"]["to"], "de");
+        assert_eq!(tr["data"]["text"], format!("[de] {text}"));
+    }
+
+    // the reader reads up to the second message on node A
+    read(&apps[0], &reader, &t, &ids[1]).await;
+    for ws in [&mut on_a, &mut german_on_b] {
+        let e = next_of(ws, "readMarkerUpdated").await;
+        assert_eq!(e["data"]["threadId"], t.as_str(), "{e}");
+        assert_eq!(e["data"]["chatMessageId"], ids[1].as_str(), "{e}");
+    }
+    for app in &apps {
+        assert_eq!(listed(app, &reader, &t).await["unreadCount"], 1);
+    }
+    // a read of an older message on node C does not move the marker back, on any node
+    read(&apps[2], &reader, &t, &ids[0]).await;
+    for app in &apps {
+        assert_eq!(listed(app, &reader, &t).await["unreadCount"], 1);
+    }
+
+    // translation on demand: node B translates and caches; an edit on node A; node B (and C)
+    // translate the new version
+    let asked = |n: usize| {
+        s.seen()
+            .iter()
+            .filter(|h| h.json()["target"] == "fr")
+            .count()
+            == n
+    };
+    for _ in 0..2 {
+        let r = translate(&apps[1], &reader, &t, &ids[0], "fr").await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["text"], "[fr] first");
+    }
+    assert!(asked(1), "node B's second request came from its cache");
+    let r = apps[0]
+        .chat(
+            &owner,
+            reqwest::Method::PATCH,
+            &format!("/chat/threads/{}/messages/{}", enc(&t), ids[0]),
+            Some(json!({"content": "premier"})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    for app in [&apps[1], &apps[2]] {
+        let r = translate(app, &reader, &t, &ids[0], "fr").await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["text"], "[fr] premier", "{v}");
+    }
+    assert!(asked(3), "each node translated the edited version once");
+    drop(nodes);
+    drop_streams(&nats, &prefix).await;
+}
+
 /// §9.2.6: a node is killed (SIGKILL) during a burst. Its sender moves to another node (the
 /// send whose answer was lost is retried with its repeatability-request-id); the thread is
 /// writable there at once; its client resumes on a third node with its cursor; nothing is lost

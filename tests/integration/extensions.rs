@@ -153,7 +153,7 @@ async fn sentiment_off_adds_nothing() {
 }
 
 /// The caller's entry for `t` in its thread list (first page is enough here).
-async fn listed(app: &TestApp, user: &crate::common::User, t: &str) -> Value {
+pub(crate) async fn listed(app: &TestApp, user: &crate::common::User, t: &str) -> Value {
     let r = app
         .chat(user, Method::GET, "/chat/threads?maxPageSize=50", None)
         .await;
@@ -168,7 +168,7 @@ async fn listed(app: &TestApp, user: &crate::common::User, t: &str) -> Value {
         .unwrap_or_else(|| panic!("{t} not listed: {v}"))
 }
 
-async fn read(app: &TestApp, user: &crate::common::User, t: &str, id: &str) {
+pub(crate) async fn read(app: &TestApp, user: &crate::common::User, t: &str, id: &str) {
     let r = app
         .chat(
             user,
@@ -383,7 +383,7 @@ async fn unread_counts_previews_and_read_markers() {
 use crate::common::assert_error;
 use crate::standins::{Mode, Standin};
 
-fn translator_args(s: &Standin, kind: &str) -> Vec<String> {
+pub(crate) fn translator_args(s: &Standin, kind: &str) -> Vec<String> {
     vec![
         "--translator-url".into(),
         s.url.clone(),
@@ -398,7 +398,7 @@ async fn spawn(args: &[String]) -> TestApp {
     TestApp::spawn_with(&refs).await
 }
 
-async fn translate(
+pub(crate) async fn translate(
     app: &TestApp,
     user: &crate::common::User,
     t: &str,
@@ -775,7 +775,7 @@ async fn transcription_errors() {
 }
 
 /// The next event of `kind`, skipping others.
-async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+pub(crate) async fn next_of(ws: &mut Ws, kind: &str) -> Value {
     loop {
         let e = ws.event().await;
         if e["type"] == kind {
