@@ -17,6 +17,7 @@
 
 pub mod activity;
 pub mod commands;
+pub mod frame_guard;
 pub mod queue;
 pub mod realtime;
 pub mod registry;

@@ -7,6 +7,7 @@
 //! queue overflowed, 4003 on revocation, 1003 for anything but `{"type":"ping"}` and 1009 for
 //! frames over 4 KiB.
 
+use crate::hub::frame_guard::FrameGuard;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -172,7 +173,9 @@ pub fn start(
         last_seen: Instant::now(),
         closed_by: "client",
     };
-    ws::WsResponseBuilder::new(session, req, stream)
+    // The guard applies the limit as each frame header arrives (see `frame_guard`); the codec's
+    // own limit then turns the refused header into `Overflow`, and 1009.
+    ws::WsResponseBuilder::new(session, req, FrameGuard::new(stream, MAX_FRAME))
         .frame_size(MAX_FRAME)
         .protocols(&["confab.v1"])
         .start()

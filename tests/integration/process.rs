@@ -866,3 +866,86 @@ async fn a_postgres_database_serves_one_standalone_node() {
     assert!(err.contains("differs from the resource id"), "{err}");
     assert!(err.contains(&stored), "{err}");
 }
+
+/// A WebSocket frame header declaring more than the 4 KiB limit is refused as it arrives: a
+/// client that declares a text frame of 2^63−1 bytes and streams data gets close 1009 at once,
+/// and the server buffers nothing beyond the header (its resident memory stays flat while the
+/// client tries to push 256 MiB).
+#[tokio::test]
+async fn an_oversized_websocket_frame_is_refused_at_its_header() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let (child, base) = serve(&["--data-dir", &d, "--rate-limit-profile", "off"]);
+    let app = app_for(&base, dir);
+    let u = app.user().await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let handshake = format!(
+        "GET /realtime?access_token={} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        u.token
+    );
+    sock.write_all(handshake.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        sock.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let before = rss_kib(child.id());
+
+    let (mut rd, mut wr) = sock.into_split();
+    // The server's frames: skip data frames, return the close frame's code.
+    let reader = tokio::spawn(async move {
+        loop {
+            let mut h = [0u8; 2];
+            rd.read_exact(&mut h).await.ok()?;
+            let mut len = (h[1] & 0x7f) as u64;
+            if len == 126 {
+                len = rd.read_u16().await.ok()? as u64;
+            } else if len == 127 {
+                len = rd.read_u64().await.ok()?;
+            }
+            let mut payload = vec![0u8; len as usize];
+            rd.read_exact(&mut payload).await.ok()?;
+            if h[0] & 0x0f == 0x8 {
+                return Some(u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    });
+    let mut header = vec![0x81u8, 0x80 | 127];
+    header.extend_from_slice(&(i64::MAX as u64).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    wr.write_all(&header).await.unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let pushed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut sent = 0usize;
+        while sent < 256 << 20 {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    })
+    .await;
+    let code = tokio::time::timeout(std::time::Duration::from_secs(5), reader)
+        .await
+        .expect("the server answered the header")
+        .unwrap();
+    let after = rss_kib(child.id());
+    let grown_mib = after.saturating_sub(before) / 1024;
+    eprintln!(
+        "client pushed {:?} bytes; server RSS {before} KiB -> {after} KiB (+{grown_mib} MiB)",
+        pushed.ok()
+    );
+    assert_eq!(code, Some(1009));
+    assert!(grown_mib < 8, "server memory grew by {grown_mib} MiB");
+}
