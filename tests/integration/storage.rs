@@ -224,14 +224,24 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
         }
     };
     let runs: [Arc<AtomicUsize>; 2] = Default::default();
-    let blocker = store.write(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        Ok(())
+    // The writer is held busy until both sends wait for it, so that they share its next batch.
+    let busy = Arc::new(tokio::sync::Notify::new());
+    let blocker = tokio::spawn({
+        let (store, busy) = (store.clone(), busy.clone());
+        async move {
+            store
+                .write(move |_| {
+                    busy.notify_one();
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        }
     });
+    busy.notified().await;
     let fresh = ThreadId::from("t-fresh");
     let moved = ThreadId::from("t-moved");
-    let (blocked, a, b) = tokio::join!(
-        blocker,
+    let (a, b) = tokio::join!(
         // the right position
         store.thread_job(
             &fresh,
@@ -247,7 +257,7 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
             send("t-moved", (0, 0, 0), runs[1].clone())
         ),
     );
-    blocked.unwrap();
+    blocker.await.unwrap().unwrap();
     assert_eq!(a.unwrap(), (0, 0, 0));
     assert_eq!(b.unwrap(), (7, 7, 7), "claimed again from the row");
     let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
