@@ -368,6 +368,28 @@ pub struct Config {
     #[arg(long, env = "CONFAB_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
+    /// A request body must arrive within this time, plus the time --body-min-rate allows for
+    /// what has arrived; otherwise 408 and the connection is closed
+    #[arg(long, env = "CONFAB_BODY_TIMEOUT", default_value = "10s")]
+    pub body_timeout: HumanDuration,
+
+    /// Slowest average rate of a request body, in bytes per second, after --body-timeout
+    #[arg(long, env = "CONFAB_BODY_MIN_RATE", default_value_t = 8192)]
+    pub body_min_rate: u64,
+
+    /// Most open connections per public listener (connections beyond wait in the accept queue)
+    #[arg(long, env = "CONFAB_MAX_CONNECTIONS", default_value_t = 25000)]
+    pub max_connections: usize,
+
+    /// Most open connections from one client address on the public listeners (0 = no limit);
+    /// a request on a connection beyond it is answered 503 TooManyConnections and closed
+    #[arg(
+        long,
+        env = "CONFAB_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 512
+    )]
+    pub max_connections_per_address: usize,
+
     /// How long an idle thread actor stays in memory
     #[arg(long, env = "CONFAB_THREAD_IDLE_TIMEOUT", default_value = "5m")]
     pub thread_idle_timeout: HumanDuration,

@@ -94,12 +94,9 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
         // Nothing is meant to survive: no fsync at all.
         (url, SqliteSync::Off, location, Some(dir))
     } else {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            format!(
-                "cannot create data directory {}: {e}",
-                config.data_dir.display()
-            )
-        })?;
+        if let Some(warning) = crate::datadir::prepare(&config.data_dir)? {
+            tracing::warn!("{warning}");
+        }
         let url = Store::sqlite_url(&config.data_dir);
         (
             url,
@@ -283,7 +280,19 @@ pub async fn start(config: Config) -> Result<Running, String> {
             .configure(api::routes)
             .default_service(web::to(api::not_found))
     })
-    .on_connect(no_delay)
+    .on_connect(api::limits::on_connect(api::limits::Connections::new(
+        state.config.max_connections_per_address,
+    )))
+    .max_connections(
+        state
+            .config
+            .max_connections
+            .div_ceil(match state.config.workers {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            })
+            .max(1),
+    )
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
     if state.config.workers > 0 {
@@ -373,20 +382,6 @@ pub async fn start(config: Config) -> Result<Running, String> {
         data_location,
         _temp_dir: temp_dir,
     })
-}
-
-/// Turns Nagle's algorithm off on every accepted connection. Real-time frames are small and
-/// often come in quick succession: with Nagle on, the second waits for the client's delayed
-/// ACK of the first (40 ms on Linux).
-fn no_delay(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    use actix_web::rt::net::TcpStream;
-    let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
-        conn.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>()
-            .map(|t| t.get_ref().0)
-    });
-    if let Some(tcp) = tcp {
-        let _ = tcp.set_nodelay(true);
-    }
 }
 
 /// The start-up banner (contract §8.1).

@@ -2,7 +2,7 @@
 //! original target for HMAC, one trailing `/` ignored, RED metrics, the recent-errors ring,
 //! the 500 body quoting the request id) and CORS for the public listeners.
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -10,7 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::web::{self};
 use actix_web::{HttpMessage, HttpRequest};
 
-use super::realtime;
+use super::{limits, realtime};
 use crate::auth::OriginalTarget;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,10 +29,10 @@ pub fn request_id(req: &HttpRequest) -> String {
 
 /// First middleware: request id, client request id echo, the original target (for HMAC), and
 /// one trailing `/` ignored.
-pub async fn prelude(
+pub async fn prelude<B: MessageBody + 'static>(
     mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B, BoxBody>>, actix_web::Error> {
     let started = std::time::Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let client_id = req.headers().get("x-ms-client-request-id").cloned();
@@ -56,7 +56,33 @@ pub async fn prelude(
             req.head_mut().uri = uri;
         }
     }
-    let mut res = next.call(req).await?;
+    let (mut res, watch) = if limits::over_connection_limit(&req) {
+        let e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TooManyConnections",
+            "Too many open connections from this address; this one is closed.",
+        );
+        let e = ApiError {
+            retry_after: Some(1),
+            ..e
+        };
+        (req.into_response(closing(e)).map_into_right_body(), None)
+    } else {
+        let (grace, min_rate) = match req.app_data::<web::Data<AppState>>() {
+            Some(app) => (app.config.body_timeout.0, app.config.body_min_rate),
+            None => (std::time::Duration::from_secs(10), 8192),
+        };
+        let flag = limits::guard_body(&mut req, grace, min_rate);
+        (next.call(req).await?.map_into_left_body(), flag)
+    };
+    if watch.as_ref().is_some_and(|w| w.timed_out.get()) {
+        let e = ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            "The request body did not arrive in time; the connection is closed.",
+        );
+        res = res.into_response(closing(e)).map_into_right_body();
+    }
     let route = res
         .request()
         .match_pattern()
@@ -98,11 +124,26 @@ pub async fn prelude(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        return Ok(res.map_body(|_, _| {
-            actix_web::body::EitherBody::right(actix_web::body::BoxBody::new(body))
-        }));
+        res = res.map_body(|_, _| EitherBody::right(BoxBody::new(body)));
     }
-    Ok(res.map_into_left_body())
+    if let Some(unread) = watch.and_then(|w| w.take_unread()) {
+        res = res.map_body(|_, body| {
+            EitherBody::right(BoxBody::new(limits::Holding {
+                body: BoxBody::new(body),
+                _unread: unread,
+            }))
+        });
+    }
+    Ok(res)
+}
+
+/// The response of `e` on a connection closed after it.
+fn closing(e: ApiError) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    let mut r = e.error_response();
+    r.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    r
 }
 
 /// CORS for the public listeners (contract §8.1): origins on `--allowed-origins`, the chat

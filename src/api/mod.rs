@@ -15,6 +15,7 @@ pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod identities;
+pub mod limits;
 pub mod messages;
 pub mod middleware;
 pub mod participants;

@@ -6,6 +6,7 @@ mod common;
 mod dashboard;
 mod errors;
 mod extensions;
+mod hardening;
 mod identity;
 mod messages;
 mod participants;
