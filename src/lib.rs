@@ -60,6 +60,7 @@ pub mod cluster;
 pub mod cognitive;
 pub mod config;
 pub mod dashboard;
+pub mod datadir;
 pub mod error;
 pub mod events;
 pub mod housekeeping;

@@ -949,3 +949,25 @@ async fn an_oversized_websocket_frame_is_refused_at_its_header() {
     assert_eq!(code, Some(1009));
     assert!(grown_mib < 8, "server memory grew by {grown_mib} MiB");
 }
+
+/// Finding 4: the data directory holds every message and webhook secret. A new one is made
+/// 0700, and the database and its `-wal` (made by SQLite as it runs) are 0600, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    let data = base.path().join("new/data");
+    let d = data.to_str().unwrap().to_string();
+    let (child, url) = serve(&["--data-dir", &d, "--rate-limit-profile", "off"]);
+    let app = app_for(&url, tempfile::tempdir().unwrap());
+    let u = app.user().await;
+    let t = app.thread(&u, &[]).await;
+    app.send(&u, &t, "secret").await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for f in ["confab.db", "confab.db-wal"] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    drop(child);
+}
