@@ -12,7 +12,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use actix_web::http::Uri;
 use futures_util::future::LocalBoxFuture;
 
-/// Whether a destination address is refused without `--webhook-allow-private`.
+/// Whether a destination address is refused without `--webhook-allow-private`: loopback,
+/// private, link-local, shared, reserved, benchmarking and documentation ranges, and every IPv6
+/// form that carries or reaches an IPv4 address (mapped, IPv4-compatible, NAT64, 6to4, Teredo)
+/// when that address would be refused.
 pub fn blocked(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => blocked_v4(v4),
@@ -21,17 +24,33 @@ pub fn blocked(ip: IpAddr) -> bool {
                 return blocked_v4(v4);
             }
             let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                blocked_v4(Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || s[..6] == [0; 6] // ::/96, IPv4-compatible (deprecated): ::127.0.0.1
                 || (s[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local
                 || (s[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
+                || (s[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
+                || (s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001) // 64:ff9b:1::/48 local NAT64
+                || (s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0; 4] && embedded(s[6], s[7])) // NAT64
+                || (s[0] == 0x2002 && embedded(s[1], s[2])) // 6to4
+                || (s[0] == 0x2001 && s[1] == 0) // 2001::/32 Teredo
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // 2001:db8::/32 documentation
+                || (s[0] == 0x0100 && s[1..4] == [0; 3]) // 100::/64 discard-only
         }
     }
 }
 
 fn blocked_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
@@ -40,6 +59,12 @@ fn blocked_v4(ip: Ipv4Addr) -> bool {
         || ip.is_broadcast()
         || a == 0 // 0.0.0.0/8
         || (a == 100 && (64..128).contains(&b)) // 100.64/10 shared address space
+        || (a == 192 && b == 0 && c == 0) // 192.0.0.0/24 IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2) // 192.0.2.0/24 documentation
+        || (a == 198 && (b == 18 || b == 19)) // 198.18.0.0/15 benchmarking
+        || (a == 198 && b == 51 && c == 100) // 198.51.100.0/24 documentation
+        || (a == 203 && b == 0 && c == 113) // 203.0.113.0/24 documentation
+        || a >= 240 // 240.0.0.0/4 reserved
 }
 
 /// A webhook endpoint URL that passed the static checks.
@@ -173,6 +198,24 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "::ffff:169.254.169.254",
+            // found by the probe: IPv4-compatible, IETF, benchmarking, NAT64 and 6to4 forms
+            "::127.0.0.1",
+            "::8.8.8.8",
+            "192.0.0.1",
+            "192.0.0.170",
+            "198.18.0.1",
+            "198.19.255.255",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
+            "fec0::1",
+            "192.0.2.1",
+            "203.0.113.9",
+            "240.0.0.1",
         ] {
             assert!(blocked(ip.parse().unwrap()), "{ip} must be blocked");
         }
@@ -182,6 +225,10 @@ mod tests {
             "100.128.0.1",
             "2001:4860:4860::8888",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "198.20.0.1",
+            "192.0.1.1",
         ] {
             assert!(!blocked(ip.parse().unwrap()), "{ip} must be allowed");
         }
@@ -195,11 +242,17 @@ mod tests {
         assert!(check_url("https://127.0.0.1/hook", false).is_err());
         assert!(check_url("https://[::1]:8443/", false).is_err());
         assert!(check_url("https://[::ffff:7f00:1]/", false).is_err());
+        assert!(check_url("https://[::127.0.0.1]/", false).is_err());
+        assert!(check_url("https://[64:ff9b::127.0.0.1]/", false).is_err());
+        assert!(check_url("https://[2002:7f00:1::]/", false).is_err());
+        assert!(check_url("https://198.18.0.1/", false).is_err());
         assert!(check_url("ftp://example.com/", true).is_err());
         assert!(check_url("/relative", true).is_err());
         assert_eq!(
-            check_url("https://[2001:db8::1]/x", false).unwrap().host,
-            "2001:db8::1"
+            check_url("https://[2606:4700::1111]/x", false)
+                .unwrap()
+                .host,
+            "2606:4700::1111"
         );
     }
 }

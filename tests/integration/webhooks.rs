@@ -1227,6 +1227,13 @@ async fn private_endpoints_are_refused_without_the_flag() {
         "https://169.254.169.254/latest".to_string(),
         "https://[::1]/hook".to_string(),
         "https://[::ffff:127.0.0.1]/hook".to_string(),
+        // what the hardening probe got through: IPv4-compatible IPv6, IETF and benchmarking
+        // ranges, NAT64 and 6to4 forms of internal addresses
+        "https://[::127.0.0.1]/".to_string(),
+        "https://192.0.0.8/hook".to_string(),
+        "https://198.18.0.1/hook".to_string(),
+        "https://[64:ff9b::7f00:1]/hook".to_string(),
+        "https://[2002:7f00:1::1]/hook".to_string(),
     ] {
         let r = app
             .signed(
