@@ -403,6 +403,9 @@ pub struct Config {
     pub log: String,
 }
 
+/// The shortest access key accepted, in bytes (ACS keys are 64).
+pub const MIN_ACCESS_KEY_BYTES: usize = 32;
+
 impl Config {
     /// Fills every setting that neither a flag nor an environment variable gave from the TOML
     /// file named by `--config`, if any.
@@ -465,8 +468,15 @@ impl Config {
         ] {
             if let Some(k) = key {
                 match b64.decode(k.expose()) {
-                    Ok(bytes) if !bytes.is_empty() => {}
-                    _ => return Err(format!("{flag} must be non-empty base64")),
+                    Ok(bytes) if bytes.len() >= MIN_ACCESS_KEY_BYTES => {}
+                    Ok(bytes) => {
+                        return Err(format!(
+                            "{flag} must be at least {MIN_ACCESS_KEY_BYTES} bytes of key (ACS keys \
+                             are 64), got {}; make one with: openssl rand -base64 64",
+                            bytes.len()
+                        ))
+                    }
+                    Err(_) => return Err(format!("{flag} must be base64")),
                 }
             }
         }
@@ -610,5 +620,23 @@ mod tests {
         assert!(c.validate().is_ok());
         let (c, _) = parse(&["confab", "--host", "::1"]);
         assert!(c.validate().is_ok());
+    }
+
+    /// Finding 6 of the hardening issue: `--access-key YQ==` (one byte) started.
+    #[test]
+    fn access_keys_need_32_bytes() {
+        for (key, ok) in [
+            ("YQ==", false),
+            ("c2hvcnQta2V5LTMxLWJ5dGVzLWxvbmctLS0tLS0t", false), // 30 bytes
+            ("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=", true), // 32 bytes
+            ("not base64!", false),
+        ] {
+            for flag in ["--access-key", "--secondary-access-key"] {
+                let (c, _) = parse(&["confab", flag, key]);
+                assert_eq!(c.validate().is_ok(), ok, "{flag} {key}: {:?}", c.validate());
+            }
+        }
+        let (c, _) = parse(&["confab", "--access-key", "YQ=="]);
+        assert!(c.validate().unwrap_err().contains("at least 32 bytes"));
     }
 }

@@ -172,7 +172,7 @@ async fn identity_bad_input() {
 /// key works; Host+"/" and host:port:port are accepted host forms.
 #[tokio::test]
 async fn hmac_rules() {
-    let secondary = "c2Vjb25kYXJ5LWtleS1mb3ItdGVzdHM=";
+    let secondary = "c2Vjb25kYXJ5LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OQ==";
     let app = TestApp::spawn_with(&["--secondary-access-key", secondary]).await;
     let p = path("/identities");
     let now = SystemTime::now();
