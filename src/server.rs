@@ -168,6 +168,7 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
         prometheus: prometheus.clone(),
         sampler: Arc::new(dashboard::sampler::Sampler::new(DASHBOARD_POINTS)),
         sessions: Default::default(),
+        login_throttle: Default::default(),
         recent_errors: recent_errors.clone(),
         store: store.clone(),
         hub: hub.clone(),
@@ -338,6 +339,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
             .app_data(admin_state.clone())
             .app_data(admin_dashboard.clone())
             .wrap(middleware::from_fn(api::prelude))
+            .wrap(dashboard::security_headers())
             .configure(dashboard::routes)
             .configure(api::admin::routes)
             .default_service(web::to(api::not_found))

@@ -60,6 +60,21 @@ pub async fn login(
     if expected.is_empty() || !same(&expected, &form.csrf) {
         return HttpResponse::Forbidden().body("missing or wrong CSRF token");
     }
+    let address = req.peer_addr().map(|a| a.ip());
+    let now = std::time::Instant::now();
+    if let Some(wait) = address.and_then(|a| app.login_throttle.wait(a, now)) {
+        // The key is not even checked while the address waits.
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut res = login_again(format!(
+            "Too many wrong keys from your address: try again in {secs} s."
+        ));
+        *res.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
+        res.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from(secs),
+        );
+        return res;
+    }
     let c = &app.config;
     let key = form.key.trim();
     let ok = same(key, c.primary_key())
@@ -69,21 +84,33 @@ pub async fn login(
     if !ok {
         metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "dashboard_login")
             .increment(1);
-        let csrf = random_token();
-        let mut res = render(LoginPage {
-            csrf: csrf.clone(),
-            error: Some("That is not this instance's access key.".into()),
-        });
+        if let Some(a) = address {
+            app.login_throttle.failed(a, now);
+        }
+        let mut res = login_again("That is not this instance's access key.".into());
         *res.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
-        let _ = res.add_cookie(&session::cookie(
-            session::LOGIN_COOKIE,
-            csrf,
-            std::time::Duration::from_secs(3600),
-        ));
         return res;
+    }
+    if let Some(a) = address {
+        app.login_throttle.succeeded(a);
     }
     let mut res = redirect("/");
     let _ = res.add_cookie(&app.sessions.create());
+    res
+}
+
+/// The login page again, with `error` and a fresh CSRF token.
+fn login_again(error: String) -> HttpResponse {
+    let csrf = random_token();
+    let mut res = render(LoginPage {
+        csrf: csrf.clone(),
+        error: Some(error),
+    });
+    let _ = res.add_cookie(&session::cookie(
+        session::LOGIN_COOKIE,
+        csrf,
+        std::time::Duration::from_secs(3600),
+    ));
     res
 }
 

@@ -15,6 +15,7 @@ pub mod login;
 pub mod pages;
 pub mod sampler;
 pub mod session;
+pub mod throttle;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct DashboardState {
     pub sampler: Arc<sampler::Sampler>,
     /// Login sessions.
     pub sessions: session::Sessions,
+    /// Wrong keys per client address at the sign-in.
+    pub login_throttle: throttle::LoginThrottle,
     /// The most recent error responses of every listener.
     pub recent_errors: Arc<RecentErrors>,
     pub store: Store,
@@ -131,6 +134,20 @@ pub async fn css() -> HttpResponse {
 }
 
 /// The dashboard's routes on the admin listener.
+/// The headers of every answer of the admin listener: no scripts, styles and images from this
+/// origin only, forms post back here only, never framed, no content sniffing, no referrer.
+pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(pages::overview))
         .route("/requests", web::get().to(pages::requests))
