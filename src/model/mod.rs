@@ -63,8 +63,34 @@ pub const MAX_MESSAGE_METADATA_BYTES: usize = 4096;
 /// Participants in one create or add request.
 pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 200;
 
+/// The first character not allowed in a topic or display name: C0 controls but tab, line feed
+/// and carriage return, DEL, C1 controls, and the bidirectional embeddings, overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069) that make text display other than it reads.
+pub fn forbidden_char(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        (c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    })
+}
+
+fn check_chars(text: &str, target: &str, what: &str) -> Result<(), ApiError> {
+    match forbidden_char(text) {
+        Some(c) => Err(ApiError::invalid(
+            target,
+            format!(
+                "{what} contains U+{:04X}; control characters and bidirectional overrides are \
+                 not accepted.",
+                c as u32
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn check_display_name(name: &Option<String>, target: &str) -> Result<(), ApiError> {
     if let Some(n) = name {
+        check_chars(n, target, "Display name")?;
         let chars = n.chars().count();
         if chars > MAX_DISPLAY_NAME_CHARS {
             return Err(ApiError::invalid(
@@ -79,6 +105,7 @@ pub fn check_display_name(name: &Option<String>, target: &str) -> Result<(), Api
 }
 
 pub fn check_topic(topic: &str) -> Result<(), ApiError> {
+    check_chars(topic, "topic", "topic")?;
     if topic.len() > MAX_TOPIC_BYTES {
         return Err(ApiError::invalid(
             "topic",

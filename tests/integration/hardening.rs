@@ -131,3 +131,86 @@ async fn connections_beyond_the_per_address_limit_are_closed() {
     let r = reqwest::get(format!("{}/livez", app.base)).await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Finding 6: control characters and bidirectional overrides were stored in topics and display
+/// names as sent. They are refused (400 `InvalidRequest`, the field as target) on every route
+/// that takes one, and nothing is stored; tabs, line breaks, emoji and right-to-left text pass.
+#[tokio::test]
+async fn control_characters_in_topics_and_names_are_refused() {
+    use reqwest::Method;
+    use serde_json::{json, Value};
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.user().await, app.user().await);
+    let t = app.thread(&a, &[]).await;
+    let path = |p: &str| format!("/chat/threads/{}{p}", enc(&t));
+    for bad in [
+        "bell\u{7}",
+        "nul\u{0}",
+        "esc\u{1b}[31m",
+        "c1\u{85}",
+        "evil\u{202e}txt.exe",
+        "iso\u{2066}late",
+        "del\u{7f}",
+    ] {
+        let refusals: Vec<(Method, String, Value, &str)> = vec![
+            (
+                Method::POST,
+                "/chat/threads".into(),
+                json!({"topic": bad}),
+                "topic",
+            ),
+            (Method::PATCH, path(""), json!({"topic": bad}), "topic"),
+            (
+                Method::POST,
+                "/chat/threads".into(),
+                json!({"topic": "ok", "participants": [{"communicationIdentifier": {"rawId": b.id}, "displayName": bad}]}),
+                "participants[0].displayName",
+            ),
+            (
+                Method::POST,
+                path("/participants/:add"),
+                json!({"participants": [{"communicationIdentifier": {"rawId": b.id}, "displayName": bad}]}),
+                "participants[0].displayName",
+            ),
+            (
+                Method::POST,
+                path("/messages"),
+                json!({"content": "hi", "senderDisplayName": bad}),
+                "senderDisplayName",
+            ),
+        ];
+        for (method, p, body, target) in refusals {
+            let r = app.chat(&a, method.clone(), &p, Some(body)).await;
+            let e = assert_error(r, 400, "InvalidRequest").await;
+            assert_eq!(e["error"]["target"], target, "{method} {p} {bad:?}: {e}");
+            assert!(
+                e["error"]["message"].as_str().unwrap().contains("U+"),
+                "{e}"
+            );
+        }
+    }
+    // nothing was stored: one participant, no message, the topic unchanged
+    let msgs = app.all_messages(&a, &t, 50).await;
+    assert!(msgs.iter().all(|m| m["type"] != "text"), "{msgs:?}");
+    let r = app.chat(&a, Method::GET, &path(""), None).await;
+    let props: Value = r.json().await.unwrap();
+    assert_eq!(props["topic"], "test");
+    let r = app
+        .chat(&a, Method::GET, &path("/participants"), None)
+        .await;
+    let ps: Value = r.json().await.unwrap();
+    assert_eq!(ps["value"].as_array().unwrap().len(), 1);
+    // what is fine
+    for good in [
+        "two\tcolumns",
+        "two\nlines",
+        "🎉 party",
+        "שלום עולם",
+        "مرحبا",
+    ] {
+        let r = app
+            .chat(&a, Method::PATCH, &path(""), Some(json!({"topic": good})))
+            .await;
+        assert_eq!(r.status(), 204, "{good:?}");
+    }
+}
