@@ -381,13 +381,10 @@ pub struct Config {
     #[arg(long, env = "CONFAB_MAX_CONNECTIONS", default_value_t = 25000)]
     pub max_connections: usize,
 
-    /// Most open connections from one client address on the public listeners (0 = no limit);
+    /// Most open connections from one client address on the public listeners (0 = no limit, the
+    /// default: behind a proxy all clients share its address);
     /// a request on a connection beyond it is answered 503 TooManyConnections and closed
-    #[arg(
-        long,
-        env = "CONFAB_MAX_CONNECTIONS_PER_ADDRESS",
-        default_value_t = 512
-    )]
+    #[arg(long, env = "CONFAB_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 0)]
     pub max_connections_per_address: usize,
 
     /// How long an idle thread actor stays in memory
