@@ -12,6 +12,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -201,8 +202,6 @@ impl Stream for BodyDeadline {
         }
     }
 }
-
-use std::future::Future;
 
 /// Puts the body of `req` (when it has one, and is not a WebSocket upgrade) under the deadline;
 /// the returned watch tells afterwards what became of it.

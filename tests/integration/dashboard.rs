@@ -20,7 +20,8 @@ fn csrf_of(html: &str) -> String {
     html[i..].split('"').next().unwrap().to_string()
 }
 
-async fn login(app: &TestApp, c: &reqwest::Client) -> String {
+/// Opens the login form and posts `key` with its CSRF token.
+async fn sign_in_with(app: &TestApp, c: &reqwest::Client, key: &str) -> reqwest::Response {
     let page = c
         .get(format!("{}/login", app.admin))
         .send()
@@ -29,13 +30,15 @@ async fn login(app: &TestApp, c: &reqwest::Client) -> String {
         .text()
         .await
         .unwrap();
-    let csrf = csrf_of(&page);
-    let r = c
-        .post(format!("{}/login", app.admin))
-        .form(&[("key", app.key.as_str()), ("csrf", csrf.as_str())])
+    c.post(format!("{}/login", app.admin))
+        .form(&[("key", key), ("csrf", csrf_of(&page).as_str())])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn login(app: &TestApp, c: &reqwest::Client) -> String {
+    let r = sign_in_with(app, c, &app.key).await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
@@ -290,21 +293,7 @@ async fn dashboard_sentiment_panel() {
 async fn dashboard_login_is_throttled_and_pages_are_locked_down() {
     let app = TestApp::spawn().await;
     let c = browser();
-    let attempt = async |key: &str| {
-        let page = c
-            .get(format!("{}/login", app.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        c.post(format!("{}/login", app.admin))
-            .form(&[("key", key), ("csrf", csrf_of(&page).as_str())])
-            .send()
-            .await
-            .unwrap()
-    };
+    let attempt = async |key: &str| sign_in_with(&app, &c, key).await;
     for _ in 0..5 {
         assert_eq!(attempt("d3Jvbmc=").await.status(), 401);
     }
