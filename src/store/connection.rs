@@ -96,7 +96,8 @@ impl SqliteSync {
 pub struct ConnSetup {
     pub sync: SqliteSync,
     /// The writer's connection: no automatic WAL checkpoints, which would run inside a commit
-    /// on the write path ([`super::Store::checkpoint`] runs them on a reader instead).
+    /// on the write path ([`super::Store::checkpoint`] runs them on a reader instead, and the
+    /// writer finishes them between batches); a WAL rewound to its start is cut to 64 MiB.
     pub writer: bool,
 }
 
@@ -108,7 +109,7 @@ impl ConnSetup {
                  PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;{}",
                 self.sync.pragma(),
                 if self.writer {
-                    " PRAGMA wal_autocheckpoint = 0;"
+                    " PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;"
                 } else {
                     ""
                 }
