@@ -121,6 +121,7 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
     let ring = hub::users::RingLimits {
         events: config.realtime_ring_events,
         ttl: config.realtime_ring_ttl.0,
+        bytes: config.realtime_ring_bytes,
     };
     let users = Arc::new(match &cluster {
         Some(c) => hub::users::Users::cluster(ring, c.epoch.clone()),

@@ -57,6 +57,8 @@ struct Stream {
     /// it has seen nothing of): cursors below it cannot be resumed.
     floor: u64,
     ring: VecDeque<(u64, Instant, Arc<Event>)>,
+    /// What the ring's events are charged against `RingLimits::bytes`.
+    ring_bytes: usize,
     sessions: Vec<(u64, Arc<SessionQueue>)>,
     /// Long-poll waiters (woken on every new event).
     notify: Arc<Notify>,
@@ -67,11 +69,20 @@ struct Stream {
     last_used: Instant,
 }
 
-/// Ring limits.
+/// Ring limits: an event leaves a user's ring when any of them is passed.
 #[derive(Debug, Clone, Copy)]
 pub struct RingLimits {
     pub events: usize,
     pub ttl: Duration,
+    /// Bytes per user, each event charged its full frame size ([`ring_cost`]) although its
+    /// body is shared by every ring that holds it (so the memory used is at most this).
+    pub bytes: usize,
+}
+
+/// What one event costs in a ring: its serialized data, the frame header the recipient's copy
+/// gets, and the entry itself.
+fn ring_cost(e: &Event) -> usize {
+    e.body.len() + 160
 }
 
 /// How long a long-poll's `?lang=` keeps translations coming for its user after the poll.
@@ -164,6 +175,7 @@ impl Users {
             head: origin,
             floor: origin,
             ring: VecDeque::new(),
+            ring_bytes: 0,
             sessions: Vec::new(),
             poll_langs: Vec::new(),
             notify: Arc::new(Notify::new()),
@@ -198,12 +210,17 @@ impl Users {
 
     fn expire(&self, s: &mut Stream, now: Instant) {
         while s.ring.len() > self.ring.events
+            || s.ring_bytes > self.ring.bytes
             || s.ring
                 .front()
                 .is_some_and(|(_, at, _)| now.duration_since(*at) > self.ring.ttl)
         {
-            if let Some((n, _, _)) = s.ring.pop_front() {
-                s.floor = n;
+            match s.ring.pop_front() {
+                Some((n, _, e)) => {
+                    s.floor = n;
+                    s.ring_bytes -= ring_cost(&e);
+                }
+                None => break,
             }
         }
     }
@@ -334,6 +351,7 @@ impl Users {
             s.head = at.unwrap_or(s.head + 1);
             let n = s.head;
             s.ring.push_back((n, now, event.clone()));
+            s.ring_bytes += ring_cost(event);
             self.expire(s, now);
             if !s.sessions.is_empty() {
                 let c: Arc<str> = self.cursor(n).into();
@@ -490,6 +508,7 @@ mod tests {
         Users::new(RingLimits {
             events: 3,
             ttl: Duration::from_secs(600),
+            bytes: 1 << 20,
         })
     }
 
@@ -522,6 +541,36 @@ mod tests {
         ] {
             assert!(Cursor::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    /// The byte bound holds a ring of large events to fewer than `events`; the memory its
+    /// events take is shared with every other ring that holds them.
+    #[test]
+    fn the_ring_is_bounded_by_bytes_and_shares_event_bodies() {
+        let u = Users::new(RingLimits {
+            events: 1000,
+            ttl: Duration::from_secs(600),
+            bytes: 10_000,
+        });
+        let big = "x".repeat(3000);
+        let e = Event::new("chatMessageReceived", serde_json::json!({ "message": big }));
+        let who = vec![UserId::new("8:acs:a"), UserId::new("8:acs:b")];
+        for _ in 0..10 {
+            u.publish(&who, &e);
+        }
+        let at = |n| {
+            Some(Cursor {
+                epoch: u.epoch().to_string(),
+                n,
+            })
+        };
+        // 3 events of ~3.2 KB fit in 10,000 bytes: 8..=10
+        let (_, a) = u.attach("8:acs:a", &at(7), queue(), 15);
+        assert!(a.recovered);
+        let (_, a) = u.attach("8:acs:a", &at(6), queue(), 15);
+        assert!(!a.recovered, "event 7 fell out of the ring by bytes");
+        // one body for both users' rings and the caller: 1 + 3 + 3
+        assert_eq!(Arc::strong_count(&e), 7);
     }
 
     #[test]
