@@ -39,6 +39,10 @@ pub struct Common {
     /// PID of the server, for RSS sampling (known when the tool starts confab itself)
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// Print the server's RSS every this many seconds during the run, and its growth after
+    /// warm-up at the end (a soak: `--duration 1800 --rss-every 60 mixed …`)
+    #[arg(long, global = true)]
+    rss_every: Option<f64>,
     /// Seconds each measured phase runs
     #[arg(long, global = true, default_value_t = 10.0)]
     duration: f64,
@@ -330,6 +334,17 @@ fn main() -> std::process::ExitCode {
         common.threads
     );
     let ctx = scenarios::Ctx::new(&common);
+    let watch = match (common.rss_every, common.server_pid) {
+        (Some(every), Some(pid)) => Some(stats::RssWatch::start(
+            pid,
+            Duration::from_secs_f64(every.max(1.0)),
+        )),
+        (Some(_), None) => {
+            eprintln!("confab-bench: --rss-every needs the server's pid (--server-pid)");
+            None
+        }
+        _ => None,
+    };
     let r = match cli.scenario {
         Scenario::Noop { concurrency } => scenarios::noop(&ctx, concurrency),
         Scenario::Send {
@@ -356,6 +371,9 @@ fn main() -> std::process::ExitCode {
             unreachable!("run before any server is started")
         }
     };
+    if let Some(w) = watch {
+        w.finish();
+    }
     match r {
         Ok(()) if scenarios::failed() => {
             eprintln!("confab-bench: errors or lost events (see above)");
