@@ -295,3 +295,42 @@ async fn cors_for_allowed_origins() {
         .await;
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
+
+/// `GET /openapi.json` (CONTRACT §11): no auth, no api-version; an OpenAPI 3 document naming
+/// chat, identity, webhooks, the long-poll and the extensions, with the ACS error body.
+#[tokio::test]
+async fn openapi_document_is_served_without_credentials() {
+    let app = TestApp::spawn().await;
+    let r = reqwest::get(format!("{}/openapi.json", app.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/chat/threads",
+        "/chat/threads/{chatThreadId}/messages/{chatMessageId}",
+        "/chat/threads/{chatThreadId}/messages/{chatMessageId}:translate",
+        "/identities/{id}/:issueAccessToken",
+        "/eventSubscriptions/{name}",
+        "/realtime/poll",
+        "/speech:transcribe",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not described");
+    }
+    let error = &doc["components"]["schemas"]["CommunicationErrorResponse"];
+    assert_eq!(error["required"], json!(["error"]));
+    // every operation's other answers are the ACS error body
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            assert_eq!(
+                op["responses"]["default"]["$ref"], "#/components/responses/Error",
+                "{method} {path}"
+            );
+        }
+    }
+}
