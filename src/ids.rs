@@ -167,11 +167,13 @@ pub fn fmt_ms(ms: i64) -> String {
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
     let fixed;
-    let s = if s.len() > 19 && s[19..].contains(' ') {
-        fixed = format!("{}{}", &s[..19], s[19..].replace(' ', "+"));
-        fixed.as_str()
-    } else {
-        s
+    // (`get`: byte 19 may fall inside a multi-byte character, which no time has there)
+    let s = match (s.get(..19), s.get(19..)) {
+        (Some(head), Some(offset)) if offset.contains(' ') => {
+            fixed = format!("{head}{}", offset.replace(' ', "+"));
+            fixed.as_str()
+        }
+        _ => s,
     };
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -181,6 +183,17 @@ pub fn parse_time(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzz target `ids`: a multi-byte character across byte 19 panicked.
+    #[test]
+    fn a_multibyte_character_at_byte_19_is_not_a_time() {
+        assert_eq!(parse_time(&("\u{FFFD}".repeat(7) + "$")), None);
+        assert_eq!(parse_time("2026-11-27T11:07:4é 01:00"), None);
+        assert_eq!(
+            parse_time("2026-11-27T11:07:47.443 01:00"),
+            parse_time("2026-11-27T11:07:47.443+01:00")
+        );
+    }
 
     #[test]
     fn thread_ids() {
