@@ -147,7 +147,10 @@ impl Auth {
         let h = req.headers();
         let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
         let authorization = get("authorization");
-        if authorization.is_some_and(|a| a.len() >= 7 && a[..7].eq_ignore_ascii_case("bearer ")) {
+        if authorization.is_some_and(|a| {
+            a.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+        }) {
             return Err(refuse("bearer_on_hmac_route"));
         }
         let target = req
