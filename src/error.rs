@@ -224,8 +224,12 @@ impl From<diesel::result::Error> for ApiError {
             Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)
             | Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
             | Error::BrokenTransactionManager => ApiError::unavailable(e),
+            // SQLite: another connection holds the lock; the disk is full (SQLITE_FULL) or
+            // failing (SQLITE_IOERR): retry once the operator has made room.
             Error::DatabaseError(DatabaseErrorKind::Unknown, info)
-                if info.message().contains("locked") || info.message().contains("busy") =>
+                if ["locked", "busy", "disk is full", "disk I/O error"]
+                    .iter()
+                    .any(|m| info.message().contains(m)) =>
             {
                 ApiError::unavailable(e)
             }
@@ -243,6 +247,20 @@ impl From<r2d2::Error> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full or failing disk is a retryable 503, not a 500.
+    #[test]
+    fn a_full_disk_is_unavailable() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        for m in ["database or disk is full", "disk I/O error"] {
+            let e = ApiError::from(Error::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(m.to_string()),
+            ));
+            assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE, "{m}");
+            assert_eq!(e.retry_after, Some(1));
+        }
+    }
 
     /// The envelope is byte-for-byte what ACS clients parse.
     #[test]
