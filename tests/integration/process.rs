@@ -1,110 +1,12 @@
 //! The binary as an operator runs it: banner, `/livez`, `--help`, graceful stop, and
 //! durability across SIGKILL.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::binary::*;
 use crate::common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_confab");
-
-/// A server process, killed (SIGKILL) when dropped so a failing test leaves no orphan.
-struct Server(Child);
-
-impl Server {
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Starts `confab serve` and reads the port from its banner.
-fn serve(args: &[&str]) -> (Server, String) {
-    let (child, base, _) = serve_with_banner(args);
-    (child, base)
-}
-
-/// Starts `confab serve`; returns the process, the http base URL and the whole banner.
-fn serve_with_banner(args: &[&str]) -> (Server, String, String) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args([
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--log",
-            "warn",
-        ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let mut base = None;
-    let mut banner = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        banner.push_str(&line);
-        banner.push('\n');
-        // `  https : https://…/      http: http://…/` (or `  http : http://…/` with --no-tls)
-        if !line.contains("connection string") {
-            if let Some(i) = line.find("http://") {
-                let url = line[i..].split_whitespace().next().unwrap_or_default();
-                base = Some(url.trim_end_matches('/').to_string());
-                break;
-            }
-        }
-    }
-    assert!(banner.contains("confab "), "{banner}");
-    assert!(banner.contains("endpoint=https://127.0.0.1:"), "{banner}");
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.contains("resourceId:") {
-            break;
-        }
-    }
-    // keep draining stdout so the child never blocks on a full pipe
-    std::thread::spawn(move || for _ in lines {});
-    (
-        Server(child),
-        base.expect("banner prints the http address"),
-        banner,
-    )
-}
-
-fn app_for(base: &str, dir: tempfile::TempDir) -> TestApp {
-    TestApp {
-        base: base.to_string(),
-        https: None,
-        ca: None,
-        admin: String::new(),
-        client: reqwest::Client::new(),
-        key: DEV_KEY.to_string(),
-        resource_id: String::new(),
-        db_url: String::new(),
-        _dir: dir,
-        stop: None,
-    }
-}
 
 /// `confab serve --http-port 0` prints the chosen port, /livez answers, SIGTERM exits 0.
 #[tokio::test]

@@ -447,7 +447,7 @@ async fn the_sqlite_wal_is_rewound_under_steady_writes() {
     let sent: usize = futures_util::future::join_all(loops).await.iter().sum();
     let after = rewinds();
     assert!(
-        after >= before + 2,
+        after > before,
         "{sent} sends in 5 s: the WAL was rewound {} times (sequence {before} → {after})",
         after.wrapping_sub(before)
     );
