@@ -25,6 +25,9 @@
 //! - **NATS down**: commits go on (rows wait in PostgreSQL); the relay publishes them in order
 //!   when NATS is back, and each node's ordered consumer resumes where it stopped.
 
+// Without PostgreSQL there is no cluster mode (configuration refuses it) and no relay.
+#![cfg_attr(not(feature = "postgres"), allow(unused_imports, dead_code))]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +40,7 @@ use crate::hub::realtime::{self, Event};
 use crate::hub::users::Users;
 use crate::ids::UserId;
 use crate::store::cluster_events;
+#[cfg(feature = "postgres")]
 use crate::store::hold::Lead;
 
 /// Rows the relay publishes per round.
@@ -284,6 +288,7 @@ fn apply(users: &Users, on_close: &OnClose, payload: &[u8], seq: u64) -> Vec<Str
 /// Every node runs the relay; the node holding the relay lock publishes. Its rounds run on the
 /// lock's own connection, one statement each (forget what the last round published, read the
 /// next rows).
+#[cfg(feature = "postgres")]
 pub fn spawn_relay(bus: Arc<Bus>, db_url: String) {
     actix_web::rt::spawn(async move {
         let mut kicks = match bus.client.subscribe(bus.kick_subject()).await {
@@ -348,12 +353,14 @@ pub fn spawn_relay(bus: Arc<Bus>, db_url: String) {
     });
 }
 
+#[cfg(feature = "postgres")]
 fn lock(lead: &std::sync::Mutex<Lead>) -> std::sync::MutexGuard<'_, Lead> {
     lead.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One relay round: forgets the rows `published` by the last round, publishes the oldest
 /// committed ones in id order and waits for the log's acknowledgements; the ids published.
+#[cfg(feature = "postgres")]
 async fn relay_once(
     bus: &Bus,
     lead: &Arc<std::sync::Mutex<Lead>>,

@@ -64,7 +64,11 @@ impl Cluster {
         on_close: events::OnClose,
     ) -> Result<(), String> {
         events::consume(self.bus.clone(), users, self.origin, on_close).await?;
+        // (cluster mode needs PostgreSQL: configuration refuses it otherwise)
+        #[cfg(feature = "postgres")]
         events::spawn_relay(self.bus.clone(), db_url);
+        #[cfg(not(feature = "postgres"))]
+        let _ = db_url;
         Ok(())
     }
 
