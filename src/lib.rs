@@ -63,6 +63,8 @@ pub mod dashboard;
 pub mod datadir;
 pub mod error;
 pub mod events;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod housekeeping;
 pub mod hub;
 pub mod ids;

@@ -242,9 +242,14 @@ impl Params {
                 "The syncState continuation token is not valid.",
             )
         };
-        let bytes = B64URL.decode(token.trim()).map_err(|_| bad())?;
-        serde_json::from_slice(&bytes).map(Some).map_err(|_| bad())
+        decode_sync_state(token).map(Some).ok_or_else(bad)
     }
+}
+
+/// Decodes a `syncState` token (base64url of JSON); `None` for anything else.
+pub fn decode_sync_state<T: DeserializeOwned>(token: &str) -> Option<T> {
+    let bytes = B64URL.decode(token.trim()).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The thread id path segment (already percent-decoded by the router).

@@ -20,16 +20,16 @@ use crate::store::{identities, DbConn};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct CreateRequest {
-    create_token_with_scopes: Option<Vec<String>>,
-    expires_in_minutes: Option<i64>,
+pub(crate) struct CreateRequest {
+    pub(crate) create_token_with_scopes: Option<Vec<String>>,
+    pub(crate) expires_in_minutes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TokenRequest {
-    scopes: Option<Vec<String>>,
-    expires_in_minutes: Option<i64>,
+pub(crate) struct TokenRequest {
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) expires_in_minutes: Option<i64>,
 }
 
 /// The shared start of every identity handler: api-version, content type, HMAC, rate limit.
@@ -215,7 +215,7 @@ async fn closed(app: &AppState, id: &UserId, closing: Option<crate::cluster::Clo
     }
 }
 
-fn scopes(raw: &[String]) -> Result<Vec<Scope>, ApiError> {
+pub(crate) fn scopes(raw: &[String]) -> Result<Vec<Scope>, ApiError> {
     if raw.is_empty() {
         return Err(ApiError::invalid(
             "scopes",
@@ -237,7 +237,7 @@ fn scopes(raw: &[String]) -> Result<Vec<Scope>, ApiError> {
     Ok(out)
 }
 
-fn expires(minutes: Option<i64>) -> Result<i64, ApiError> {
+pub(crate) fn expires(minutes: Option<i64>) -> Result<i64, ApiError> {
     let m = minutes.unwrap_or(MAX_EXPIRES_MINUTES);
     if !(MIN_EXPIRES_MINUTES..=MAX_EXPIRES_MINUTES).contains(&m) {
         return Err(ApiError::invalid(

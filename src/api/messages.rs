@@ -154,7 +154,7 @@ pub fn viewer(c: &mut DbConn, thread: &ThreadId, user: &UserId) -> Result<Partic
 }
 
 #[derive(Serialize, Deserialize)]
-struct MessagesCursor {
+pub(crate) struct MessagesCursor {
     /// sequenceId of the last message returned: the next page starts strictly below it
     q: i64,
     /// startTime filter of the first page

@@ -24,7 +24,7 @@ const EVENT_GRID: &str = "EventGridSchema";
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PutBody {
+pub(crate) struct PutBody {
     endpoint_url: Option<String>,
     included_event_types: Option<Vec<String>>,
     event_delivery_schema: Option<String>,
@@ -136,7 +136,7 @@ fn invalid_endpoint(message: impl Into<String>) -> ApiError {
 }
 
 /// A validated PUT body.
-struct Wanted {
+pub(crate) struct Wanted {
     endpoint_url: String,
     types: Vec<String>,
     schema: String,
@@ -145,7 +145,7 @@ struct Wanted {
     ttl_minutes: i32,
 }
 
-fn validate(body: PutBody) -> Result<Wanted, ApiError> {
+pub(crate) fn validate(body: PutBody) -> Result<Wanted, ApiError> {
     let endpoint_url = body
         .endpoint_url
         .filter(|u| !u.trim().is_empty())

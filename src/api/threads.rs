@@ -120,7 +120,7 @@ pub async fn create(
 }
 
 #[derive(Serialize, Deserialize)]
-struct ThreadsCursor {
+pub(crate) struct ThreadsCursor {
     /// lastMessageReceivedOn of the last item returned
     t: i64,
     /// id of the last item returned

@@ -120,6 +120,14 @@ impl Handler<Wake> for WsSession {
     }
 }
 
+/// Whether a client's text frame is the one it may send: exactly `{"type":"ping"}`.
+pub fn is_ping(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| {
+        v.as_object()
+            .is_some_and(|o| o.len() == 1 && o.get("type").is_some_and(|t| t == "ping"))
+    })
+}
+
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
@@ -127,11 +135,7 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
             Ok(ws::Message::Ping(p)) => ctx.pong(&p),
             Ok(ws::Message::Pong(_)) => {}
             Ok(ws::Message::Text(t)) => {
-                let is_ping = serde_json::from_str::<serde_json::Value>(&t).is_ok_and(|v| {
-                    v.as_object()
-                        .is_some_and(|o| o.len() == 1 && o.get("type").is_some_and(|t| t == "ping"))
-                });
-                if is_ping {
+                if is_ping(&t) {
                     ctx.text(r#"{"type":"pong"}"#);
                 } else {
                     close(self, ctx, 1003, "only {\"type\":\"ping\"} may be sent");

@@ -1,0 +1,3 @@
+#![no_main]
+// See confab::fuzzing::bodies for what it feeds and what it checks.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| confab::fuzzing::bodies(data));
