@@ -175,6 +175,8 @@ struct RouteRow {
     route: String,
     method: String,
     rate: String,
+    /// 4xx and 5xx answers in the window: count and share.
+    client_errors: String,
     errors: String,
     p50: String,
     p95: String,
@@ -188,10 +190,36 @@ struct RequestsPage {
     page: &'static str,
     rows: Vec<RouteRow>,
     errors: Vec<RecentError>,
+    /// The status class the recent errors are filtered by: "", "4xx" or "5xx".
+    class: &'static str,
+    /// A request id whose log search is shown.
+    find: Option<String>,
 }
 
-/// GET /requests — per route: rate, error %, latency quantiles; and the latest errors.
-pub async fn requests(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> HttpResponse {
+/// `?class=` and `?id=` of the Requests page.
+#[derive(serde::Deserialize)]
+pub struct RequestsQuery {
+    class: Option<String>,
+    id: Option<String>,
+}
+
+/// `n (share %)` of `total`, or – when there was no request.
+fn count_share(n: f64, total: f64) -> String {
+    if total > 0.0 {
+        format!("{n:.0} ({})", fmt(n / total, "%"))
+    } else {
+        "–".into()
+    }
+}
+
+/// GET /requests?class=4xx|5xx&id= — per route over the last 5 minutes: rate, 4xx and 5xx,
+/// latency quantiles; the latest errors (of one status class), each request id leading to how
+/// to find it in the log.
+pub async fn requests(
+    SignedIn(s): SignedIn,
+    app: web::Data<DashboardState>,
+    query: web::Query<RequestsQuery>,
+) -> HttpResponse {
     let text = app.prometheus.render();
     let now = sampler::parse(&text, now_ms());
     let samples = app.sampler.all();
@@ -207,6 +235,7 @@ pub async fn requests(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> 
                 .unwrap_or(1.0);
             let dreq = r.requests - o.map(|o| o.requests).unwrap_or(0.0);
             let derr = r.errors - o.map(|o| o.errors).unwrap_or(0.0);
+            let dclient = r.client_errors - o.map(|o| o.client_errors).unwrap_or(0.0);
             let q = |p| {
                 quantile(p, &r.buckets, o.map(|o| &o.buckets))
                     .map(|v| fmt(v, "s"))
@@ -216,11 +245,8 @@ pub async fn requests(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> 
                 route: k.0.clone(),
                 method: k.1.clone(),
                 rate: format!("{:.2}/s", dreq / secs),
-                errors: if dreq > 0.0 {
-                    fmt(derr / dreq, "%")
-                } else {
-                    "–".into()
-                },
+                client_errors: count_share(dclient, dreq),
+                errors: count_share(derr, dreq),
                 p50: q(0.5),
                 p95: q(0.95),
                 p99: q(0.99),
@@ -228,12 +254,30 @@ pub async fn requests(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> 
         })
         .collect();
     rows.sort_by(|a, b| a.route.cmp(&b.route).then_with(|| a.method.cmp(&b.method)));
-    let errors: Vec<RecentError> = app.recent_errors.snapshot();
+    let class = match query.class.as_deref() {
+        Some("4xx") => "4xx",
+        Some("5xx") => "5xx",
+        _ => "",
+    };
+    let errors: Vec<RecentError> = app
+        .recent_errors
+        .snapshot()
+        .into_iter()
+        .filter(|e| class.is_empty() || crate::metrics::status_class(e.status) == class)
+        .collect();
+    // only an id of the shape confab gives out is echoed back
+    let find = query.id.clone().filter(|id| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
     render(RequestsPage {
         csrf: s.csrf,
         page: "requests",
         rows,
         errors,
+        class,
+        find,
     })
 }
 

@@ -11,7 +11,10 @@ use parking_lot::Mutex;
 #[derive(Debug, Clone, Default)]
 pub struct RouteSample {
     pub requests: f64,
+    /// 5xx answers.
     pub errors: f64,
+    /// 4xx answers.
+    pub client_errors: f64,
     pub buckets: BTreeMap<u64, f64>,
 }
 
@@ -88,9 +91,13 @@ pub fn parse(text: &str, at: i64) -> Sample {
                 s.requests += v;
                 let r = s.routes.entry(route_key()).or_default();
                 r.requests += v;
-                if l.get("status_class") == Some(&"5xx") {
-                    s.errors_5xx += v;
-                    r.errors += v;
+                match l.get("status_class") {
+                    Some(&"5xx") => {
+                        s.errors_5xx += v;
+                        r.errors += v;
+                    }
+                    Some(&"4xx") => r.client_errors += v,
+                    _ => {}
                 }
             }
             "confab_http_request_duration_seconds_bucket" => {

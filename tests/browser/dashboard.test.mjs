@@ -64,6 +64,34 @@ test("the dashboard overview shows charts after a short load", async () => {
   await page.click("nav a[href='/cluster']");
   await page.waitForURL(`${ADMIN}/cluster`);
   assert.match(await page.locator("#standalone").innerText(), /standalone/);
+  // Requests: a workload of three 404s is in the route's 4xx column and in the 4xx list, not
+  // the 5xx one, each request id leading to how to find it in the log
+  const ids = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await chat("GET", `/chat/threads/${encodeURIComponent("19:" + "0".repeat(31) + i + "@thread.v2")}`);
+    assert.equal(r.status, 404);
+    ids.push(r.headers.get("x-ms-request-id"));
+  }
+  await page.click("nav a[href='/requests']");
+  await page.waitForURL(`${ADMIN}/requests`);
+  const cell = await page.locator("table").first().locator("tbody tr").evaluateAll((rows) => {
+    const r = rows.map((tr) => [...tr.cells].map((td) => td.innerText.trim()))
+      .find((c) => c[0] === "/chat/threads/{t}" && c[1] === "GET");
+    return r ? r[3] : "";
+  });
+  const fourxx = Number(cell.split(" ")[0]);
+  assert.ok(fourxx >= 3, `GET /chat/threads/{t} 4xx in the window: ${fourxx}`);
+  await page.click("a[href='/requests?class=4xx']");
+  await page.waitForURL(`${ADMIN}/requests?class=4xx`);
+  const listed = await page.locator("table").nth(1).innerText();
+  for (const id of ids) assert.ok(listed.includes(id), `request ${id} in the 4xx list`);
+  await page.screenshot({ path: `${SHOTS}dashboard-requests.png`, fullPage: true });
+  await page.goto(`${ADMIN}/requests?class=5xx`);
+  const fivexx = await page.locator("table").nth(1).innerText();
+  for (const id of ids) assert.ok(!fivexx.includes(id), `request ${id} not in the 5xx list`);
+  await page.goto(`${ADMIN}/requests?class=4xx`);
+  await page.click(`a:has-text("${ids[0]}")`);
+  assert.match(await page.locator(".hint").innerText(), new RegExp(`grep ${ids[0]} confab.log`));
   await ctx.close();
 });
 

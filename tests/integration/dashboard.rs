@@ -116,6 +116,45 @@ async fn dashboard_login_and_pages() {
         requests.contains("<td>404</td>"),
         "the 404 is among the recent errors"
     );
+    // the 404 is counted in the route's 4xx column (1 of 1 request in the window)
+    let row = requests
+        .split("<tr>")
+        .find(|r| r.starts_with("<td><code>/chat/threads/{t}</code></td><td>GET</td>"))
+        .expect("a row for GET /chat/threads/{t}");
+    assert!(
+        row.contains("<td>1 (100.0%)</td><td>0 (0.0%)</td>"),
+        "{row}"
+    );
+    let page = |q: &'static str| {
+        let c = c.clone();
+        let url = format!("{}/requests{q}", app.admin);
+        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert!(page("?class=4xx").await.contains("<td>404</td>"));
+    assert!(
+        !page("?class=5xx").await.contains("<td>404</td>"),
+        "a 404 is not a 5xx"
+    );
+    // each request id leads to how to find it in the log
+    let id = requests
+        .split("id=")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a request id link")
+        .to_string();
+    let found = c
+        .get(format!("{}/requests?id={id}", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(found.contains(&format!("grep {id} confab.log")), "{found}");
+    assert!(
+        !page("?id=<script>").await.contains("<script>"),
+        "only request ids are echoed"
+    );
     let threads = c
         .get(format!("{}/threads", app.admin))
         .send()
