@@ -288,8 +288,18 @@ struct ThreadsPage {
     page: &'static str,
     live: usize,
     total: i64,
-    busiest: Vec<(String, usize)>,
+    busiest: Vec<BusyRow>,
     negative: Vec<NegativeRow>,
+}
+
+/// A thread of the "busiest" table: what an operator needs to tell which conversation it is,
+/// and no message content.
+struct BusyRow {
+    thread: String,
+    topic: String,
+    participants: i64,
+    messages: usize,
+    last_activity: String,
 }
 
 /// GET /threads — counts and the busiest threads right now (from the hub).
@@ -301,21 +311,47 @@ pub async fn threads(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> H
         .await
         .unwrap_or(-1);
     let worst = app.activity.most_negative(10);
-    let ids: Vec<String> = worst.iter().map(|n| n.thread.clone()).collect();
-    let topics = app
+    let busy = app.activity.busiest(10);
+    let ids: Vec<String> = worst
+        .iter()
+        .map(|n| n.thread.clone())
+        .chain(busy.iter().map(|(t, _)| t.clone()))
+        .collect();
+    // topic, current participants and last activity of each thread shown
+    let facts = app
         .store
         .read(move |c| {
             let mut out = std::collections::HashMap::new();
             for id in ids {
-                let t = crate::store::threads::get(c, &crate::ids::ThreadId::new(id.as_str()))?;
-                if let Some(t) = t {
-                    out.insert(id, t.topic);
+                let tid = crate::ids::ThreadId::new(id.as_str());
+                if let Some(t) = crate::store::threads::get(c, &tid)? {
+                    let n = crate::store::participants::current_count(c, &tid)?;
+                    out.insert(id, (t.topic, n, t.last_message_at));
                 }
             }
             Ok(out)
         })
         .await
         .unwrap_or_default();
+    let topics: std::collections::HashMap<&String, String> =
+        facts.iter().map(|(k, v)| (k, v.0.clone())).collect();
+    let busiest = busy
+        .into_iter()
+        .map(|(thread, messages)| {
+            let (topic, participants, last) = facts.get(&thread).cloned().unwrap_or_default();
+            BusyRow {
+                topic,
+                participants,
+                messages,
+                last_activity: if last > 0 {
+                    crate::ids::fmt_ms(last)
+                } else {
+                    "–".into()
+                },
+                thread,
+            }
+        })
+        .collect();
     let negative = worst
         .into_iter()
         .map(|n| NegativeRow {
@@ -330,7 +366,7 @@ pub async fn threads(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> H
         page: "threads",
         live,
         total,
-        busiest: app.activity.busiest(10),
+        busiest,
         negative,
     })
 }

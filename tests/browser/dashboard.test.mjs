@@ -59,6 +59,8 @@ test("the dashboard overview shows charts after a short load", async () => {
   const first = page.locator("#negative-threads tbody tr").first();
   assert.equal(await first.locator("td").nth(0).innerText(), "Complaints desk");
   assert.equal(await first.locator("td").nth(1).innerText(), "5");
+  // the busiest threads are named by topic: the load thread leads them
+  assert.equal(await page.locator("#busiest-threads tbody tr").first().locator("td").first().innerText(), "load");
   await page.screenshot({ path: `${SHOTS}dashboard-threads-sentiment.png`, fullPage: true });
   // a standalone node's Cluster page says so
   await page.click("nav a[href='/cluster']");

@@ -163,9 +163,18 @@ async fn dashboard_login_and_pages() {
         .text()
         .await
         .unwrap();
+    // the busiest threads by topic, with participants and messages (no content)
+    let row = threads
+        .split("<tr>")
+        .find(|r| r.contains(&format!("<code>{t}</code>")))
+        .expect("the thread among the busiest");
     assert!(
-        threads.contains(&format!("<code>{t}</code></td><td>3</td>")),
-        "{threads}"
+        row.starts_with("<td>test</td><td>1</td><td>3</td><td>20"),
+        "{row}"
+    );
+    assert!(
+        !threads.contains("m0"),
+        "no message content on the Threads page"
     );
     assert!(threads.contains("id=\"total-threads\">1<"), "{threads}");
     let alerts = c
