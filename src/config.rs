@@ -304,9 +304,9 @@ pub struct Config {
     #[arg(long, env = "CONFAB_REALTIME_RING_TTL", default_value = "10m")]
     pub realtime_ring_ttl: HumanDuration,
 
-    /// Bytes of events kept per user for resume, each counted at its full frame size (event
-    /// bodies are shared between users, so memory stays below users × this)
-    #[arg(long, env = "CONFAB_REALTIME_RING_BYTES", default_value_t = 32 * 1024)]
+    /// Bytes of events kept per user for resume: each event counts its entry and this user's
+    /// share of its body (shared by all its recipients), so rings take at most users × this
+    #[arg(long, env = "CONFAB_REALTIME_RING_BYTES", default_value_t = 64 * 1024)]
     pub realtime_ring_bytes: usize,
 
     /// Most real-time connections (WebSocket + SSE) per user

@@ -56,7 +56,8 @@ struct Stream {
     /// The newest `n` whose event is no longer in the ring (or the node's origin, for a user
     /// it has seen nothing of): cursors below it cannot be resumed.
     floor: u64,
-    ring: VecDeque<(u64, Instant, Arc<Event>)>,
+    /// (n, when, the event, what it is charged against `RingLimits::bytes`)
+    ring: VecDeque<(u64, Instant, Arc<Event>, usize)>,
     /// What the ring's events are charged against `RingLimits::bytes`.
     ring_bytes: usize,
     sessions: Vec<(u64, Arc<SessionQueue>)>,
@@ -74,15 +75,15 @@ struct Stream {
 pub struct RingLimits {
     pub events: usize,
     pub ttl: Duration,
-    /// Bytes per user, each event charged its full frame size ([`ring_cost`]) although its
-    /// body is shared by every ring that holds it (so the memory used is at most this).
+    /// Bytes per user: each event is charged the memory it takes in this ring ([`ring_cost`]),
+    /// so that all rings together hold at most users × this.
     pub bytes: usize,
 }
 
-/// What one event costs in a ring: its serialized data, the frame header the recipient's copy
-/// gets, and the entry itself.
-fn ring_cost(e: &Event) -> usize {
-    e.body.len() + 160
+/// What one event costs in a ring: the entry, and this ring's share of the event's body, which
+/// is allocated once and shared by the rings of all its `recipients`.
+fn ring_cost(e: &Event, recipients: usize) -> usize {
+    64 + e.body.len() / recipients.max(1)
 }
 
 /// How long a long-poll's `?lang=` keeps translations coming for its user after the poll.
@@ -213,12 +214,12 @@ impl Users {
             || s.ring_bytes > self.ring.bytes
             || s.ring
                 .front()
-                .is_some_and(|(_, at, _)| now.duration_since(*at) > self.ring.ttl)
+                .is_some_and(|(_, at, _, _)| now.duration_since(*at) > self.ring.ttl)
         {
             match s.ring.pop_front() {
-                Some((n, _, e)) => {
+                Some((n, _, _, cost)) => {
                     s.floor = n;
-                    s.ring_bytes -= ring_cost(&e);
+                    s.ring_bytes -= cost;
                 }
                 None => break,
             }
@@ -273,10 +274,10 @@ impl Users {
             json: connected.into(),
         });
         if from.is_some() {
-            for (n, _, e) in s
+            for (n, _, e, _) in s
                 .ring
                 .iter()
-                .filter(|(n, _, e)| *n > start && queue.wants(e))
+                .filter(|(n, _, e, _)| *n > start && queue.wants(e))
             {
                 let c = self.cursor(*n);
                 queue.push(Frame {
@@ -350,8 +351,9 @@ impl Users {
             let s = self.stream(&mut map, user);
             s.head = at.unwrap_or(s.head + 1);
             let n = s.head;
-            s.ring.push_back((n, now, event.clone()));
-            s.ring_bytes += ring_cost(event);
+            let cost = ring_cost(event, recipients.len());
+            s.ring.push_back((n, now, event.clone(), cost));
+            s.ring_bytes += cost;
             self.expire(s, now);
             if !s.sessions.is_empty() {
                 let c: Arc<str> = self.cursor(n).into();
@@ -449,9 +451,9 @@ impl Users {
         let events: Vec<Frame> = s
             .ring
             .iter()
-            .filter(|(n, _, e)| *n > from && e.is_for(lang.map(|l| &**l)))
+            .filter(|(n, _, e, _)| *n > from && e.is_for(lang.map(|l| &**l)))
             .take(MAX_POLL_EVENTS)
-            .map(|(n, _, e)| {
+            .map(|(n, _, e, _)| {
                 let c = self.cursor(*n);
                 Frame {
                     json: e.frame(&c, &s.recipient_json).into(),
@@ -543,14 +545,14 @@ mod tests {
         }
     }
 
-    /// The byte bound holds a ring of large events to fewer than `events`; the memory its
-    /// events take is shared with every other ring that holds them.
+    /// The byte bound holds a ring of large events to fewer than `events`; each ring is charged
+    /// its share of a body that all the rings holding it share.
     #[test]
     fn the_ring_is_bounded_by_bytes_and_shares_event_bodies() {
         let u = Users::new(RingLimits {
             events: 1000,
             ttl: Duration::from_secs(600),
-            bytes: 10_000,
+            bytes: 5_000,
         });
         let big = "x".repeat(3000);
         let e = Event::new("chatMessageReceived", serde_json::json!({ "message": big }));
@@ -564,7 +566,7 @@ mod tests {
                 n,
             })
         };
-        // 3 events of ~3.2 KB fit in 10,000 bytes: 8..=10
+        // each ring is charged 64 + 3,000/2 bytes an event: 3 fit in 5,000 bytes (8..=10)
         let (_, a) = u.attach("8:acs:a", &at(7), queue(), 15);
         assert!(a.recovered);
         let (_, a) = u.attach("8:acs:a", &at(6), queue(), 15);
