@@ -5,6 +5,35 @@ use serde_json::json;
 use crate::binary::*;
 use crate::common::*;
 
+/// Sends `content` as an SDK would while storage comes back: a 503 is retried after `pause_ms`
+/// (any other failure fails the test), at most `tries` times; the message id once it is 201.
+async fn send_retrying(
+    app: &TestApp,
+    user: &User,
+    thread: &str,
+    content: &str,
+    tries: usize,
+    pause_ms: u64,
+) -> Option<String> {
+    for _ in 0..tries {
+        let r = app
+            .chat(
+                user,
+                reqwest::Method::POST,
+                &format!("/chat/threads/{}/messages", enc(thread)),
+                Some(json!({ "content": content })),
+            )
+            .await;
+        if r.status() == 201 {
+            let v: serde_json::Value = r.json().await.unwrap();
+            return Some(v["id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(r.status(), 503);
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+    }
+    None
+}
+
 /// A tmpfs of `size` mounted on `dir` (root only), unmounted when dropped.
 struct SmallDisk(std::path::PathBuf);
 
@@ -104,24 +133,10 @@ async fn a_full_disk_answers_503_and_loses_nothing() {
     }
     // space returns: writes work again (within a few retries, as an SDK would make)
     disk.resize("64m");
-    let mut back = false;
-    for _ in 0..20 {
-        let r = app
-            .chat(
-                &a,
-                reqwest::Method::POST,
-                &format!("/chat/threads/{}/messages", enc(&t)),
-                Some(json!({ "content": "back" })),
-            )
-            .await;
-        if r.status() == 201 {
-            back = true;
-            break;
-        }
-        assert_eq!(r.status(), 503);
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    assert!(back, "writes did not resume once there was space");
+    assert!(
+        send_retrying(&app, &a, &t, "back", 20, 500).await.is_some(),
+        "writes did not resume once there was space"
+    );
     let seen = app.all_messages(&a, &t, 200).await;
     for id in &acked {
         assert!(
@@ -435,29 +450,9 @@ async fn postgres_restarted_under_load_loses_nothing_and_recovers() {
     }
     assert!(unavailable > 0, "no 503 while PostgreSQL was down");
     // the pool is back: a send succeeds (retrying a 503 as an SDK would)
-    let mut after = None;
-    for _ in 0..40 {
-        let r = app
-            .chat(
-                &a,
-                reqwest::Method::POST,
-                &format!("/chat/threads/{}/messages", enc(&t)),
-                Some(json!({ "content": "after the restart" })),
-            )
-            .await;
-        if r.status() == 201 {
-            after = Some(
-                r.json::<serde_json::Value>().await.unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            );
-            break;
-        }
-        assert_eq!(r.status(), 503);
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    let after = after.expect("writes work again after PostgreSQL is back");
+    let after = send_retrying(&app, &a, &t, "after the restart", 40, 250)
+        .await
+        .expect("writes work again after PostgreSQL is back");
     let stored = app.all_messages(&a, &t, 200).await;
     for id in acked.iter().chain([&after]) {
         assert!(
