@@ -45,6 +45,7 @@ pub fn spawn(state: web::Data<AppState>, samples: Arc<Sampler>) {
         let mut tick = actix_web::rt::time::interval(sampler.config.dashboard_sample_interval.0);
         loop {
             tick.tick().await;
+            sampler.activity.prune_senders();
             let text = sampler.prometheus.render();
             samples.record(sampler::parse(&text, ids::now_ms()));
         }

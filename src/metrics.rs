@@ -35,6 +35,7 @@ pub const TOKENS_ISSUED: &str = "confab_tokens_issued_total";
 pub const TOKENS_REVOKED: &str = "confab_tokens_revoked_total";
 // --- real time ---
 pub const REALTIME_SESSIONS: &str = "confab_realtime_sessions";
+pub const ACTIVE_SENDERS: &str = "confab_active_senders";
 pub const REALTIME_OPENED: &str = "confab_realtime_sessions_opened_total";
 pub const REALTIME_CLOSED: &str = "confab_realtime_sessions_closed_total";
 pub const EVENTS_DELIVERED: &str = "confab_realtime_events_delivered_total";
@@ -160,7 +161,14 @@ fn describe() {
     c!(IDENTITIES_CREATED, "Identities created");
     c!(TOKENS_ISSUED, "User access tokens issued");
     c!(TOKENS_REVOKED, "Token revocations");
-    g!(REALTIME_SESSIONS, "Open real-time sessions by transport");
+    g!(
+        REALTIME_SESSIONS,
+        "Open real-time sessions by transport (long-poll: polls waiting)"
+    );
+    g!(
+        ACTIVE_SENDERS,
+        "Distinct users who sent a message through this node in the last hour"
+    );
     c!(REALTIME_OPENED, "Real-time sessions opened by transport");
     c!(
         REALTIME_CLOSED,

@@ -164,6 +164,8 @@ struct PollSlot<'a> {
 
 impl Drop for PollSlot<'_> {
     fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "longpoll")
+            .decrement(1.0);
         self.users.end_poll(self.user);
     }
 }
@@ -211,6 +213,7 @@ pub async fn poll(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResp
         e.message = format!("At most {MAX_POLLS_PER_USER} concurrent polls per user.");
         return Err(e);
     }
+    metrics::gauge!(crate::metrics::REALTIME_SESSIONS, "transport" => "longpoll").increment(1.0);
     let _slot = PollSlot {
         users: &app.users,
         user: &user.id,

@@ -1,21 +1,25 @@
-//! The admin dashboard (askama, server-rendered, no JavaScript framework): Overview, Requests,
-//! Threads, Webhooks and Alerts, behind an access-key login with a cookie session and CSRF tokens.
+//! The admin dashboard (askama, server-rendered, no JavaScript): Overview, Usage, Requests,
+//! Threads, Cluster, Webhooks and Alerts, behind an access-key login with a cookie session and
+//! CSRF tokens.
 //! Every number comes from the metrics registry (through [`sampler`]), the hub or the store.
 //!
 //! - [`login`]: signing in and out; [`SignedIn`] is the session check of every other page.
-//! - [`pages`]: Overview, Requests, Threads. [`alerts`]: the alert rules and their page.
+//! - [`overview`]: totals, rates and charts. [`usage`]: per day and hour, from the database.
+//! - [`pages`]: Requests, Threads (and one thread), Cluster. [`alerts`]: the alert rules.
 //! - [`webhooks`]: the delivery log and replay.
-//! - [`sampler`] keeps the last hour of registry samples; [`charts`] draws them as SVG.
+//! - [`sampler`] keeps 24 hours of registry samples; [`charts`] draws them as SVG.
 //!
 //! It shares nothing with the API layer but the handles [`DashboardState`] names.
 
 pub mod alerts;
 pub mod charts;
 pub mod login;
+pub mod overview;
 pub mod pages;
 pub mod sampler;
 pub mod session;
 pub mod throttle;
+pub mod usage;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -149,9 +153,12 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(pages::overview))
+    cfg.route("/", web::get().to(overview::overview))
+        .route("/usage", web::get().to(usage::usage_page))
+        .route("/usage.csv", web::get().to(usage::usage_csv))
         .route("/requests", web::get().to(pages::requests))
         .route("/threads", web::get().to(pages::threads))
+        .route("/threads/{id}", web::get().to(pages::thread))
         .route("/cluster", web::get().to(pages::cluster))
         .route("/alerts", web::get().to(alerts::alerts_page))
         .route("/webhooks", web::get().to(webhooks::webhooks_page))

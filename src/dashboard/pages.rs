@@ -1,175 +1,16 @@
-//! The Overview, Requests and Threads pages: rates, latencies and counts from the metrics
-//! registry (through the sampler) and the hub.
-
-use std::sync::Arc;
+//! The Requests, Threads and Cluster pages: rates, latencies and counts from the metrics
+//! registry (through the sampler), the hub and the store.
 
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use super::alerts::{ago, alerts};
-use super::charts::{fmt, line_chart};
-use super::sampler::{self, quantile, Sample};
+use super::alerts::ago;
+use super::charts::fmt;
+use super::sampler::{self, quantile};
 use super::{render, DashboardState, SignedIn};
 use crate::hub::registry::LiveCount;
 use crate::ids::now_ms;
 use crate::request_log::RecentError;
-
-/// Per-interval rates between consecutive samples.
-struct Series {
-    messages_per_min: Vec<(i64, f64)>,
-    requests_per_s: Vec<(i64, f64)>,
-    error_ratio: Vec<(i64, f64)>,
-    p50: Vec<(i64, f64)>,
-    p95: Vec<(i64, f64)>,
-    p99: Vec<(i64, f64)>,
-    sessions: Vec<(i64, f64)>,
-    actors: Vec<(i64, f64)>,
-    /// Share of the scored messages that were negative, per interval (0 when none).
-    negative_share: Vec<(i64, f64)>,
-}
-
-fn series(samples: &[Arc<Sample>]) -> Series {
-    let mut s = Series {
-        messages_per_min: vec![],
-        requests_per_s: vec![],
-        error_ratio: vec![],
-        p50: vec![],
-        p95: vec![],
-        p99: vec![],
-        sessions: vec![],
-        actors: vec![],
-        negative_share: vec![],
-    };
-    for w in samples.windows(2) {
-        let (a, b) = (&w[0], &w[1]);
-        let dt = ((b.at - a.at) as f64 / 1000.0).max(0.001);
-        let dreq = (b.requests - a.requests).max(0.0);
-        s.messages_per_min
-            .push((b.at, (b.messages - a.messages).max(0.0) / dt * 60.0));
-        s.requests_per_s.push((b.at, dreq / dt));
-        s.error_ratio.push((
-            b.at,
-            if dreq > 0.0 {
-                (b.errors_5xx - a.errors_5xx).max(0.0) / dreq
-            } else {
-                0.0
-            },
-        ));
-        let scored = (b.sentiment_scored - a.sentiment_scored).max(0.0);
-        s.negative_share.push((
-            b.at,
-            if scored > 0.0 {
-                (b.sentiment_negative - a.sentiment_negative).max(0.0) / scored
-            } else {
-                0.0
-            },
-        ));
-        for (q, out) in [(0.5, &mut s.p50), (0.95, &mut s.p95), (0.99, &mut s.p99)] {
-            out.push((
-                b.at,
-                quantile(q, &b.buckets, Some(&a.buckets)).unwrap_or(0.0),
-            ));
-        }
-    }
-    for x in samples {
-        s.sessions.push((x.at, x.sessions));
-        s.actors.push((x.at, x.actors));
-    }
-    s
-}
-
-/// The share of negative messages over every sample kept (the window the charts show).
-fn negative_share(samples: &[Arc<Sample>]) -> String {
-    let (Some(a), Some(b)) = (samples.first(), samples.last()) else {
-        return "–".into();
-    };
-    let scored = b.sentiment_scored - a.sentiment_scored;
-    if scored <= 0.0 {
-        return "–".into();
-    }
-    fmt((b.sentiment_negative - a.sentiment_negative) / scored, "%")
-}
-
-fn last(v: &[(i64, f64)]) -> f64 {
-    v.last().map(|p| p.1).unwrap_or(0.0)
-}
-
-struct Stat {
-    label: &'static str,
-    value: String,
-    chart: String,
-}
-
-#[derive(Template)]
-#[template(path = "overview.html")]
-struct OverviewPage {
-    csrf: String,
-    page: &'static str,
-    stats: Vec<Stat>,
-    firing: usize,
-}
-
-/// GET / — the overview.
-pub async fn overview(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> HttpResponse {
-    let samples = app.sampler.all();
-    let sr = series(&samples);
-    let stats = vec![
-        Stat {
-            label: "Messages sent per minute",
-            value: format!("{:.0}", last(&sr.messages_per_min)),
-            chart: line_chart(&[("messages/min", sr.messages_per_min.clone())], ""),
-        },
-        Stat {
-            label: "Requests per second",
-            value: format!("{:.1}", last(&sr.requests_per_s)),
-            chart: line_chart(&[("req/s", sr.requests_per_s.clone())], ""),
-        },
-        Stat {
-            label: "Error ratio (5xx)",
-            value: fmt(last(&sr.error_ratio), "%"),
-            chart: line_chart(&[("5xx ratio", sr.error_ratio.clone())], "%"),
-        },
-        Stat {
-            label: "Latency p50 / p95 / p99",
-            value: format!(
-                "{} / {} / {}",
-                fmt(last(&sr.p50), "s"),
-                fmt(last(&sr.p95), "s"),
-                fmt(last(&sr.p99), "s")
-            ),
-            chart: line_chart(
-                &[
-                    ("p50", sr.p50.clone()),
-                    ("p95", sr.p95.clone()),
-                    ("p99", sr.p99.clone()),
-                ],
-                "s",
-            ),
-        },
-        Stat {
-            label: "Negative messages (share of those scored)",
-            value: negative_share(&samples),
-            chart: line_chart(&[("negative share", sr.negative_share.clone())], "%"),
-        },
-        Stat {
-            label: "Live real-time sessions",
-            value: format!("{:.0}", last(&sr.sessions)),
-            chart: line_chart(&[("sessions", sr.sessions.clone())], ""),
-        },
-        Stat {
-            label: "Active threads (actors in memory)",
-            value: format!("{:.0}", last(&sr.actors)),
-            chart: line_chart(&[("threads", sr.actors.clone())], ""),
-        },
-    ];
-    let firing = alerts(&samples).iter().filter(|a| a.firing).count();
-    render(OverviewPage {
-        csrf: s.csrf,
-        page: "overview",
-        stats,
-        firing,
-    })
-}
 
 struct RouteRow {
     route: String,
@@ -296,6 +137,7 @@ struct ThreadsPage {
 /// and no message content.
 struct BusyRow {
     thread: String,
+    link: String,
     topic: String,
     participants: i64,
     messages: usize,
@@ -343,6 +185,7 @@ pub async fn threads(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> H
                 topic,
                 participants,
                 messages,
+                link: thread_link(&thread),
                 last_activity: if last > 0 {
                     crate::ids::fmt_ms(last)
                 } else {
@@ -357,6 +200,7 @@ pub async fn threads(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> H
         .map(|n| NegativeRow {
             topic: topics.get(&n.thread).cloned().unwrap_or_default(),
             share: fmt(f64::from(n.negative) / f64::from(n.scored.max(1)), "%"),
+            link: thread_link(&n.thread),
             thread: n.thread,
             negative: n.negative,
         })
@@ -371,9 +215,118 @@ pub async fn threads(SignedIn(s): SignedIn, app: web::Data<DashboardState>) -> H
     })
 }
 
+/// `/threads/<id>` of a thread (its id percent-encoded: it holds `:` and `@`).
+fn thread_link(id: &str) -> String {
+    format!(
+        "/threads/{}",
+        percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
+#[derive(Template)]
+#[template(path = "thread.html")]
+struct ThreadPage {
+    csrf: String,
+    page: &'static str,
+    id: String,
+    found: Option<ThreadFacts>,
+}
+
+/// What an operator sees of one thread: volumes and times, never content.
+struct ThreadFacts {
+    topic: String,
+    created: String,
+    deleted: Option<String>,
+    participants: i64,
+    /// Sequence ids handed out: every message of its history, system messages included.
+    history: i64,
+    last_activity: String,
+    /// Messages committed in the last 5 minutes (through this node), and per minute.
+    recent: usize,
+    per_minute: String,
+    negative: Option<String>,
+}
+
+/// GET /threads/{id} — one thread's figures and its recent message rate.
+pub async fn thread(
+    SignedIn(s): SignedIn,
+    app: web::Data<DashboardState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let tid = crate::ids::ThreadId::new(id.as_str());
+    let row = app
+        .store
+        .read(move |c| {
+            Ok(match crate::store::threads::get(c, &tid)? {
+                Some(t) => Some((crate::store::participants::current_count(c, &tid)?, t)),
+                None => None,
+            })
+        })
+        .await;
+    let found = match row {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "thread page: database read failed");
+            return HttpResponse::ServiceUnavailable().body("The database could not be read.");
+        }
+    };
+    let found = found.map(|(participants, t)| {
+        let minutes = app.activity.per_minute(&id);
+        let chart = minutes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let ago = minutes.len() - 1 - i;
+                let label = match ago {
+                    0 => "last minute".to_string(),
+                    _ => format!("{ago}–{} min ago", ago + 1),
+                };
+                (label, *n as f64)
+            })
+            .collect::<Vec<_>>();
+        let negative = app
+            .activity
+            .most_negative(usize::MAX)
+            .into_iter()
+            .find(|n| n.thread == id)
+            .map(|n| {
+                format!(
+                    "{} of {} scored ({})",
+                    n.negative,
+                    n.scored,
+                    fmt(f64::from(n.negative) / f64::from(n.scored.max(1)), "%")
+                )
+            });
+        ThreadFacts {
+            topic: t.topic,
+            created: crate::ids::fmt_ms(t.created_at),
+            deleted: t.deleted_at.map(crate::ids::fmt_ms),
+            participants,
+            history: t.last_seq,
+            last_activity: crate::ids::fmt_ms(t.last_message_at),
+            recent: minutes.iter().sum(),
+            per_minute: super::charts::bar_chart(&chart, ""),
+            negative,
+        }
+    });
+    let missing = found.is_none();
+    let mut page = render(ThreadPage {
+        csrf: s.csrf,
+        page: "threads",
+        id,
+        found,
+    });
+    if missing {
+        *page.status_mut() = actix_web::http::StatusCode::NOT_FOUND;
+    }
+    page
+}
+
 /// A thread of the "most negative" table (CONTRACT §10.2).
 struct NegativeRow {
     thread: String,
+    link: String,
     topic: String,
     negative: u32,
     share: String,

@@ -23,7 +23,12 @@ pub struct Activity {
     /// Per thread, the last hour's scored messages per minute (at most 60 entries each).
     sentiment: Mutex<HashMap<String, VecDeque<Minute>>>,
     started: std::sync::OnceLock<Instant>,
+    /// When each user last sent a message (kept for [`SENDERS_WINDOW`]).
+    senders: Mutex<HashMap<String, Instant>>,
 }
+
+/// The window of "active users": distinct senders of the last hour.
+pub const SENDERS_WINDOW: Duration = Duration::from_secs(3600);
 
 /// A thread's negative messages in the last hour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +48,46 @@ impl Activity {
         {
             q.pop_front();
         }
+    }
+
+    /// Notes that `user` sent a message now; the `confab_active_senders` gauge follows the
+    /// number of distinct senders of the last hour (pruned by [`Activity::prune_senders`]).
+    pub fn record_sender(&self, user: &str) {
+        let mut map = self.senders.lock();
+        let fresh = map.insert(user.to_string(), Instant::now()).is_none();
+        if fresh {
+            metrics::gauge!(crate::metrics::ACTIVE_SENDERS).set(map.len() as f64);
+        }
+    }
+
+    /// Forgets senders quiet for an hour; returns how many remain.
+    pub fn prune_senders(&self) -> usize {
+        let now = Instant::now();
+        let mut map = self.senders.lock();
+        map.retain(|_, t| now.duration_since(*t) <= SENDERS_WINDOW);
+        metrics::gauge!(crate::metrics::ACTIVE_SENDERS).set(map.len() as f64);
+        map.len()
+    }
+
+    /// Per minute over the window, oldest first: `thread`'s committed messages (5 entries).
+    pub fn per_minute(&self, thread: &str) -> Vec<usize> {
+        let now = Instant::now();
+        let minutes = (WINDOW.as_secs() / 60) as usize;
+        let mut out = vec![0; minutes];
+        if let Some(q) = self.threads.lock().get(thread) {
+            for t in q {
+                let ago = (now.duration_since(*t).as_secs() / 60) as usize;
+                if ago < minutes {
+                    out[minutes - 1 - ago] += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// `thread`'s committed messages in the window.
+    pub fn recent(&self, thread: &str) -> usize {
+        self.per_minute(thread).iter().sum()
     }
 
     fn minute(&self, now: Instant) -> u64 {

@@ -27,6 +27,7 @@ pub mod models;
 pub mod participants;
 pub mod schema;
 pub mod threads;
+pub mod usage;
 pub mod webhooks;
 pub mod writer;
 

@@ -141,4 +141,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Per hour: text/html messages, threads and identities created (kept by triggers).
+    usage_hours (hour, slot) {
+        hour -> BigInt,
+        slot -> BigInt,
+        messages -> BigInt,
+        threads -> BigInt,
+        identities -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(threads, participants, messages, read_receipts);

@@ -43,14 +43,16 @@ export async function createUser(base = BASE) {
 }
 
 /// Starts a confab of its own (`CONFAB_BIN`, by default the debug build) on free ports with a
-/// fresh data directory and the given extra flags; resolves once its banner says where it is.
-export async function startConfab(args = []) {
+/// fresh data directory (or `data`, to start again on what an earlier one left) and the given
+/// extra flags; resolves once its banner says where it is. `stop({ keep: true })` leaves the
+/// data directory for the next start.
+export async function startConfab(args = [], { data: reuse } = {}) {
   const { spawn } = await import("node:child_process");
   const { mkdtempSync, rmSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
   const bin = process.env.CONFAB_BIN ?? new URL("../../target/debug/confab", import.meta.url).pathname;
-  const data = mkdtempSync(join(tmpdir(), "confab-browser-"));
+  const data = reuse ?? mkdtempSync(join(tmpdir(), "confab-browser-"));
   const child = spawn(bin, ["serve", "--http-port", "0", "--no-tls", "--admin-addr", "127.0.0.1:0",
     "--data-dir", data, "--log", "warn", ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
@@ -69,14 +71,15 @@ export async function startConfab(args = []) {
   const where = await started;
   return {
     ...where,
+    data,
     log: () => out,
-    async stop() {
+    async stop({ keep = false } = {}) {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once("exit", r));
         child.kill("SIGTERM");
         await exited;
       }
-      rmSync(data, { recursive: true, force: true });
+      if (!keep) rmSync(data, { recursive: true, force: true });
     },
   };
 }

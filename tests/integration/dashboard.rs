@@ -169,7 +169,12 @@ async fn dashboard_login_and_pages() {
         .find(|r| r.contains(&format!("<code>{t}</code>")))
         .expect("the thread among the busiest");
     assert!(
-        row.starts_with("<td>test</td><td>1</td><td>3</td><td>20"),
+        row.starts_with(&format!(
+            "<td><a href=\"/threads/{}\">test</a></td><td>1</td><td>3</td><td>20",
+            t.replace(':', "%3A")
+                .replace('@', "%40")
+                .replace('.', "%2E")
+        )),
         "{row}"
     );
     assert!(
@@ -307,16 +312,16 @@ async fn dashboard_sentiment_panel() {
         .unwrap();
     let table = &threads[threads.find("id=\"negative-threads\"").expect(&threads)..];
     assert!(
-        table.contains("<tr><td>Complaints desk</td><td>2</td><td>50.0%</td>"),
+        table.contains("\">Complaints desk</a></td><td>2</td><td>50.0%</td>"),
         "{table}"
     );
     assert!(
-        table.contains("<tr><td>test</td><td>1</td><td>50.0%</td>"),
+        table.contains("\">test</a></td><td>1</td><td>50.0%</td>"),
         "{table}"
     );
     let first = table.find("Complaints desk").unwrap();
     assert!(
-        first < table.find("<td>test</td>").unwrap(),
+        first < table.find("\">test</a>").unwrap(),
         "most negative first"
     );
     let overview = c
@@ -364,4 +369,155 @@ async fn dashboard_login_is_throttled_and_pages_are_locked_down() {
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
     }
+}
+
+async fn get_text(c: &reqwest::Client, url: String) -> (u16, String) {
+    let r = c.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The text of the element with `id` up to its closing tag's `<`.
+fn element<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let rest = &html[at..];
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest[start..].find("</").unwrap() + start;
+    &rest[start..end]
+}
+
+/// A confab process of its own on `dir` (the registry is per process: the in-process test
+/// apps share one), with its TestApp handle and admin address.
+fn own_confab(dir: &std::path::Path) -> (crate::binary::Server, TestApp) {
+    let data = dir.to_str().unwrap();
+    let (server, base, banner) = crate::binary::serve_with_banner(&[
+        "--data-dir",
+        data,
+        "--dashboard-sample-interval",
+        "100ms",
+    ]);
+    let admin = banner
+        .split("metrics: ")
+        .nth(1)
+        .and_then(|r| r.split("/metrics").next())
+        .expect("the banner names the admin listener")
+        .to_string();
+    let mut app = crate::binary::app_for(&base, tempfile::tempdir().unwrap());
+    app.admin = admin;
+    (server, app)
+}
+
+/// A known workload (7 messages by 2 users in 2 threads, 3 identities) on a confab of its own:
+/// the Overview's totals, the Usage page and its CSV (from the database, so also after a
+/// restart), and the thread page say exactly that.
+#[tokio::test]
+async fn dashboard_totals_usage_and_thread_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, app) = own_confab(dir.path());
+    let (a, b, _idle) = (app.user().await, app.user().await, app.user().await);
+    let t1 = app.thread(&a, &[&b]).await;
+    let t2 = app.thread(&b, &[]).await;
+    for i in 0..4 {
+        app.send(&a, &t1, &format!("a{i}")).await;
+    }
+    for i in 0..3 {
+        app.send(&b, &t2, &format!("b{i}")).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let c = browser();
+    let overview = login(&app, &c).await;
+    let tile = |id: &str| {
+        let at = overview.find(&format!("id=\"{id}\"")).expect(id);
+        let card = &overview[at..];
+        let value = &card[card.find("class=\"value\">").unwrap() + "class=\"value\">".len()..];
+        value[..value.find('<').unwrap()].to_string()
+    };
+    assert_eq!(tile("messages-hour"), "7");
+    assert!(overview.contains("7 in the last 24 hours"), "{overview}");
+    assert!(overview.contains("7 since start"), "{overview}");
+    assert_eq!(tile("active-users"), "2", "distinct senders");
+    assert_eq!(tile("threads-created"), "2");
+    assert!(
+        overview.contains("identities created: 3 in the last hour"),
+        "{overview}"
+    );
+    assert!(overview.contains("id=\"range-label\">last 1 hour: data since"));
+    // the range selector
+    let (status, quarter) = get_text(&c, format!("{}/?range=15m", app.admin)).await;
+    assert_eq!(status, 200);
+    assert!(quarter.contains("<strong>15 minutes</strong>"), "{quarter}");
+    assert!(quarter.contains("href=\"/?range=24h\""));
+
+    // Usage, from the database: today's row and the last hour's
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let check_usage = |usage: &str| {
+        assert_eq!(element(usage, "total-messages"), "7");
+        assert_eq!(element(usage, "total-threads"), "2");
+        assert_eq!(element(usage, "total-identities"), "3");
+        let day_row = usage
+            .split("<tr>")
+            .find(|r| r.starts_with(&format!("<td>{today}</td>")))
+            .expect("today's row");
+        assert!(
+            day_row.starts_with(&format!("<td>{today}</td><td>7</td><td>2</td><td>3</td>")),
+            "{day_row}"
+        );
+    };
+    let (status, usage) = get_text(&c, format!("{}/usage", app.admin)).await;
+    assert_eq!(status, 200);
+    check_usage(&usage);
+    let r = c
+        .get(format!("{}/usage.csv", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "granularity,period_start,messages_sent,threads_created,identities_created"
+    );
+    assert_eq!(lines.len(), 1 + 30 + 48);
+    assert!(
+        lines[1].starts_with(&format!("day,{today}T00:00:00.000Z,7,2,3")),
+        "{csv}"
+    );
+    assert!(
+        lines[31].starts_with("hour,") && lines[31].ends_with(",7,2,3"),
+        "{csv}"
+    );
+
+    // the thread page: participants, the last 5 minutes, no content
+    let (status, page) = get_text(&c, format!("{}/threads/{}", app.admin, enc(&t1))).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(element(&page, "thread-topic"), "test");
+    assert_eq!(element(&page, "thread-participants"), "2");
+    assert_eq!(element(&page, "thread-recent"), "4");
+    assert!(!page.contains("a0"), "no message content");
+    let (status, _) = get_text(
+        &c,
+        format!("{}/threads/{}", app.admin, enc("19:nope@thread.v2")),
+    )
+    .await;
+    assert_eq!(status, 404);
+    // signed out, nothing
+    let r = browser()
+        .get(format!("{}/usage.csv", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+
+    // after a restart (SIGKILL: nothing is flushed on the way out) the registry starts over,
+    // the database's usage does not
+    server.kill();
+    let (_server, app) = own_confab(dir.path());
+    let c = browser();
+    let overview = login(&app, &c).await;
+    assert!(overview.contains("0 since start"), "{overview}");
+    let (_, usage) = get_text(&c, format!("{}/usage", app.admin)).await;
+    check_usage(&usage);
 }

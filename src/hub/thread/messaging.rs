@@ -154,6 +154,9 @@ impl ThreadActor {
                             .record_sentiment(&act.id, crate::sentiment::label(score) == "negative");
                     }
                     act.hub.activity.record(&act.id);
+                    if let Some(sender) = &m.sender_id {
+                        act.hub.activity.record_sender(sender);
+                    }
                     metrics::counter!(crate::metrics::MESSAGES_SENT, "type" => m.kind.clone(), "priority" => m.priority.clone())
                         .increment(1);
                 }

@@ -1,0 +1,4 @@
+DROP TRIGGER usage_identities;
+DROP TRIGGER usage_threads;
+DROP TRIGGER usage_messages;
+DROP TABLE usage_hours;
