@@ -1,4 +1,3 @@
 DROP TRIGGER usage_identities;
 DROP TRIGGER usage_threads;
-DROP TRIGGER usage_messages;
 DROP TABLE usage_hours;

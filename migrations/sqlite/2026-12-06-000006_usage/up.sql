@@ -1,7 +1,10 @@
 -- The dashboard's Usage page (issue 16): text/html messages sent, threads created and
--- identities created per hour (epoch ms of the hour's start, UTC), counted by triggers in the
--- transaction of the insert itself, so the figures are exactly what was committed, survive
--- restarts and deletions, and cost the Usage page one small range read.
+-- identities created per hour (epoch ms of the hour's start, UTC), counted in the transaction
+-- of the insert itself, so the figures are exactly what was committed, survive restarts and
+-- deletions, and cost the Usage page one small range read.
+-- Threads and identities are counted by the triggers below. Messages are counted by the
+-- writer, one statement per batch and hour (src/store/appends.rs, where every text/html
+-- message is inserted): a per-row trigger here cost 8 % of the send rate.
 -- `slot` is 0 here (SQLite has one writer); PostgreSQL keeps one row per connection.
 CREATE TABLE usage_hours (
     hour       BIGINT NOT NULL,
@@ -22,14 +25,6 @@ SELECT hour, 0, SUM(m), SUM(t), SUM(i) FROM (
     UNION ALL
     SELECT created_at - created_at % 3600000, 0, 0, 1 FROM identities
 ) GROUP BY hour;
-
-CREATE TRIGGER usage_messages AFTER INSERT ON messages
-WHEN NEW.kind IN ('text', 'html')
-BEGIN
-    INSERT INTO usage_hours (hour, slot, messages, threads, identities)
-    VALUES (NEW.created_at - NEW.created_at % 3600000, 0, 1, 0, 0)
-    ON CONFLICT (hour, slot) DO UPDATE SET messages = messages + 1;
-END;
 
 CREATE TRIGGER usage_threads AFTER INSERT ON threads
 BEGIN
