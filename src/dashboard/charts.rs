@@ -11,12 +11,14 @@ const PAD_L: f64 = 64.0;
 const PAD_R: f64 = 12.0;
 const PAD_T: f64 = 12.0;
 const PAD_B: f64 = 26.0;
+/// How far (SVG units) a tick label keeps from the frame's labelled ends.
+const EDGE_CLEAR: f64 = 70.0;
 const COLORS: [&str; 3] = ["#2f6fdb", "#d9822b", "#b23b3b"];
 
 /// Time-axis steps (ms) a chart picks from: the smallest giving at most 8 ticks.
-const STEPS: [i64; 16] = [
-    5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000,
-    3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
+const STEPS: [i64; 18] = [
+    1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000,
+    1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
 ];
 
 /// A line chart of one or more series of (epoch ms, value) points over `[from, to]`.
@@ -34,25 +36,8 @@ pub fn line_chart(series: &[(&str, Vec<(i64, f64)>)], unit: &str, from: i64, to:
     let vmax = nice_max(points.iter().map(|p| p.1).fold(0.0_f64, f64::max));
     let (x0, x1, y0, y1) = (PAD_L, W - PAD_R, H - PAD_B, PAD_T);
     let x = |t: i64| x0 + (t - from) as f64 / (to - from) as f64 * (x1 - x0);
-    let y = |v: f64| y0 - v / vmax * (y0 - y1);
-    // value gridlines: 0 and four steps
-    for i in 0..=4 {
-        let v = vmax * f64::from(i) / 4.0;
-        let _ = write!(
-            svg,
-            "<line x1=\"{x0}\" y1=\"{yy:.1}\" x2=\"{x1}\" y2=\"{yy:.1}\" class=\"{}\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" class=\"tick\">{}</text>",
-            if i == 0 { "axis" } else { "grid" },
-            x0 - 6.0,
-            y(v) + 3.5,
-            if i == 0 {
-                "0".to_string()
-            } else {
-                fmt(v, unit)
-            },
-            yy = y(v),
-        );
-    }
+    let y = |v: f64| value_y(v, vmax);
+    value_grid(&mut svg, vmax, unit);
     // time gridlines, aligned to the step in UTC
     let span = to - from;
     let step = STEPS
@@ -60,23 +45,33 @@ pub fn line_chart(series: &[(&str, Vec<(i64, f64)>)], unit: &str, from: i64, to:
         .copied()
         .find(|s| span / s <= 8)
         .unwrap_or(86_400_000);
+    // gridlines at each step inside the frame; labels where they keep clear of the ends
     let mut t = from - from.rem_euclid(step) + step;
     while t < to {
+        let xx = x(t);
         let _ = write!(
             svg,
-            "<line x1=\"{xx:.1}\" y1=\"{y1}\" x2=\"{xx:.1}\" y2=\"{y0}\" class=\"grid\"/>\
-             <text x=\"{xx:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"tick time\">{}</text>",
-            H - 8.0,
-            clock(t, step),
-            xx = x(t),
+            "<line x1=\"{xx:.1}\" y1=\"{y1}\" x2=\"{xx:.1}\" y2=\"{y0}\" class=\"grid\"/>"
         );
+        if xx - x0 > EDGE_CLEAR && x1 - xx > EDGE_CLEAR {
+            let _ = write!(
+                svg,
+                "<text x=\"{xx:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"tick time\">{}</text>",
+                H - 8.0,
+                clock(t, step),
+            );
+        }
         t += step;
     }
+    // the frame's own ends, always labelled
     let _ = write!(
         svg,
         "<line x1=\"{x0}\" y1=\"{y1}\" x2=\"{x0}\" y2=\"{y0}\" class=\"axis\"/>\
-         <text x=\"{x1}\" y=\"{}\" text-anchor=\"end\" class=\"tick\">UTC</text>",
-        H - 8.0
+         <text x=\"{x0}\" y=\"{ty}\" text-anchor=\"start\" class=\"tick time\">{}</text>\
+         <text x=\"{x1}\" y=\"{ty}\" text-anchor=\"end\" class=\"tick time\">{} UTC</text>",
+        clock(from, step.min(59_000)),
+        clock(to, step.min(59_000)),
+        ty = H - 8.0
     );
     for (i, (name, pts)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
@@ -110,25 +105,9 @@ pub fn bar_chart(bars: &[(String, f64)], unit: &str) -> String {
         return svg;
     }
     let vmax = nice_max(bars.iter().map(|b| b.1).fold(0.0_f64, f64::max));
-    let (x0, x1, y0, y1) = (PAD_L, W - PAD_R, H - PAD_B, PAD_T);
-    let y = |v: f64| y0 - v / vmax * (y0 - y1);
-    for i in 0..=4 {
-        let v = vmax * f64::from(i) / 4.0;
-        let _ = write!(
-            svg,
-            "<line x1=\"{x0}\" y1=\"{yy:.1}\" x2=\"{x1}\" y2=\"{yy:.1}\" class=\"{}\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" class=\"tick\">{}</text>",
-            if i == 0 { "axis" } else { "grid" },
-            x0 - 6.0,
-            y(v) + 3.5,
-            if i == 0 {
-                "0".to_string()
-            } else {
-                fmt(v, unit)
-            },
-            yy = y(v),
-        );
-    }
+    let (x0, x1, y0) = (PAD_L, W - PAD_R, H - PAD_B);
+    let y = |v: f64| value_y(v, vmax);
+    value_grid(&mut svg, vmax, unit);
     let slot = (x1 - x0) / bars.len() as f64;
     let every = bars.len().div_ceil(12).max(1);
     for (i, (label, v)) in bars.iter().enumerate() {
@@ -152,6 +131,33 @@ pub fn bar_chart(bars: &[(String, f64)], unit: &str) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// Where values go on the plot: `v` of `vmax` to a y coordinate.
+fn value_y(v: f64, vmax: f64) -> f64 {
+    (H - PAD_B) - v / vmax * (H - PAD_B - PAD_T)
+}
+
+/// The value axis: a line at 0 and gridlines at each quarter of `vmax`, labelled.
+fn value_grid(svg: &mut String, vmax: f64, unit: &str) {
+    for i in 0..=4 {
+        let v = vmax * f64::from(i) / 4.0;
+        let y = value_y(v, vmax);
+        let _ = write!(
+            svg,
+            "<line x1=\"{PAD_L}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" class=\"{}\"/>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" class=\"tick\">{}</text>",
+            W - PAD_R,
+            if i == 0 { "axis" } else { "grid" },
+            PAD_L - 6.0,
+            y + 3.5,
+            if i == 0 {
+                "0".to_string()
+            } else {
+                fmt(v, unit)
+            },
+        );
+    }
 }
 
 fn open_svg() -> String {
@@ -206,8 +212,15 @@ mod tests {
         let to = from + 15 * 60_000;
         let pts: Vec<(i64, f64)> = (0..=15).map(|i| (from + i * 60_000, i as f64)).collect();
         let svg = line_chart(&[("m", pts)], "", from, to);
-        assert!(svg.contains(">10:02<") && svg.contains(">10:14<"), "{svg}");
-        assert!(!svg.contains(">10:00<"), "no tick on the frame's edge");
+        assert!(svg.contains(">10:02<") && svg.contains(">10:12<"), "{svg}");
+        assert!(
+            !svg.contains(">10:14<"),
+            "no tick label crowding the frame's end"
+        );
+        assert!(
+            svg.contains(">10:00:00<") && svg.contains(">10:15:00 UTC<"),
+            "the ends are labelled to the second: {svg}"
+        );
         assert_eq!(svg.matches("class=\"grid\"").count(), 4 + 7);
         assert!(
             svg.contains(">20<"),
