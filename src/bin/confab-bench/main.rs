@@ -146,6 +146,26 @@ pub enum Scenario {
         #[arg(long, default_value_t = 4)]
         readers: usize,
     },
+    /// The admin dashboard's pages with many threads and 30 days of usage: time per page
+    /// (the confab started here samples every 100 ms; with --url give --admin-url and
+    /// --database-url)
+    Dashboard {
+        #[arg(long = "chat-threads", default_value_t = 10_000)]
+        chat_threads: usize,
+        /// Requests per page
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// The dashboard's base URL (known when the tool starts confab itself)
+        #[arg(long)]
+        admin_url: Option<String>,
+        /// The database confab uses (known when the tool starts confab itself)
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Seconds after the start to wait, so that the charts draw a full history (360
+        /// samples 100 ms apart)
+        #[arg(long, default_value_t = 37.0)]
+        history_wait: f64,
+    },
     /// Sends, WebSocket and long-poll receivers and reads together, at a moderate rate
     Mixed {
         #[arg(long = "chat-threads", default_value_t = 100)]
@@ -159,7 +179,9 @@ pub enum Scenario {
 /// A confab started for the run, stopped when dropped.
 struct OwnServer {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    /// The dashboard's base URL, from the banner.
+    admin: Option<String>,
 }
 
 impl Drop for OwnServer {
@@ -209,9 +231,18 @@ fn start_server(extra: &[String]) -> Result<(OwnServer, String), String> {
             break;
         }
     }
+    // `  dashboard : http://…/   metrics: http://…/metrics` follows
+    let mut admin = None;
+    for line in lines.by_ref().take(4) {
+        let line = line.map_err(|e| e.to_string())?;
+        if let Some(m) = line.split("metrics: ").nth(1) {
+            admin = m.trim().strip_suffix("/metrics").map(str::to_string);
+            break;
+        }
+    }
     std::thread::spawn(move || for _ in lines {});
     let base = base.ok_or("confab printed no http address")?;
-    Ok((OwnServer { child, _dir: dir }, base))
+    Ok((OwnServer { child, dir, admin }, base))
 }
 
 /// Raises the open-file limit as far as allowed (the server started here inherits it).
@@ -312,6 +343,12 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if matches!(cli.scenario, Scenario::Dashboard { .. }) {
+        common
+            .server_args
+            .insert(0, "--dashboard-sample-interval=100ms".to_string());
+    }
+    let started_at = std::time::Instant::now();
     let _own = match &common.url {
         Some(_) => None,
         None => match start_server(&common.server_args) {
@@ -367,6 +404,38 @@ fn main() -> std::process::ExitCode {
             readers,
         } => scenarios::inbox(&ctx, chat_threads, page_size, readers),
         #[cfg(feature = "postgres")]
+        Scenario::Dashboard {
+            chat_threads,
+            rounds,
+            admin_url,
+            database_url,
+            history_wait,
+        } => {
+            let own = _own.as_ref();
+            let admin = admin_url.or_else(|| own.and_then(|s| s.admin.clone()));
+            // the server's --database-url, else its SQLite file
+            let database = database_url
+                .or_else(|| {
+                    common
+                        .server_args
+                        .iter()
+                        .find_map(|a| a.strip_prefix("--database-url=").map(str::to_string))
+                })
+                .or_else(|| own.map(|s| confab::store::Store::sqlite_url(s.dir.path())));
+            match (admin, database) {
+                (Some(admin), Some(database)) => scenarios::dashboard(
+                    &ctx,
+                    &scenarios::DashboardLoad {
+                        admin: &admin,
+                        database: &database,
+                        chat_threads,
+                        rounds,
+                        sampled_by: started_at + Duration::from_secs_f64(history_wait),
+                    },
+                ),
+                _ => Err("dashboard: give --admin-url and --database-url with --url".into()),
+            }
+        }
         Scenario::PgCeiling { .. } | Scenario::Cluster { .. } => {
             unreachable!("run before any server is started")
         }

@@ -5,6 +5,7 @@
 #[cfg(feature = "postgres")]
 mod cluster;
 mod connections;
+mod dashboard;
 mod fanout;
 mod inbox;
 mod longpoll;
@@ -17,6 +18,7 @@ mod throughput;
 #[cfg(feature = "postgres")]
 pub use cluster::{cluster, ClusterLoad};
 pub use connections::connections;
+pub use dashboard::{dashboard, DashboardLoad};
 pub use fanout::fanout;
 pub use inbox::inbox;
 pub use longpoll::longpoll;
@@ -177,6 +179,11 @@ static FAILED: AtomicBool = AtomicBool::new(false);
 
 pub fn failed() -> bool {
     FAILED.load(Relaxed)
+}
+
+/// Marks the run as failed.
+pub(super) fn note_failure() {
+    FAILED.store(true, Relaxed);
 }
 
 /// Counts `expected - got` as lost (and the run as failed when any is).
