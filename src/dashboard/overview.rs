@@ -317,8 +317,10 @@ pub async fn overview(
             id: "latency",
             label: "Latency p50 / p95 / p99",
             value: format!("{} / {} / {}", q(0.5), q(0.95), q(0.99)),
-            window: format!("every request in the {range_name} range"),
-            detail: "from the request-duration histogram (bucket interpolation)".into(),
+            window: format!("requests in the {range_name} range"),
+            detail: "from the request-duration histogram; long-polls, which wait for events \
+                     by design, are left out (see Requests)"
+                .into(),
         },
         Tile {
             id: "negative",

@@ -36,7 +36,8 @@ pub struct Sample {
     pub active_senders: f64,
     /// Live sessions per transport (websocket, sse, longpoll).
     pub sessions_by_transport: BTreeMap<String, f64>,
-    /// le (as f64 bits of seconds, ordered) → cumulative count, over all routes
+    /// le (as f64 bits of seconds, ordered) → cumulative count, over all routes but the
+    /// long-poll
     pub buckets: BTreeMap<u64, f64>,
     pub sessions: f64,
     pub actors: f64,
@@ -50,6 +51,10 @@ pub struct Sample {
     pub sentiment_negative: f64,
     pub routes: HashMap<(String, String), RouteSample>,
 }
+
+/// The route whose requests wait for events (kept out of the overall latency, as in the
+/// `ConfabHighLatencyP99` rule).
+pub const LONG_POLL_ROUTE: &str = "/realtime/poll";
 
 /// `le` values sort as f64 through their bit pattern (all are positive).
 fn le_key(le: &str) -> u64 {
@@ -118,7 +123,11 @@ pub fn parse(text: &str, at: i64) -> Sample {
             }
             "confab_http_request_duration_seconds_bucket" => {
                 let le = le_key(l.get("le").unwrap_or(&"+Inf"));
-                *s.buckets.entry(le).or_default() += v;
+                // a long-poll waits for events by design: its duration is not latency (the
+                // Requests page still shows it on its own row)
+                if l.get("route") != Some(&LONG_POLL_ROUTE) {
+                    *s.buckets.entry(le).or_default() += v;
+                }
                 *s.routes
                     .entry(route_key())
                     .or_default()
@@ -298,6 +307,9 @@ confab_http_requests_total{route=\"/a\",method=\"GET\",status_class=\"5xx\"} 10
 confab_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"0.1\"} 50
 confab_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"1\"} 100
 confab_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"+Inf\"} 100
+confab_http_request_duration_seconds_bucket{route=\"/realtime/poll\",method=\"GET\",le=\"0.1\"} 0
+confab_http_request_duration_seconds_bucket{route=\"/realtime/poll\",method=\"GET\",le=\"1\"} 0
+confab_http_request_duration_seconds_bucket{route=\"/realtime/poll\",method=\"GET\",le=\"+Inf\"} 1000
 ";
         let s = parse(text, 0);
         assert_eq!(s.messages, 7.0);
@@ -311,7 +323,16 @@ confab_http_request_duration_seconds_bucket{route=\"/a\",method=\"GET\",le=\"+In
         let p50 = quantile(0.5, &s.buckets, None).unwrap();
         assert!((p50 - 0.1).abs() < 1e-9, "{p50}");
         let p90 = quantile(0.9, &s.buckets, None).unwrap();
-        assert!((p90 - 0.82).abs() < 1e-9, "{p90}");
+        assert!(
+            (p90 - 0.82).abs() < 1e-9,
+            "{p90}: long-polls are not latency"
+        );
+        let poll = &s.routes[&("/realtime/poll".to_string(), "GET".to_string())];
+        assert_eq!(
+            poll.buckets.values().last(),
+            Some(&1000.0),
+            "but have their row"
+        );
     }
 
     fn at(at: i64, messages: f64) -> Sample {
