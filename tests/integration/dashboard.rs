@@ -389,14 +389,14 @@ fn element<'a>(html: &'a str, id: &str) -> &'a str {
 
 /// A confab process of its own on `dir` (the registry is per process: the in-process test
 /// apps share one), with its TestApp handle and admin address.
-fn own_confab(dir: &std::path::Path) -> (crate::binary::Server, TestApp) {
+/// On `database` (PostgreSQL) when given, else on SQLite in `dir`.
+fn own_confab(dir: &std::path::Path, database: Option<&str>) -> (crate::binary::Server, TestApp) {
     let data = dir.to_str().unwrap();
-    let (server, base, banner) = crate::binary::serve_with_banner(&[
-        "--data-dir",
-        data,
-        "--dashboard-sample-interval",
-        "100ms",
-    ]);
+    let mut args = vec!["--data-dir", data, "--dashboard-sample-interval", "100ms"];
+    if let Some(url) = database {
+        args.extend(["--database-url", url]);
+    }
+    let (server, base, banner) = crate::binary::serve_with_banner(&args);
     let admin = banner
         .split("metrics: ")
         .nth(1)
@@ -414,7 +414,9 @@ fn own_confab(dir: &std::path::Path) -> (crate::binary::Server, TestApp) {
 #[tokio::test]
 async fn dashboard_totals_usage_and_thread_page() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, app) = own_confab(dir.path());
+    // (PostgreSQL counts with triggers, SQLite in the writer: both are checked in CI)
+    let database = test_database();
+    let (mut server, app) = own_confab(dir.path(), database.as_deref());
     let (a, b, _idle) = (app.user().await, app.user().await, app.user().await);
     let t1 = app.thread(&a, &[&b]).await;
     let t2 = app.thread(&b, &[]).await;
@@ -514,7 +516,7 @@ async fn dashboard_totals_usage_and_thread_page() {
     // after a restart (SIGKILL: nothing is flushed on the way out) the registry starts over,
     // the database's usage does not
     server.kill();
-    let (_server, app) = own_confab(dir.path());
+    let (_server, app) = own_confab(dir.path(), database.as_deref());
     let c = browser();
     let overview = login(&app, &c).await;
     assert!(overview.contains("0 since start"), "{overview}");
