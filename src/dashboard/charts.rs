@@ -21,13 +21,14 @@ const STEPS: [i64; 18] = [
     1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
 ];
 
-/// A line chart of one or more series of (epoch ms, value) points over `[from, to]`.
+/// A line chart of one or more series of (epoch ms, value) points over `[from, to]`; a NaN
+/// value leaves a gap.
 pub fn line_chart(series: &[(&str, Vec<(i64, f64)>)], unit: &str, from: i64, to: i64) -> String {
     let mut svg = open_svg();
     let points: Vec<&(i64, f64)> = series
         .iter()
         .flat_map(|(_, p)| p.iter())
-        .filter(|p| p.0 >= from && p.0 <= to)
+        .filter(|p| p.0 >= from && p.0 <= to && !p.1.is_nan())
         .collect();
     if points.len() < 2 || to <= from {
         svg.push_str("<text x=\"50%\" y=\"50%\" text-anchor=\"middle\" class=\"empty\">collecting data…</text></svg>");
@@ -75,15 +76,19 @@ pub fn line_chart(series: &[(&str, Vec<(i64, f64)>)], unit: &str, from: i64, to:
     );
     for (i, (name, pts)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let mut path = String::with_capacity(pts.len() * 12);
-        for (t, v) in pts.iter().filter(|p| p.0 >= from && p.0 <= to) {
-            let _ = write!(path, "{:.1},{:.1} ", x(*t), y(*v));
+        // a NaN value is a gap (no data then): the line breaks there
+        let inside: Vec<&(i64, f64)> = pts.iter().filter(|p| p.0 >= from && p.0 <= to).collect();
+        for run in inside.split(|p| p.1.is_nan()).filter(|r| !r.is_empty()) {
+            let mut path = String::with_capacity(run.len() * 12);
+            for (t, v) in run {
+                let _ = write!(path, "{:.1},{:.1} ", x(*t), y(*v));
+            }
+            let _ = write!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"><title>{name}</title></polyline>",
+                path.trim_end()
+            );
         }
-        let _ = write!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"><title>{name}</title></polyline>",
-            path.trim_end()
-        );
         if series.len() > 1 {
             let _ = write!(
                 svg,
@@ -237,6 +242,14 @@ mod tests {
             from + 3_600_000,
         );
         assert!(svg.contains(">10:50<") && !svg.contains(">10:55<"), "{svg}");
+    }
+
+    #[test]
+    fn a_nan_breaks_the_line() {
+        let pts = vec![(0, 1.0), (1, 2.0), (2, f64::NAN), (3, 1.0), (4, 1.0)];
+        let svg = line_chart(&[("p99", pts)], "s", 0, 4);
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        assert!(!svg.contains("NaN"));
     }
 
     #[test]

@@ -72,9 +72,10 @@ fn series(samples: &[Arc<Sample>]) -> Series {
             ),
         ));
         for (q, out) in [(0.5, &mut s.p50), (0.95, &mut s.p95), (0.99, &mut s.p99)] {
+            // no request in the interval: no latency to draw (a gap, not a zero)
             out.push((
                 b.at,
-                quantile(q, &b.buckets, Some(&a.buckets)).unwrap_or(0.0),
+                quantile(q, &b.buckets, Some(&a.buckets)).unwrap_or(f64::NAN),
             ));
         }
     }
