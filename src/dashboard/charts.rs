@@ -11,8 +11,10 @@ const PAD_L: f64 = 64.0;
 const PAD_R: f64 = 12.0;
 const PAD_T: f64 = 12.0;
 const PAD_B: f64 = 26.0;
-/// How far (SVG units) a tick label keeps from the frame's labelled ends.
-const EDGE_CLEAR: f64 = 70.0;
+/// How far (SVG units) a tick label keeps from the frame's labelled ends: `HH:MM:SS` on the
+/// left, `HH:MM:SS UTC` on the right.
+const CLEAR_LEFT: f64 = 80.0;
+const CLEAR_RIGHT: f64 = 115.0;
 const COLORS: [&str; 3] = ["#2f6fdb", "#d9822b", "#b23b3b"];
 
 /// Time-axis steps (ms) a chart picks from: the smallest giving at most 8 ticks.
@@ -54,7 +56,7 @@ pub fn line_chart(series: &[(&str, Vec<(i64, f64)>)], unit: &str, from: i64, to:
             svg,
             "<line x1=\"{xx:.1}\" y1=\"{y1}\" x2=\"{xx:.1}\" y2=\"{y0}\" class=\"grid\"/>"
         );
-        if xx - x0 > EDGE_CLEAR && x1 - xx > EDGE_CLEAR {
+        if xx - x0 > CLEAR_LEFT && x1 - xx > CLEAR_RIGHT {
             let _ = write!(
                 svg,
                 "<text x=\"{xx:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"tick time\">{}</text>",
