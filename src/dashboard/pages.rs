@@ -285,19 +285,14 @@ pub async fn thread(
                 (label, *n as f64)
             })
             .collect::<Vec<_>>();
-        let negative = app
-            .activity
-            .most_negative(usize::MAX)
-            .into_iter()
-            .find(|n| n.thread == id)
-            .map(|n| {
-                format!(
-                    "{} of {} scored ({})",
-                    n.negative,
-                    n.scored,
-                    fmt(f64::from(n.negative) / f64::from(n.scored.max(1)), "%")
-                )
-            });
+        let negative = app.activity.negative_of(&id).map(|n| {
+            format!(
+                "{} of {} scored ({})",
+                n.negative,
+                n.scored,
+                fmt(f64::from(n.negative) / f64::from(n.scored.max(1)), "%")
+            )
+        });
         ThreadFacts {
             topic: t.topic,
             created: crate::ids::fmt_ms(t.created_at),

@@ -85,11 +85,6 @@ impl Activity {
         out
     }
 
-    /// `thread`'s committed messages in the window.
-    pub fn recent(&self, thread: &str) -> usize {
-        self.per_minute(thread).iter().sum()
-    }
-
     fn minute(&self, now: Instant) -> u64 {
         now.duration_since(*self.started.get_or_init(Instant::now))
             .as_secs()
@@ -144,6 +139,22 @@ impl Activity {
         v
     }
 
+    /// `thread`'s negative messages in the last hour, `None` when it has none.
+    pub fn negative_of(&self, thread: &str) -> Option<Negative> {
+        let oldest = self
+            .minute(Instant::now())
+            .saturating_sub(SENTIMENT_WINDOW.as_secs() / 60 - 1);
+        let map = self.sentiment.lock();
+        let q = map.get(thread)?;
+        let live = q.iter().filter(|m| m.0 >= oldest);
+        let n = Negative {
+            thread: thread.to_string(),
+            negative: live.clone().map(|m| m.1).sum(),
+            scored: live.map(|m| m.2).sum(),
+        };
+        (n.negative > 0).then_some(n)
+    }
+
     /// The `n` threads with most messages in the window, with their counts.
     pub fn busiest(&self, n: usize) -> Vec<(String, usize)> {
         let now = Instant::now();
@@ -190,5 +201,9 @@ mod tests {
             ]
         );
         assert_eq!(a.most_negative(1).len(), 1);
+        // one thread's figures, as the thread page reads them
+        assert_eq!(a.negative_of("t1"), Some(v[0].clone()));
+        assert_eq!(a.negative_of("t3"), None, "scored, none negative");
+        assert_eq!(a.negative_of("t4"), None);
     }
 }

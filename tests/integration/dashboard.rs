@@ -22,14 +22,7 @@ fn csrf_of(html: &str) -> String {
 
 /// Opens the login form and posts `key` with its CSRF token.
 async fn sign_in_with(app: &TestApp, c: &reqwest::Client, key: &str) -> reqwest::Response {
-    let page = c
-        .get(format!("{}/login", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(c, format!("{}/login", app.admin)).await.1;
     c.post(format!("{}/login", app.admin))
         .form(&[("key", key), ("csrf", csrf_of(&page).as_str())])
         .send()
@@ -62,14 +55,7 @@ async fn dashboard_login_and_pages() {
         assert_eq!(r.headers()["location"], "/login");
     }
     // a wrong key
-    let page = c
-        .get(format!("{}/login", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&c, format!("{}/login", app.admin)).await.1;
     let r = c
         .post(format!("{}/login", app.admin))
         .form(&[("key", "d3Jvbmc="), ("csrf", csrf_of(&page).as_str())])
@@ -100,14 +86,7 @@ async fn dashboard_login_and_pages() {
         overview.contains("<polyline"),
         "charts are drawn once there are two samples"
     );
-    let requests = c
-        .get(format!("{}/requests", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let requests = get_text(&c, format!("{}/requests", app.admin)).await.1;
     assert!(
         requests.contains("<code>/chat/threads/{t}/messages</code>"),
         "{requests}"
@@ -142,27 +121,15 @@ async fn dashboard_login_and_pages() {
         .and_then(|r| r.split('"').next())
         .expect("a request id link")
         .to_string();
-    let found = c
-        .get(format!("{}/requests?id={id}", app.admin))
-        .send()
+    let found = get_text(&c, format!("{}/requests?id={id}", app.admin))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .1;
     assert!(found.contains(&format!("grep {id} confab.log")), "{found}");
     assert!(
         !page("?id=<script>").await.contains("<script>"),
         "only request ids are echoed"
     );
-    let threads = c
-        .get(format!("{}/threads", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let threads = get_text(&c, format!("{}/threads", app.admin)).await.1;
     // the busiest threads by topic, with participants and messages (no content)
     let row = threads
         .split("<tr>")
@@ -182,14 +149,7 @@ async fn dashboard_login_and_pages() {
         "no message content on the Threads page"
     );
     assert!(threads.contains("id=\"total-threads\">1<"), "{threads}");
-    let alerts = c
-        .get(format!("{}/alerts", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let alerts = get_text(&c, format!("{}/alerts", app.admin)).await.1;
     for rule in [
         "ConfabHighErrorRatio",
         "ConfabHighLatencyP99",
@@ -271,14 +231,7 @@ async fn dashboard_sentiment_panel() {
     let c = browser();
     login(&app, &c).await;
     let a = app.user().await;
-    let threads = c
-        .get(format!("{}/threads", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let threads = get_text(&c, format!("{}/threads", app.admin)).await.1;
     assert!(threads.contains("id=\"no-negative\""), "{threads}");
     let r = app
         .chat(
@@ -302,14 +255,7 @@ async fn dashboard_sentiment_panel() {
     app.send(&a, &calm, "What a horrible, sad day.").await;
     app.send(&a, &calm, "Great news, well done!").await;
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let threads = c
-        .get(format!("{}/threads", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let threads = get_text(&c, format!("{}/threads", app.admin)).await.1;
     let table = &threads[threads.find("id=\"negative-threads\"").expect(&threads)..];
     assert!(
         table.contains("\">Complaints desk</a></td><td>2</td><td>50.0%</td>"),
@@ -324,14 +270,7 @@ async fn dashboard_sentiment_panel() {
         first < table.find("\">test</a>").unwrap(),
         "most negative first"
     );
-    let overview = c
-        .get(format!("{}/", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let overview = get_text(&c, format!("{}/", app.admin)).await.1;
     assert!(
         overview.contains("Negative messages (share of those scored)"),
         "{overview}"
