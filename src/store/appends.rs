@@ -1,14 +1,16 @@
-//! Sends written together: the new messages of many threads in one write batch, with two
-//! statements for the whole group instead of two per thread.
+//! Sends written together: the new messages of many threads in one write batch, written
+//! after the batch's other jobs have run, with no savepoint and no read of a thread row.
 //!
 //! A thread's sends claim their sequence ids by moving the thread's row from one [`Position`]
 //! to the next. The thread actor knows where its thread stands (it saw its last commit), so an
 //! appending job in a batch's first attempt trusts that hint and hands its rows to the group
-//! ([`Appends::grouped`]). The writer writes the group with one guarded UPDATE of every thread
-//! row (each moves only from the position its job trusted, and only if the thread is live) and
-//! one multi-row INSERT, before the next job that is not an append and before the commit. If a
-//! row did not match (a stale hint), the group fails and the writer runs the batch again with
-//! every job on its own ([`Appends::immediate`]), where each claim reads the thread row.
+//! ([`Appends::grouped`]). The writer writes the group (each thread row moves only from the
+//! position its job trusted, and only if the thread is live; then the messages go in) before
+//! the next job that is not an append and before the commit: on PostgreSQL with two statements
+//! for the whole group, on SQLite with two prepared statements run once per row (see the
+//! backends' modules below). If a row did not match (a stale hint), the group fails and the
+//! writer runs the batch again with every job on its own ([`Appends::immediate`]), where each
+//! claim reads the thread row.
 
 use diesel::prelude::*;
 
@@ -52,11 +54,6 @@ pub struct Appends<'g> {
     /// The batch's shared part (first attempt), or `None` to do everything at once.
     batch: Option<&'g mut Batch>,
 }
-
-/// SQLite: most rows in one INSERT (14 parameters each: under SQLite's limit).
-const INSERT_CHUNK: usize = 1_000;
-/// SQLite: most thread rows in one UPDATE (7 parameters each).
-const UPDATE_CHUNK: usize = 2_000;
 
 impl<'g> Appends<'g> {
     /// Trusted hints; rows go to `group`, written by [`write_group`].
@@ -198,55 +195,70 @@ fn insert_messages(c: &mut DbConn, group: &[Append]) -> QueryResult<()> {
     }
 }
 
-/// SQLite: `VALUES` lists (statements are cheap to prepare there).
+/// SQLite: one prepared statement per row, run again for each. SQLite is in-process, so a
+/// statement costs no round trip, and diesel keeps these two prepared: nothing is parsed per
+/// batch. Multi-row forms cost more here (measured, see the README's performance notes): a
+/// `VALUES` list changes text with the group's size and is parsed and planned every batch, a
+/// statement that writes many rows keeps a statement journal (a copy of every page it
+/// touches, for its own rollback), and diesel writes a `Vec` of rows to SQLite one by one
+/// inside a savepoint, which journals every page again. A failed row fails the group and the
+/// batch is run again job by job (see `store::writer`), so no statement needs its own undo.
 mod sqlite {
     use diesel::prelude::*;
+    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
     use diesel::sql_types::{BigInt, Text};
-    use diesel::sqlite::SqliteConnection;
+    use diesel::sqlite::{Sqlite, SqliteConnection};
 
-    use super::{Append, Message, INSERT_CHUNK, UPDATE_CHUNK};
+    use super::{Append, Message};
     use crate::store::schema::messages;
 
     pub fn move_threads(c: &mut SqliteConnection, group: &[Append]) -> QueryResult<usize> {
         let mut moved = 0;
-        for chunk in group.chunks(UPDATE_CHUNK) {
-            let mut q = diesel::sql_query(update_sql(chunk.len())).into_boxed();
-            for a in chunk {
-                q = q
-                    .bind::<Text, _>(a.thread.to_string())
-                    .bind::<BigInt, _>(a.from.0)
-                    .bind::<BigInt, _>(a.from.1)
-                    .bind::<BigInt, _>(a.from.2)
-                    .bind::<BigInt, _>(a.to.0)
-                    .bind::<BigInt, _>(a.to.1)
-                    .bind::<BigInt, _>(a.to.2);
-            }
-            moved += q.execute(c)?;
+        for a in group {
+            moved += MoveThread(a).execute(c)?;
         }
         Ok(moved)
     }
 
-    /// `WITH v(…) AS (VALUES (?, …), …) UPDATE threads … FROM v` for `rows` threads.
-    fn update_sql(rows: usize) -> String {
-        let row = "(?, ?, ?, ?, ?, ?, ?)";
-        format!(
-            "WITH v(id, from_seq, from_id, from_at, to_seq, to_id, to_at) AS (VALUES {}) \
-             UPDATE threads SET last_seq = v.to_seq, last_message_id = v.to_id, \
-             last_message_at = v.to_at FROM v WHERE threads.id = v.id \
-             AND threads.last_seq = v.from_seq AND threads.last_message_id = v.from_id \
-             AND threads.last_message_at = v.from_at AND threads.deleted_at IS NULL",
-            vec![row; rows].join(", ")
-        )
+    /// One thread row's guarded move, as a statement type of its own: diesel never caches the
+    /// statements its UPDATE builder makes, and would parse this one for every row.
+    struct MoveThread<'a>(&'a Append);
+
+    impl QueryId for MoveThread<'_> {
+        type QueryId = MoveThread<'static>;
+        const HAS_STATIC_QUERY_ID: bool = true;
     }
 
-    /// diesel's `MultiConnection` writes one row per statement: SQLite's own connection
-    /// writes a multi-row INSERT.
+    impl QueryFragment<Sqlite> for MoveThread<'_> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+            let Append {
+                thread, from, to, ..
+            } = self.0;
+            out.push_sql("UPDATE threads SET last_seq = ");
+            out.push_bind_param::<BigInt, _>(&to.0)?;
+            out.push_sql(", last_message_id = ");
+            out.push_bind_param::<BigInt, _>(&to.1)?;
+            out.push_sql(", last_message_at = ");
+            out.push_bind_param::<BigInt, _>(&to.2)?;
+            out.push_sql(" WHERE id = ");
+            out.push_bind_param::<Text, _>(thread.as_str())?;
+            out.push_sql(" AND last_seq = ");
+            out.push_bind_param::<BigInt, _>(&from.0)?;
+            out.push_sql(" AND last_message_id = ");
+            out.push_bind_param::<BigInt, _>(&from.1)?;
+            out.push_sql(" AND last_message_at = ");
+            out.push_bind_param::<BigInt, _>(&from.2)?;
+            out.push_sql(" AND deleted_at IS NULL");
+            Ok(())
+        }
+    }
+
+    impl RunQueryDsl<SqliteConnection> for MoveThread<'_> {}
+
     pub fn insert_messages(c: &mut SqliteConnection, group: &[Append]) -> QueryResult<()> {
         let rows: Vec<&Message> = group.iter().flat_map(|a| &a.messages).collect();
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            diesel::insert_into(messages::table)
-                .values(chunk.to_vec())
-                .execute(c)?;
+        for m in &rows {
+            diesel::insert_into(messages::table).values(*m).execute(c)?;
         }
         count_sent(c, &rows)
     }
