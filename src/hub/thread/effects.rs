@@ -2,7 +2,9 @@
 //! real-time events of the change with their recipients (membership as of the commit).
 //!
 //! Both are built inside the job, from what it wrote and what the actor checked under the
-//! thread row's lock. After the commit a standalone node publishes the real-time events to its
+//! thread row's lock (except a standalone node's `chatMessageReceived` events, which the thread
+//! actor builds after the commit, where it publishes the others: sends are most of the writer's
+//! jobs, and their events cost it a tenth of its time). After the commit a standalone node publishes the real-time events to its
 //! users' streams, in order; a cluster node has written them in the same transaction to
 //! `cluster_events`, from which they reach every node (see `cluster::events`).
 

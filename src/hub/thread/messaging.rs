@@ -90,8 +90,10 @@ impl ThreadActor {
         let current = self.current_list();
         let hint = self.last_message.map(Sequencer::position);
         let epoch = self.epoch;
+        let cluster = self.hub.config.cluster;
         // cluster mode: kept to run them again if another node moved the membership on
-        let again = self.hub.config.cluster.then(|| cmds.clone());
+        let again = cluster.then(|| cmds.clone());
+        let recipients: std::sync::Arc<[crate::ids::UserId]> = current.clone().into();
         let commit = self.commit_with(
             true,
             move |c, ob, appends| {
@@ -127,7 +129,11 @@ impl ThreadActor {
                     };
                     store_idem(c, &cmd.idem, &replay)?;
                     chat::message(ob, MessageChange::Received, &message, &cmd.request_id, &current);
-                    ob.publish(to.clone(), realtime::message_received(&message));
+                    // a cluster node's events belong to the transaction; a standalone node
+                    // builds them after the commit, on the actor, off the one writer thread
+                    if cluster {
+                        ob.publish(to.clone(), realtime::message_received(&message));
+                    }
                     out.push((replay, message.clone()));
                     rows.push(message);
                 }
@@ -143,8 +149,16 @@ impl ThreadActor {
                 Ok((out, ids))
             },
             move |act, (out, ids)| {
-                if act.epoch == epoch && !act.hub.config.cluster {
+                if act.epoch == epoch && !cluster {
                     act.last_message = Some(*ids);
+                }
+                if !cluster {
+                    // in commit order, where `commit_with` publishes the job's own events
+                    for (_, m) in out {
+                        act.hub
+                            .users
+                            .publish(&recipients, &realtime::message_received(m));
+                    }
                 }
                 for (_, m) in out {
                     crate::sentiment::count(m.sentiment);
