@@ -129,6 +129,9 @@ fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
 }
 
 async fn serve(running: confab::server::Running) -> Result<(), String> {
+    // registered before the banner: whoever reads it may stop the server at once, and a
+    // SIGTERM that came before registration would kill the process without draining
+    let stop = shutdown_signal();
     print!("{}", confab::banner(&running));
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -136,7 +139,7 @@ async fn serve(running: confab::server::Running) -> Result<(), String> {
     let admin = running.admin.clone();
     let state = running.state.clone();
     actix_web::rt::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutting down: finishing in-flight requests");
         state
             .draining
@@ -155,24 +158,25 @@ async fn serve(running: confab::server::Running) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C (SIGINT). On Unix both handlers are installed when this is called, not
+/// when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        signal(SignalKind::terminate())
+            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+            .ok()
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some((mut term, mut int)) = handlers {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
