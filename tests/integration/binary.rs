@@ -20,6 +20,22 @@ impl Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+
+    /// Sends SIGTERM: the graceful stop an operator or a supervisor asks for.
+    pub fn terminate(&self) {
+        Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Waits for the process to exit, off the test's runtime.
+    pub async fn exited(mut self) -> std::process::ExitStatus {
+        tokio::task::spawn_blocking(move || self.0.wait())
+            .await
+            .unwrap()
+            .unwrap()
+    }
 }
 
 impl Drop for Server {

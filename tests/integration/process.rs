@@ -12,7 +12,7 @@ use crate::common::*;
 #[tokio::test]
 async fn serve_banner_livez_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = serve(&["--data-dir", dir.path().to_str().unwrap()]);
+    let (child, base) = serve(&["--data-dir", dir.path().to_str().unwrap()]);
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     assert_ne!(port, 0);
     let r = reqwest::get(format!("{base}/livez")).await.unwrap();
@@ -20,14 +20,8 @@ async fn serve_banner_livez_and_sigterm() {
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
     let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(r.status(), 200);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.0.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    child.terminate();
+    let status = child.exited().await;
     assert!(status.success(), "{status:?}");
 }
 
@@ -38,15 +32,9 @@ async fn serve_banner_livez_and_sigterm() {
 async fn sigterm_right_after_the_banner_exits_0() {
     for _ in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let (mut child, _) = serve(&["--data-dir", dir.path().to_str().unwrap()]);
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let status = tokio::task::spawn_blocking(move || child.0.wait())
-            .await
-            .unwrap()
-            .unwrap();
+        let (child, _) = serve(&["--data-dir", dir.path().to_str().unwrap()]);
+        child.terminate();
+        let status = child.exited().await;
         assert!(status.success(), "{status:?}");
     }
 }
@@ -632,10 +620,7 @@ async fn readyz_is_503_while_draining() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    child.terminate();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let r = reqwest::get(format!("{admin}/readyz")).await.unwrap();
     assert_eq!(r.status(), 503);
@@ -648,11 +633,7 @@ async fn readyz_is_503_while_draining() {
         200,
         "the in-flight poll finishes"
     );
-    let mut child = child;
-    let status = tokio::task::spawn_blocking(move || child.0.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = child.exited().await;
     assert!(status.success(), "{status:?}");
 }
 

@@ -94,13 +94,13 @@ impl ThreadActor {
         // cluster mode: kept to run them again if another node moved the membership on
         let again = cluster.then(|| cmds.clone());
         let recipients: std::sync::Arc<[crate::ids::UserId]> = current.clone().into();
+        let to = recipients.clone();
         let commit = self.commit_with(
             true,
             move |c, ob, appends| {
                 let now = now_ms();
                 let start = appends.claim(c, &id, hint)?.ok_or_else(thread_not_found)?;
                 let mut ids = Sequencer::at(start);
-                let to: std::sync::Arc<[crate::ids::UserId]> = current.clone().into();
                 let mut out = Vec::with_capacity(cmds.len());
                 let mut rows = Vec::with_capacity(cmds.len());
                 for cmd in cmds {
@@ -152,15 +152,13 @@ impl ThreadActor {
                 if act.epoch == epoch && !cluster {
                     act.last_message = Some(*ids);
                 }
-                if !cluster {
-                    // in commit order, where `commit_with` publishes the job's own events
-                    for (_, m) in out {
+                for (_, m) in out {
+                    if !cluster {
+                        // in commit order, where `commit_with` publishes the job's own events
                         act.hub
                             .users
                             .publish(&recipients, &realtime::message_received(m));
                     }
-                }
-                for (_, m) in out {
                     crate::sentiment::count(m.sentiment);
                     if let Some(score) = m.sentiment {
                         act.hub
