@@ -88,10 +88,16 @@ pub struct Config {
     pub database_url: Option<Secret>,
 
     /// PostgreSQL writer connections: each thread's changes go to one of them, in order;
-    /// different threads commit in parallel (SQLite always has one)
-    #[arg(long, env = "CONFAB_PG_WRITERS", default_value_t = crate::store::PG_WRITERS as u16,
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub pg_writers: u16,
+    /// different threads commit in parallel (SQLite always has one). Default 2, or 1 per node
+    /// in cluster mode
+    #[arg(long, env = "CONFAB_PG_WRITERS", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pg_writers: Option<u16>,
+
+    /// PostgreSQL: how long a writer under load (its last batch held two changes or more)
+    /// waits for more changes before running its next batch; fuller commits cost PostgreSQL
+    /// less per change. 0s: never waits
+    #[arg(long, env = "CONFAB_PG_COMMIT_GATHER", default_value = "2ms")]
+    pub pg_commit_gather: HumanDuration,
 
     /// NATS server(s) of a cluster, nats://host:port (comma-separated for a NATS cluster); turns
     /// cluster mode on (needs a PostgreSQL --database-url)

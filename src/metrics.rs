@@ -194,7 +194,9 @@ fn describe() {
     );
     c!(
         WRITER_BATCH_RETRIES,
-        "Write batches run again with a savepoint per change because one change failed"
+        "Write batches run again with a savepoint per change, by reason: failed (a change \
+         failed) or moved (a group of sends found a thread row moved from where its actor \
+         trusted it was: another node wrote the thread, or moved its membership)"
     );
     g!(POOL_IN_USE, "Read-pool connections in use");
     c!(
@@ -232,8 +234,11 @@ pub fn record_write_batch(size: usize, took: Duration) {
     metrics::histogram!(WRITER_COMMIT_SECONDS).record(took.as_secs_f64());
 }
 
-pub fn record_write_batch_retry() {
-    metrics::counter!(WRITER_BATCH_RETRIES).increment(1);
+/// Records a write batch run again: `moved` if its group of sends found a trusted thread row
+/// moved, else because a change failed.
+pub fn record_write_batch_retry(moved: bool) {
+    let reason = if moved { "moved" } else { "failed" };
+    metrics::counter!(WRITER_BATCH_RETRIES, "reason" => reason).increment(1);
 }
 
 /// `2xx`, `4xx`, … for a status code.

@@ -105,8 +105,13 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
             None,
         )
     };
-    let pg_writers = usize::from(config.pg_writers);
-    let store = web::block(move || Store::open_with_writers(&url, sync, pg_writers))
+    let pg_writers = match (config.pg_writers, config.nats_url.is_some()) {
+        (Some(n), _) => usize::from(n),
+        (None, false) => crate::store::PG_WRITERS,
+        (None, true) => crate::store::PG_WRITERS_CLUSTER,
+    };
+    let gather = config.pg_commit_gather.0;
+    let store = web::block(move || Store::open_with(&url, sync, pg_writers, gather))
         .await
         .map_err(|e| e.to_string())??;
     let resource_id = store.resource_id(config.resource_id.clone()).await?;

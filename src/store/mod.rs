@@ -46,6 +46,13 @@ const POOL_SIZE: u32 = 8;
 /// two keep a commit in flight while the next batch runs, and beat more on a two-core machine
 /// (see the README's performance section); `--pg-writers` changes it.
 pub const PG_WRITERS: usize = 2;
+/// Writer connections per node in cluster mode by default: the nodes' writers share one
+/// database, and one per node keeps each node's batches large enough to pay for their extra
+/// statements (lock, events) and their relay (see the README's performance section).
+pub const PG_WRITERS_CLUSTER: usize = 1;
+/// How long a PostgreSQL writer under load gathers its next batch by default
+/// (`--pg-commit-gather`; see `writer`).
+pub const PG_COMMIT_GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The database: a read pool and the writers.
 #[derive(Clone)]
@@ -74,6 +81,17 @@ impl Store {
         sync: connection::SqliteSync,
         pg_writers: usize,
     ) -> Result<Store, String> {
+        Store::open_with(url, sync, pg_writers, PG_COMMIT_GATHER)
+    }
+
+    /// As [`Store::open_with_writers`], with PostgreSQL's writers gathering a batch under load
+    /// for `pg_gather` (see `writer`; SQLite's writer never waits).
+    pub fn open_with(
+        url: &str,
+        sync: connection::SqliteSync,
+        pg_writers: usize,
+        pg_gather: std::time::Duration,
+    ) -> Result<Store, String> {
         let backend = Backend::from_url(url)?;
         let setup = connection::ConnSetup {
             sync,
@@ -86,9 +104,9 @@ impl Store {
         let mut conn = connection::connect(url, writer_setup)?;
         connection::migrate(&mut conn)?;
         let pool = connection::pool(url, POOL_SIZE, setup)?;
-        let count = match backend {
-            Backend::Sqlite => 1,
-            _ => pg_writers.max(1),
+        let (count, gather) = match backend {
+            Backend::Sqlite => (1, std::time::Duration::ZERO),
+            _ => (pg_writers.max(1), pg_gather),
         };
         let mut writers = Vec::with_capacity(count);
         // the first writer keeps the connection that ran the migrations
@@ -102,6 +120,7 @@ impl Store {
             writers.push(Writer::start(
                 conn,
                 Box::new(move || connection::connect(&reopen, writer_setup)),
+                gather,
             ));
         }
         Ok(Store {

@@ -606,6 +606,137 @@ async fn webhooks_are_delivered_once_by_a_cluster() {
     drop_streams(&nats, &prefix).await;
 }
 
+/// §9.2.4 on the fast path of sends: a node's actor that wrote the thread last trusts where it
+/// left it and its cached membership, and moves the thread's row without locking it first
+/// (`Appends::trust_version`). A removal on another node moved both on; the removed user's
+/// send on the trusting node must still be refused (403), found by the guarded move (its batch
+/// ran again with reason `moved`), and the thread stays gapless for the others.
+#[tokio::test]
+async fn a_send_trusting_a_moved_membership_is_refused() {
+    use reqwest::Method;
+    use serde_json::json;
+    let Some((db, nats, prefix)) = services("a_send_trusting_a_moved_membership_is_refused") else {
+        return;
+    };
+    let nodes: Vec<Node> = ["trust-a", "trust-b"]
+        .iter()
+        .map(|id| start(&cluster_args(&db, &nats, &prefix, id)).expect("cluster node"))
+        .collect();
+    let (a, b) = (client_of(&nodes[0]), client_of(&nodes[1]));
+    let owner = a.user().await;
+    let gone = a.user().await;
+    let t = a.thread(&owner, &[&gone]).await;
+    // b's actor loads the thread and commits a send: it now trusts its hint
+    b.send(&gone, &t, "warm").await;
+    b.send(&owner, &t, "warm too").await;
+    const RETRIES: &str = "confab_writer_batch_retries_total{reason=\"moved\"}";
+    let before = metric(&nodes[1], RETRIES).await.unwrap_or(0.0);
+    let r = a
+        .chat(
+            &owner,
+            Method::POST,
+            &format!("/chat/threads/{}/participants/:remove", enc(&t)),
+            Some(json!({"communicationUser": {"id": gone.id}})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = b
+        .chat(
+            &gone,
+            Method::POST,
+            &format!("/chat/threads/{}/messages", enc(&t)),
+            Some(json!({"content": "still here?"})),
+        )
+        .await;
+    assert_error(r, 403, "Forbidden").await;
+    assert!(
+        metric(&nodes[1], RETRIES).await.unwrap_or(0.0) > before,
+        "the trusting send's group was not refused by its guarded move"
+    );
+    b.send(&owner, &t, "after").await;
+    let msgs = a.all_messages(&owner, &t, 50).await;
+    let mut seqs: Vec<i64> = msgs
+        .iter()
+        .map(|m| m["sequenceId"].as_str().unwrap().parse().unwrap())
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(!msgs
+        .iter()
+        .any(|m| m["content"]["message"] == "still here?"));
+    drop(nodes);
+    drop_streams(&nats, &prefix).await;
+}
+
+/// §9.2.7, a dead node's attempt: node A's attempt hangs at the endpoint and A is killed with
+/// it in flight. Node B attempts the same delivery (same event id) once A's claim has ended:
+/// not before the 30 s attempt timeout (A could still have been answered), soon after its
+/// 35 s lease, and only once.
+#[tokio::test]
+async fn a_dead_nodes_webhook_attempt_is_taken_over() {
+    use serde_json::json;
+    let Some((db, nats, prefix)) = services("a_dead_nodes_webhook_attempt_is_taken_over") else {
+        return;
+    };
+    let node = |id: &'static str| {
+        let mut args = cluster_args(&db, &nats, &prefix, id);
+        args.extend(["--webhook-allow-private", "--webhook-retry-scale", "0.001"]);
+        start(&args).expect("cluster node")
+    };
+    let mut a = node("hook-a");
+    let app_a = client_of(&a);
+    let rx = crate::webhooks::Receiver::start();
+    // every notification is held (A's attempt hangs) until told otherwise
+    rx.delay(Duration::from_secs(600));
+    crate::webhooks::subscribe(
+        &app_a,
+        "takeover-hook",
+        json!({ "endpointUrl": rx.url, "includedEventTypes": ["ChatMessageReceivedInThread"] }),
+        201,
+    )
+    .await;
+    let owner = app_a.user().await;
+    let t = app_a.thread(&owner, &[]).await;
+    app_a.send(&owner, &t, "held").await;
+    let first = rx
+        .events_of("ChatMessageReceivedInThread", 1)
+        .await
+        .remove(0);
+    let id = first.event()["id"].as_str().unwrap().to_string();
+
+    let b = node("hook-b");
+    rx.delay(Duration::ZERO);
+    a.kill();
+    let deadline = first.at + Duration::from_secs(60);
+    let second = loop {
+        let hits = rx.notifications();
+        if let Some(h) = hits.get(1) {
+            break h.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node B never took the attempt over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(second.event()["id"], id.as_str(), "the same delivery");
+    let after = second.at - first.at;
+    assert!(
+        after >= Duration::from_secs(30),
+        "attempted again after {after:?}, while A's attempt could still be answered"
+    );
+    assert!(
+        after < Duration::from_secs(45),
+        "taken over after {after:?}"
+    );
+    eprintln!("node A's attempt taken over by node B after {after:?}");
+    // and no third attempt: B's succeeded
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rx.notifications().len(), 2, "{:#?}", rx.notifications());
+    drop(b);
+    drop_streams(&nats, &prefix).await;
+}
+
 /// §9.2.3 and 4: 4 senders on 3 nodes into one thread; each member has a WebSocket on every
 /// node, and every one of those sessions receives every message once, in sequenceId order.
 /// A cursor issued by node A resumes on node C with exactly what was missed. A revoke on one

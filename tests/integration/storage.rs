@@ -218,6 +218,7 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
                     from,
                     to,
                     messages: vec![m],
+                    members_version: None,
                 },
             )?;
             Ok(from)

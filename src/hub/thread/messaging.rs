@@ -1,5 +1,7 @@
 //! Sending (group-committed), editing and deleting messages.
 
+use std::time::{Duration, Instant};
+
 use actix::prelude::*;
 
 use super::tx::*;
@@ -13,6 +15,10 @@ use crate::model::{self, check_metadata};
 use crate::store::appends::Append;
 use crate::store::models::Message;
 use crate::store::{messages, metadata_json, parse_metadata};
+
+/// Cluster mode: how long a thread's sends lock its row first, instead of trusting the actor's
+/// hint, after a commit found that another node had written the thread meanwhile.
+const CONTENDED_FOR: Duration = Duration::from_secs(2);
 
 /// A send waiting for the actor's next group commit, and where its answer goes.
 pub(super) type PendingSend = (
@@ -88,18 +94,27 @@ impl ThreadActor {
         self.sending = true;
         let id = self.id.clone();
         let current = self.current_list();
-        let hint = self.last_message.map(Sequencer::position);
-        let epoch = self.epoch;
         let cluster = self.hub.config.cluster;
+        let contended = self
+            .contended_until
+            .is_some_and(|until| Instant::now() < until);
+        let hint = match contended {
+            false => self.last_message.map(Sequencer::position),
+            true => None,
+        };
+        let epoch = self.epoch;
         // cluster mode: kept to run them again if another node moved the membership on
         let again = cluster.then(|| cmds.clone());
         let recipients: std::sync::Arc<[crate::ids::UserId]> = current.clone().into();
         let to = recipients.clone();
         let commit = self.commit_with(
             true,
+            cluster && hint.is_some(),
             move |c, ob, appends| {
                 let now = now_ms();
                 let start = appends.claim(c, &id, hint)?.ok_or_else(thread_not_found)?;
+                // cluster mode: another node wrote the thread since this actor's last commit
+                let stale = cluster && hint.is_some_and(|h| h != start);
                 let mut ids = Sequencer::at(start);
                 let mut out = Vec::with_capacity(cmds.len());
                 let mut rows = Vec::with_capacity(cmds.len());
@@ -144,13 +159,17 @@ impl ThreadActor {
                         from: start,
                         to: ids.position(),
                         messages: rows,
+                        members_version: None,
                     },
                 )?;
-                Ok((out, ids))
+                Ok((out, ids, stale))
             },
-            move |act, (out, ids)| {
-                if act.epoch == epoch && !cluster {
+            move |act, (out, ids, stale)| {
+                if act.epoch == epoch {
                     act.last_message = Some(*ids);
+                }
+                if *stale {
+                    act.contended_until = Some(Instant::now() + CONTENDED_FOR);
                 }
                 for (_, m) in out {
                     if !cluster {
@@ -173,7 +192,7 @@ impl ThreadActor {
                         .increment(1);
                 }
             },
-            |(out, _)| out,
+            |(out, _, _)| out,
         );
         ctx.spawn(commit.then(move |res, act, _| {
             let moved = matches!(&res, Err(e) if e.is_membership_moved());

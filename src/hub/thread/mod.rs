@@ -115,6 +115,10 @@ pub struct ThreadActor {
     epoch: u64,
     /// The thread row's `members_version` the membership cache is as of.
     members_version: i64,
+    /// Cluster mode: until when sends lock the thread's row instead of trusting the hint,
+    /// because another node wrote the thread since this actor's last commit (its sends would
+    /// mostly find the hint stale and make their batches run twice).
+    contended_until: Option<Instant>,
 }
 
 /// The thread row and its participants, as loaded.
@@ -149,6 +153,7 @@ impl ThreadActor {
             last_message: None,
             epoch: 0,
             members_version: 0,
+            contended_until: None,
         }
     }
 
@@ -199,9 +204,8 @@ impl ThreadActor {
                     .collect();
                 self.state = State::Live { members, current };
                 self.members_version = t.members_version;
-                if !self.hub.config.cluster {
-                    self.last_message = Some(Sequencer::of(&t));
-                }
+                // (in cluster mode too: a send that trusts it checks it, see `flush_sends`)
+                self.last_message = Some(Sequencer::of(&t));
             }
         }
     }
@@ -313,15 +317,18 @@ impl ThreadActor {
         A: FnOnce(&mut ThreadActor, &T) + 'static,
         N: FnOnce(T) -> R + 'static,
     {
-        self.commit_with(false, move |c, ob, _| job(c, ob), after, answer)
+        self.commit_with(false, false, move |c, ob, _| job(c, ob), after, answer)
     }
 
     /// The commit itself, as [`ThreadActor::commit`] describes it. An `appending` job (sends)
     /// writes its messages through `Appends`, which then join the writer's group of the batch
-    /// (see `store::appends`).
+    /// (see `store::appends`). Cluster mode: a job that `trusts_hint` (sends with the actor's
+    /// hint) does not lock the thread's row first in the batch's first attempt; its group's
+    /// move checks the membership version instead (`Appends::trust_version`).
     fn commit_with<T, R, J, A, N>(
         &mut self,
         appending: bool,
+        trusts_hint: bool,
         job: J,
         after: A,
         answer: N,
@@ -342,12 +349,18 @@ impl ThreadActor {
         let cluster = self.hub.config.cluster;
         let locked = thread.clone();
         // (the writer may run this twice: see `store::writer`; each run starts from no effects)
+        let trusted = match expected {
+            Some(Some(version)) if trusts_hint => Some(version),
+            _ => None,
+        };
         let write = move |c: &mut DbConn, appends: &mut Appends| {
             if let Some(expected) = expected {
                 // cluster mode: the thread's writers on all nodes take turns on its row
-                let row = appends.lock_row(c, &locked)?;
-                if row.map(|(version, _)| version) != expected {
-                    return Err(ApiError::membership_moved());
+                if !trusted.is_some_and(|v| appends.trust_version(v)) {
+                    let row = appends.lock_row(c, &locked)?;
+                    if row.map(|(version, _)| version) != expected {
+                        return Err(ApiError::membership_moved());
+                    }
                 }
             }
             let v = job(c, &mut effects, appends)?;
@@ -364,7 +377,12 @@ impl ThreadActor {
         };
         let fut = async move {
             store
-                .thread_job(&thread, appending, expected.is_some(), write)
+                .thread_job(
+                    &thread,
+                    appending,
+                    expected.is_some() && trusted.is_none(),
+                    write,
+                )
                 .await
         }
         .into_actor(self)
