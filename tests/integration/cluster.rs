@@ -156,6 +156,13 @@ fn cluster_args<'a>(db: &'a str, nats: &'a str, prefix: &'a str, id: &'a str) ->
     ]
 }
 
+/// A cluster node that may deliver webhooks to loopback, retrying at once.
+fn hook_node(db: &str, nats: &str, prefix: &str, id: &str) -> Node {
+    let mut args = cluster_args(db, nats, prefix, id);
+    args.extend(["--webhook-allow-private", "--webhook-retry-scale", "0.001"]);
+    start(&args).expect("cluster node")
+}
+
 /// One sample of a metric on a node's `/metrics`.
 pub async fn metric(node: &Node, name: &str) -> Option<f64> {
     let text = reqwest::get(format!("{}/metrics", node.admin))
@@ -567,11 +574,7 @@ async fn webhooks_are_delivered_once_by_a_cluster() {
     };
     let nodes: Vec<Node> = ["w1", "w2", "w3"]
         .iter()
-        .map(|id| {
-            let mut args = cluster_args(&db, &nats, &prefix, id);
-            args.extend(["--webhook-allow-private", "--webhook-retry-scale", "0.001"]);
-            start(&args).expect("cluster node")
-        })
+        .map(|id| hook_node(&db, &nats, &prefix, id))
         .collect();
     let apps: Vec<TestApp> = nodes.iter().map(client_of).collect();
     let rx = crate::webhooks::Receiver::start();
@@ -678,12 +681,7 @@ async fn a_dead_nodes_webhook_attempt_is_taken_over() {
     let Some((db, nats, prefix)) = services("a_dead_nodes_webhook_attempt_is_taken_over") else {
         return;
     };
-    let node = |id: &'static str| {
-        let mut args = cluster_args(&db, &nats, &prefix, id);
-        args.extend(["--webhook-allow-private", "--webhook-retry-scale", "0.001"]);
-        start(&args).expect("cluster node")
-    };
-    let mut a = node("hook-a");
+    let mut a = hook_node(&db, &nats, &prefix, "hook-a");
     let app_a = client_of(&a);
     let rx = crate::webhooks::Receiver::start();
     // every notification is held (A's attempt hangs) until told otherwise
@@ -704,7 +702,7 @@ async fn a_dead_nodes_webhook_attempt_is_taken_over() {
         .remove(0);
     let id = first.event()["id"].as_str().unwrap().to_string();
 
-    let b = node("hook-b");
+    let b = hook_node(&db, &nats, &prefix, "hook-b");
     rx.delay(Duration::ZERO);
     a.kill();
     let deadline = first.at + Duration::from_secs(60);
