@@ -14,10 +14,14 @@
 //!   so a thread's rows have increasing ids in commit order, and the relay publishes rows in id
 //!   order (a row still uncommitted is published when it commits: it belongs to another
 //!   thread). One relay at a time (a PostgreSQL advisory lock elects it); a second one during a
-//!   hand-over publishes the same rows with the same `Nats-Msg-Id`, which JetStream drops.
+//!   hand-over may publish rows again: every node remembers the ids of the rows it applied and
+//!   applies a row once (JetStream itself drops a message whose very set of rows it has seen).
 //! - **Never invented**: nothing but committed rows is published.
-//! - **Packed**: a transaction's events are one row and one log message (each costs an insert,
-//!   a relay read and delete and a JetStream message, whatever it carries).
+//! - **Packed**: a transaction's events are one row, and a relay round publishes consecutive
+//!   rows together, up to 16 a log message (a JetStream message costs the server a write and
+//!   every node a delivery, whatever it carries). Under load rounds are spaced
+//!   ([`RELAY_SPACING`]) and follow each other without kicks; a node kicks the relay (NATS
+//!   core, heard by the leader only) at most once per spacing.
 //! - **Cursors**: the `i`-th event of the log message at stream sequence `seq` has `n` =
 //!   `seq << 16 | i` ([`position`]), so it is the same on every node and increases along every
 //!   user's stream (not consecutively, as §9.2.3 allows); the epoch names the stream (from its
@@ -29,7 +33,7 @@
 #![cfg_attr(not(feature = "postgres"), allow(unused_imports, dead_code))]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{consumer, stream};
 use futures_util::{FutureExt, StreamExt};
@@ -47,6 +51,12 @@ use crate::store::hold::Lead;
 const BATCH: i64 = 512;
 /// How often the relay looks without being kicked (and a non-leader tries to lead).
 const POLL: Duration = Duration::from_millis(200);
+/// Rounds of the relay that publish something start at least this far apart: a kick after a
+/// quiet spell is served at once, and under load a round gathers the rows of the interval
+/// into few log messages (each costs JetStream a write and every node a delivery).
+const RELAY_SPACING: Duration = Duration::from_millis(5);
+/// A node's kicks of the relay are at least this far apart (see `Bus::kick`).
+const KICK_SPACING: Duration = RELAY_SPACING;
 /// JetStream's window for dropping a republished row (`Nats-Msg-Id`).
 const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 /// The kind of the control event that closes a user's sessions and forgets their cached
@@ -59,6 +69,20 @@ pub type OnClose = Arc<dyn Fn(&UserId) + Send + Sync>;
 
 /// Bits of `n` that number the events of one log message.
 const SHIFT: u32 = 16;
+/// Rows at most in one log message: their events are numbered below 2^[`SHIFT`].
+const ROWS_PER_MESSAGE: usize = (1 << SHIFT) / cluster_events::PACK_MAX;
+/// Bytes a log message gathers rows up to (NATS refuses messages over its `max_payload`,
+/// 1 MiB by default).
+const MESSAGE_BYTES: usize = 256 * 1024;
+/// The header naming a log message's format: [`ROWS_FORMAT`], or none for a message written
+/// by an earlier version (the events of one row: a JSON array of [`Wire`]).
+const FORMAT_HEADER: &str = "Confab-Format";
+/// Several rows: `[{"row":<id>,"events":[<Wire>…]},…]`.
+const ROWS_FORMAT: &str = "rows";
+/// Row ids a node remembers having applied: a row published twice (a hand-over, a lost
+/// acknowledgement) is applied once. A second copy comes within a round or two of the
+/// first, and a round publishes at most [`BATCH`] rows.
+const REMEMBERED_ROWS: usize = 64 * 1024;
 
 /// The `n` of the `i`-th event of the log message at `seq`.
 fn position(seq: u64, i: usize) -> u64 {
@@ -133,7 +157,10 @@ impl Bus {
     }
 
     /// Tells the relay (on whichever node leads) that events were committed. Kicks of commits
-    /// made while one is on its way are that one: it is sent after they committed.
+    /// made while one is on its way are that one: it is sent after they committed. A node
+    /// spaces its kicks [`KICK_SPACING`] apart: under load one kick covers the commits of the
+    /// interval (each commit kicked on its own, the kicks outnumbered the log's messages three
+    /// to one), and a commit after a quiet spell is kicked at once.
     pub fn kick(self: &Arc<Self>) {
         use std::sync::atomic::Ordering;
         if !self.connected() || self.kick_pending.swap(true, Ordering::AcqRel) {
@@ -141,6 +168,11 @@ impl Bus {
         }
         let bus = self.clone();
         actix_web::rt::spawn(async move {
+            let last = *bus.last_kick.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(wait) = last.and_then(|t| KICK_SPACING.checked_sub(t.elapsed())) {
+                actix_web::rt::time::sleep(wait).await;
+            }
+            *bus.last_kick.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             bus.kick_pending.store(false, Ordering::Release);
             let _ = bus
                 .client
@@ -179,6 +211,7 @@ pub async fn consume(
     // the first one is made now, so that a start fails if it cannot be
     let mut messages = Some(reader(&bus, origin).await?);
     actix_web::rt::spawn(async move {
+        let mut seen = Seen::default();
         loop {
             let mut current = match messages.take() {
                 Some(m) => m,
@@ -198,7 +231,15 @@ pub async fn consume(
                             if let Ok(seq) = m.info().map(|i| i.stream_sequence) {
                                 // (a reader made again may repeat what was applied)
                                 if position(seq, 0) > users.applied() {
-                                    for nonce in apply(&users, &on_close, &m.payload, seq) {
+                                    let header = |name: &str| {
+                                        m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str())
+                                    };
+                                    let rows = match header(FORMAT_HEADER) {
+                                        Some(ROWS_FORMAT) => Rows::Packed,
+                                        _ => Rows::One(header("Nats-Msg-Id").and_then(|v| v.parse().ok())),
+                                    };
+                                    let read = apply(&users, &on_close, &mut seen, &m.payload, rows, seq);
+                                    for nonce in read {
                                         confirm_closed(&bus, &nonce);
                                     }
                                 }
@@ -251,10 +292,68 @@ fn confirm_closed(bus: &Arc<Bus>, nonce: &str) {
     });
 }
 
-/// Applies the events of the log message at `seq`; the nonces of its `closeUser` events.
-fn apply(users: &Users, on_close: &OnClose, payload: &[u8], seq: u64) -> Vec<String> {
+/// What a log message carries: several rows (each named), or (written by an earlier version)
+/// the events of one row, named by its `Nats-Msg-Id` when it has one.
+enum Rows {
+    Packed,
+    One(Option<i64>),
+}
+
+/// A row of a [`Rows::Packed`] log message.
+#[derive(Deserialize)]
+struct RowWire {
+    row: i64,
+    events: Vec<Wire>,
+}
+
+/// The ids of the last [`REMEMBERED_ROWS`] rows applied.
+#[derive(Default)]
+struct Seen {
+    ids: std::collections::HashSet<i64>,
+    order: std::collections::VecDeque<i64>,
+}
+
+impl Seen {
+    /// Whether row `id` is new (and remembers it).
+    fn first_time(&mut self, id: i64) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > REMEMBERED_ROWS {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+/// The events of a log message's rows not applied before.
+fn unseen(seen: &mut Seen, payload: &[u8], rows: Rows) -> serde_json::Result<Vec<Wire>> {
+    Ok(match rows {
+        Rows::Packed => serde_json::from_slice::<Vec<RowWire>>(payload)?
+            .into_iter()
+            .filter(|r| seen.first_time(r.row))
+            .flat_map(|r| r.events)
+            .collect(),
+        Rows::One(Some(id)) if !seen.first_time(id) => Vec::new(),
+        Rows::One(_) => serde_json::from_slice::<Vec<Wire>>(payload)?,
+    })
+}
+
+/// Applies the events of the log message at `seq` (those of rows not applied before); the
+/// nonces of its `closeUser` events.
+fn apply(
+    users: &Users,
+    on_close: &OnClose,
+    seen: &mut Seen,
+    payload: &[u8],
+    rows: Rows,
+    seq: u64,
+) -> Vec<String> {
     let mut closed = Vec::new();
-    match serde_json::from_slice::<Vec<Wire>>(payload) {
+    match unseen(seen, payload, rows) {
         Ok(events) => {
             for (i, w) in events.into_iter().enumerate() {
                 let recipients: Vec<UserId> = w.recipients.iter().map(UserId::new).collect();
@@ -291,13 +390,9 @@ fn apply(users: &Users, on_close: &OnClose, payload: &[u8], seq: u64) -> Vec<Str
 #[cfg(feature = "postgres")]
 pub fn spawn_relay(bus: Arc<Bus>, db_url: String) {
     actix_web::rt::spawn(async move {
-        let mut kicks = match bus.client.subscribe(bus.kick_subject()).await {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to relay kicks; polling only");
-                None
-            }
-        };
+        // kicks are for the leader: only the leading node listens to them (a round follows
+        // the subscription, so kicks sent before it are not missed)
+        let mut kicks: Option<async_nats::Subscriber> = None;
         let lead = Arc::new(std::sync::Mutex::new(Lead::new(db_url, "relay")));
         // rows the log has acknowledged, deleted at the start of the next round
         let mut published: Vec<i64> = Vec::new();
@@ -310,14 +405,23 @@ pub fn spawn_relay(bus: Arc<Bus>, db_url: String) {
                     .unwrap_or(false)
             };
             if !leading || !bus.connected() {
-                // kicks are for the leader; a follower only looks whether it may lead
-                if let Some(k) = &mut kicks {
-                    while let Some(Some(_)) = k.next().now_or_never() {}
+                // a follower only looks whether it may lead
+                if let Some(mut k) = kicks.take() {
+                    let _ = k.unsubscribe().await;
                 }
                 published.clear();
                 actix_web::rt::time::sleep(POLL).await;
                 continue;
             }
+            if kicks.is_none() {
+                match bus.client.subscribe(bus.kick_subject()).await {
+                    Ok(s) => kicks = Some(s),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot subscribe to relay kicks; polling only")
+                    }
+                }
+            }
+            let round = Instant::now();
             let full = match relay_once(&bus, &lead, std::mem::take(&mut published)).await {
                 Ok(ids) => {
                     let full = ids.len() as i64 == BATCH;
@@ -332,22 +436,30 @@ pub fn spawn_relay(bus: Arc<Bus>, db_url: String) {
             if full {
                 continue;
             }
-            let idle = if published.is_empty() {
-                POLL
-            } else {
-                Duration::from_millis(20)
-            };
+            if !published.is_empty() {
+                // Under load, rounds follow each other without waiting for kicks, spaced so
+                // that each gathers several rows. (The next round also deletes these rows.)
+                if let Some(rest) = RELAY_SPACING.checked_sub(round.elapsed()) {
+                    actix_web::rt::time::sleep(rest).await;
+                }
+                if let Some(k) = &mut kicks {
+                    while let Some(Some(_)) = k.next().now_or_never() {}
+                }
+                continue;
+            }
             match &mut kicks {
                 Some(k) => {
                     tokio::select! {
-                        _ = k.next() => {
+                        kick = k.next() => match kick {
                             // one round for every kick that arrived meanwhile
-                            while let Some(Some(_)) = k.next().now_or_never() {}
-                        }
-                        _ = actix_web::rt::time::sleep(idle) => {}
+                            Some(_) => while let Some(Some(_)) = k.next().now_or_never() {},
+                            // (closed: subscribe again next round)
+                            None => kicks = None,
+                        },
+                        _ = actix_web::rt::time::sleep(POLL) => {}
                     }
                 }
-                None => actix_web::rt::time::sleep(idle).await,
+                None => actix_web::rt::time::sleep(POLL).await,
             }
         }
     });
@@ -374,17 +486,14 @@ async fn relay_once(
     .map_err(|e| e.to_string())?
     .ok_or("no longer leading")?
     .map_err(|e| format!("cannot read committed events: {e}"))?;
-    let mut acks = Vec::with_capacity(rows.len());
-    for r in &rows {
+    let mut acks = Vec::new();
+    for pack in packs(&rows) {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", r.id.to_string().as_str());
+        headers.insert(FORMAT_HEADER, ROWS_FORMAT);
+        headers.insert("Nats-Msg-Id", pack.id.as_str());
         let ack = bus
             .jetstream
-            .publish_with_headers(
-                bus.events_subject(),
-                headers,
-                cluster_events::unpacked(r).into(),
-            )
+            .publish_with_headers(bus.events_subject(), headers, pack.payload.into())
             .await
             .map_err(|e| format!("publish: {e}"))?;
         acks.push(ack);
@@ -394,6 +503,61 @@ async fn relay_once(
             .map_err(|e| format!("publish acknowledgement: {e}"))?;
     }
     Ok(rows.iter().map(|r| r.id).collect())
+}
+
+/// One log message carrying several rows.
+struct Pack {
+    /// `Nats-Msg-Id`: names the set of rows, so that JetStream drops the very same pack
+    /// published again (a round whose acknowledgement was lost, a hand-over).
+    id: String,
+    /// `[{"row":<id>,"events":[…]},…]`
+    payload: String,
+}
+
+/// The log messages carrying `rows`, in order: consecutive rows share a message up to
+/// [`ROWS_PER_MESSAGE`] rows and [`MESSAGE_BYTES`] (a bigger row goes alone).
+fn packs(rows: &[cluster_events::ClusterEvent]) -> Vec<Pack> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let mut payload = String::from("[");
+        // FNV-1a over the ids
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let first = i;
+        while i < rows.len()
+            && i - first < ROWS_PER_MESSAGE
+            && (i == first || payload.len() + rows[i].body.len() <= MESSAGE_BYTES)
+        {
+            let r = &rows[i];
+            if i > first {
+                payload.push(',');
+            }
+            payload.push_str("{\"row\":");
+            payload.push_str(&r.id.to_string());
+            payload.push_str(",\"events\":");
+            if r.kind == cluster_events::PACK {
+                payload.push_str(&r.body);
+            } else {
+                payload.push_str(&cluster_events::unpacked(r));
+            }
+            payload.push('}');
+            for b in r.id.to_le_bytes() {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            i += 1;
+        }
+        payload.push(']');
+        out.push(Pack {
+            id: format!(
+                "{}-{}-{}-{hash:016x}",
+                rows[first].id,
+                rows[i - 1].id,
+                i - first
+            ),
+            payload,
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -408,6 +572,87 @@ mod tests {
         assert!(position(8, 0) > end_of(7));
         assert_eq!(message_of(position(9, 3)), 9);
         assert_eq!(message_of(end_of(9)), 9);
+    }
+
+    fn row(id: i64, bodies: &[&str]) -> cluster_events::ClusterEvent {
+        let events: Vec<cluster_events::NewClusterEvent> = bodies
+            .iter()
+            .map(|b| cluster_events::NewClusterEvent {
+                kind: "chatMessageReceived".into(),
+                body: b.to_string(),
+                recipients: r#"["8:acs:u"]"#.into(),
+                created_at: 1,
+            })
+            .collect();
+        let packed = cluster_events::packed(&events).remove(0);
+        cluster_events::ClusterEvent {
+            id,
+            kind: packed.kind,
+            body: packed.body,
+            recipients: packed.recipients,
+            created_at: 1,
+        }
+    }
+
+    fn bodies(events: &[Wire]) -> Vec<&str> {
+        events.iter().map(|w| w.body.as_str()).collect()
+    }
+
+    #[test]
+    fn consecutive_rows_share_log_messages_named_by_their_set() {
+        let rows: Vec<_> = (1..=20).map(|id| row(id, &[&format!("m{id}")])).collect();
+        let made = packs(&rows);
+        assert_eq!(made.len(), 2, "{ROWS_PER_MESSAGE} rows a message at most");
+        let first: Vec<RowWire> = serde_json::from_str(&made[0].payload).unwrap();
+        assert_eq!(
+            first.iter().map(|r| r.row).collect::<Vec<_>>(),
+            (1..=16).collect::<Vec<_>>()
+        );
+        assert_eq!(bodies(&first[2].events), ["m3"]);
+        assert!(made[0].id.starts_with("1-16-16-"), "{}", made[0].id);
+        assert!(made[1].id.starts_with("17-20-4-"), "{}", made[1].id);
+        // another set of rows with the same ends and count is another message
+        let other = packs(&[row(1, &["a"]), row(5, &["b"]), row(9, &["c"])]);
+        let again = packs(&[row(1, &["a"]), row(6, &["b"]), row(9, &["c"])]);
+        assert_ne!(other[0].id, again[0].id);
+        // a row over the size a message gathers goes alone
+        let big = "x".repeat(MESSAGE_BYTES);
+        let alone = packs(&[row(1, &["a"]), row(2, &[&big]), row(3, &["c"])]);
+        assert_eq!(alone.len(), 3);
+    }
+
+    #[test]
+    fn a_row_published_twice_is_applied_once() {
+        let mut seen = Seen::default();
+        let payload = |rows: &[cluster_events::ClusterEvent]| packs(rows).remove(0).payload;
+        let a = payload(&[row(1, &["m1"]), row(2, &["m2", "m2b"])]);
+        let events = unseen(&mut seen, a.as_bytes(), Rows::Packed).unwrap();
+        assert_eq!(bodies(&events), ["m1", "m2", "m2b"]);
+        // a hand-over publishes row 2 again with row 3
+        let b = payload(&[row(2, &["m2", "m2b"]), row(3, &["m3"])]);
+        let events = unseen(&mut seen, b.as_bytes(), Rows::Packed).unwrap();
+        assert_eq!(bodies(&events), ["m3"]);
+        // a message of an earlier version names its row by Nats-Msg-Id
+        let old = cluster_events::unpacked(&row(4, &["m4"]));
+        let events = unseen(&mut seen, old.as_bytes(), Rows::One(Some(4))).unwrap();
+        assert_eq!(bodies(&events), ["m4"]);
+        assert!(unseen(&mut seen, old.as_bytes(), Rows::One(Some(4)))
+            .unwrap()
+            .is_empty());
+        // and is applied when it names none
+        let events = unseen(&mut seen, old.as_bytes(), Rows::One(None)).unwrap();
+        assert_eq!(bodies(&events), ["m4"]);
+    }
+
+    #[test]
+    fn rows_are_remembered_up_to_a_bound() {
+        let mut seen = Seen::default();
+        for id in 0..(REMEMBERED_ROWS as i64 + 10) {
+            assert!(seen.first_time(id));
+        }
+        assert_eq!(seen.ids.len(), REMEMBERED_ROWS);
+        assert!(!seen.first_time(REMEMBERED_ROWS as i64 + 9));
+        assert!(seen.first_time(0), "the oldest ids are forgotten");
     }
 
     #[test]

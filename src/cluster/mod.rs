@@ -247,6 +247,8 @@ pub struct Bus {
     pub reconnected: Arc<tokio::sync::Notify>,
     /// A kick of the relay is on its way (see `Bus::kick`).
     kick_pending: std::sync::atomic::AtomicBool,
+    /// When the last kick was sent.
+    last_kick: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Bus {
@@ -312,6 +314,7 @@ impl Bus {
             url: url.to_string(),
             reconnected,
             kick_pending: Default::default(),
+            last_kick: Default::default(),
         })
     }
 

@@ -32,7 +32,7 @@ pub struct NewClusterEvent {
 pub const PACK: &str = "pack";
 
 /// Events at most in one packed row (`cluster::events` numbers a row's events below 2^16).
-const PACK_MAX: usize = 4096;
+pub const PACK_MAX: usize = 4096;
 
 /// Writes events in the caller's transaction, in order, packed into as few rows as possible
 /// (one for any transaction's worth): each row costs an insert, a relay read and delete and a
@@ -41,7 +41,7 @@ pub fn insert(c: &mut DbConn, events: &[NewClusterEvent]) -> QueryResult<usize> 
     if events.is_empty() {
         return Ok(0);
     }
-    let rows: Vec<NewClusterEvent> = events.chunks(PACK_MAX).map(pack).collect();
+    let rows = packed(events);
     match c {
         #[cfg(feature = "postgres")]
         DbConn::Pg(pg) => diesel::insert_into(ce::table).values(&rows).execute(pg)?,
@@ -55,6 +55,11 @@ pub fn insert(c: &mut DbConn, events: &[NewClusterEvent]) -> QueryResult<usize> 
         }
     };
     Ok(events.len())
+}
+
+/// The rows carrying `events`, in order (as few as possible: one for any transaction's worth).
+pub fn packed(events: &[NewClusterEvent]) -> Vec<NewClusterEvent> {
+    events.chunks(PACK_MAX).map(pack).collect()
 }
 
 /// One row carrying `events`.
