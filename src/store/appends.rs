@@ -202,6 +202,30 @@ pub fn write_group(c: &mut DbConn, group: &[Append]) -> QueryResult<bool> {
     Ok(true)
 }
 
+/// The end of a batch's first attempt: writes `group` as [`write_group`] does, and the
+/// batch's real-time `events` (cluster mode). On PostgreSQL both are one statement.
+pub fn write_group_and_events(
+    c: &mut DbConn,
+    group: &[Append],
+    events: &[NewClusterEvent],
+) -> QueryResult<bool> {
+    match c {
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(pg) if !group.is_empty() => {
+            let moved: i64 =
+                pg::WriteGroup::of(group, super::cluster_events::packed(events)).get_result(pg)?;
+            Ok(moved == group.len() as i64)
+        }
+        _ => {
+            if !write_group(c, group)? {
+                return Ok(false);
+            }
+            super::cluster_events::insert(c, events)?;
+            Ok(true)
+        }
+    }
+}
+
 /// Moves every thread row of `group` from its `from` to its `to` position, only where it is
 /// still at `from` and live; how many moved.
 fn update_threads(c: &mut DbConn, group: &[Append]) -> QueryResult<usize> {
@@ -333,7 +357,7 @@ mod pg {
     use diesel::query_builder::{AstPass, QueryFragment, QueryId};
     use diesel::sql_types::{Array, BigInt, Nullable, Text};
 
-    use super::Append;
+    use super::{Append, NewClusterEvent};
 
     /// Pushes each bind parameter, separated by commas.
     macro_rules! binds {
@@ -382,8 +406,9 @@ mod pg {
         const HAS_STATIC_QUERY_ID: bool = true;
     }
 
-    impl QueryFragment<Pg> for MoveThreads {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+    impl MoveThreads {
+        /// The UPDATE; its id array must be the statement's first bind (`$1`).
+        fn walk<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
             out.push_sql(
                 "UPDATE threads SET last_seq = v.to_seq, last_message_id = v.to_id, \
                  last_message_at = v.to_at FROM unnest(",
@@ -406,6 +431,12 @@ mod pg {
                  AND threads.deleted_at IS NULL",
             );
             Ok(())
+        }
+    }
+
+    impl QueryFragment<Pg> for MoveThreads {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            self.walk(&mut out)
         }
     }
 
@@ -459,13 +490,16 @@ mod pg {
         const HAS_STATIC_QUERY_ID: bool = true;
     }
 
-    impl QueryFragment<Pg> for InsertMessages {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-            out.push_sql(
-                "INSERT INTO messages (thread_id, seq, id, kind, content, system, sender_id, \
-                 sender_display_name, metadata, priority, created_at, version, edited_at, \
-                 deleted_at, sentiment) SELECT * FROM unnest(",
-            );
+    impl InsertMessages {
+        const COLUMNS: &'static str = "thread_id, seq, id, kind, content, system, sender_id, \
+             sender_display_name, metadata, priority, created_at, version, edited_at, \
+             deleted_at, sentiment";
+
+        /// The INSERT; with `only_moved`, of the rows whose thread is in the CTE `moved`.
+        fn walk<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, only_moved: bool) -> QueryResult<()> {
+            out.push_sql("INSERT INTO messages (");
+            out.push_sql(Self::COLUMNS);
+            out.push_sql(") SELECT * FROM unnest(");
             binds!(out,
                 Array<Text> => &self.thread_id,
                 Array<BigInt> => &self.seq,
@@ -483,10 +517,87 @@ mod pg {
                 Array<Nullable<BigInt>> => &self.deleted_at,
                 Array<Nullable<BigInt>> => &self.sentiment,
             );
+            out.push_sql(") AS u(");
+            out.push_sql(Self::COLUMNS);
             out.push_sql(")");
+            if only_moved {
+                out.push_sql(" WHERE u.thread_id IN (SELECT id FROM moved)");
+            }
             Ok(())
         }
     }
 
+    impl QueryFragment<Pg> for InsertMessages {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            self.walk(&mut out, false)
+        }
+    }
+
     impl RunQueryDsl<PgConnection> for InsertMessages {}
+
+    /// A group and the batch's real-time events in one statement (one round trip instead of
+    /// three): the thread rows move, the messages of the rows that moved go in, and the events
+    /// rows go in; it returns how many rows moved. Fewer than the group's size leaves the
+    /// messages of the others out (no duplicate-key error to tell apart from a moved row), and
+    /// the caller rolls the whole transaction back.
+    pub struct WriteGroup {
+        moves: MoveThreads,
+        messages: InsertMessages,
+        event_kind: Vec<String>,
+        event_body: Vec<String>,
+        event_recipients: Vec<String>,
+        event_created_at: Vec<i64>,
+    }
+
+    impl WriteGroup {
+        pub fn of(group: &[Append], events: Vec<NewClusterEvent>) -> WriteGroup {
+            let mut q = WriteGroup {
+                moves: MoveThreads::of(group),
+                messages: InsertMessages::of(group),
+                event_kind: Vec::with_capacity(events.len()),
+                event_body: Vec::with_capacity(events.len()),
+                event_recipients: Vec::with_capacity(events.len()),
+                event_created_at: Vec::with_capacity(events.len()),
+            };
+            for e in events {
+                q.event_kind.push(e.kind);
+                q.event_body.push(e.body);
+                q.event_recipients.push(e.recipients);
+                q.event_created_at.push(e.created_at);
+            }
+            q
+        }
+    }
+
+    impl QueryId for WriteGroup {
+        type QueryId = WriteGroup;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl diesel::query_builder::Query for WriteGroup {
+        type SqlType = BigInt;
+    }
+
+    impl QueryFragment<Pg> for WriteGroup {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            out.push_sql("WITH moved AS (");
+            self.moves.walk(&mut out)?;
+            out.push_sql(" RETURNING threads.id), written AS (");
+            self.messages.walk(&mut out, true)?;
+            out.push_sql("), events AS (INSERT INTO cluster_events (kind, body, recipients, created_at) SELECT * FROM unnest(");
+            binds!(out,
+                Array<Text> => &self.event_kind,
+                Array<Text> => &self.event_body,
+                Array<Text> => &self.event_recipients,
+                Array<BigInt> => &self.event_created_at,
+            );
+            // (the condition makes the UPDATE finish, taking its row locks, before the first
+            // event row takes its id: a thread's event rows keep commit order, which the
+            // relay publishes in; sub-statements of a WITH otherwise run in no set order)
+            out.push_sql(") WHERE (SELECT count(*) FROM moved) >= 0) SELECT count(*) FROM moved");
+            Ok(())
+        }
+    }
+
+    impl RunQueryDsl<PgConnection> for WriteGroup {}
 }

@@ -242,11 +242,8 @@ fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Resul
                 Err(_) => return Err(BatchFailed::Panic),
             }
         }
-        write_group(c, &mut group)?;
-        if !shared.events.is_empty() {
-            super::cluster_events::insert(c, &shared.events)?;
-        }
-        Ok(())
+        let written = appends::write_group_and_events(c, &group, &shared.events);
+        group_written(written)
     })
 }
 
@@ -254,6 +251,11 @@ fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Resul
 fn write_group(c: &mut DbConn, group: &mut Vec<Append>) -> Result<(), BatchFailed> {
     let written = appends::write_group(c, group);
     group.clear();
+    group_written(written)
+}
+
+/// What writing a group means for the batch: any failure sends it to its retry.
+fn group_written(written: diesel::QueryResult<bool>) -> Result<(), BatchFailed> {
     match written {
         Ok(true) => Ok(()),
         Ok(false) => Err(BatchFailed::Moved),
