@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{consumer, stream};
 use futures_util::{FutureExt, StreamExt};
-use serde::{Deserialize, Serialize};
 
+use super::log::{packs, unseen, Rows, Seen, FORMAT_HEADER, ROWS_FORMAT};
 use super::Bus;
 use crate::hub::realtime::{self, Event};
 use crate::hub::users::Users;
@@ -68,21 +68,7 @@ pub const CLOSE_USER: &str = "closeUser";
 pub type OnClose = Arc<dyn Fn(&UserId) + Send + Sync>;
 
 /// Bits of `n` that number the events of one log message.
-const SHIFT: u32 = 16;
-/// Rows at most in one log message: their events are numbered below 2^[`SHIFT`].
-const ROWS_PER_MESSAGE: usize = (1 << SHIFT) / cluster_events::PACK_MAX;
-/// Bytes a log message gathers rows up to (NATS refuses messages over its `max_payload`,
-/// 1 MiB by default).
-const MESSAGE_BYTES: usize = 256 * 1024;
-/// The header naming a log message's format: [`ROWS_FORMAT`], or none for a message written
-/// by an earlier version (the events of one row: a JSON array of [`Wire`]).
-const FORMAT_HEADER: &str = "Confab-Format";
-/// Several rows: `[{"row":<id>,"events":[<Wire>…]},…]`.
-const ROWS_FORMAT: &str = "rows";
-/// Row ids a node remembers having applied: a row published twice (a hand-over, a lost
-/// acknowledgement) is applied once. A second copy comes within a round or two of the
-/// first, and a round publishes at most [`BATCH`] rows.
-const REMEMBERED_ROWS: usize = 64 * 1024;
+pub(super) const SHIFT: u32 = 16;
 
 /// The `n` of the `i`-th event of the log message at `seq`.
 fn position(seq: u64, i: usize) -> u64 {
@@ -97,15 +83,6 @@ fn end_of(seq: u64) -> u64 {
 /// The log message an `n` belongs to.
 fn message_of(n: u64) -> u64 {
     n >> SHIFT
-}
-
-/// An event as it travels on JetStream: each log message is a JSON array of them
-/// (`store::cluster_events` writes them so).
-#[derive(Serialize, Deserialize)]
-struct Wire {
-    kind: String,
-    body: String,
-    recipients: Vec<String>,
 }
 
 impl Bus {
@@ -292,56 +269,6 @@ fn confirm_closed(bus: &Arc<Bus>, nonce: &str) {
     });
 }
 
-/// What a log message carries: several rows (each named), or (written by an earlier version)
-/// the events of one row, named by its `Nats-Msg-Id` when it has one.
-enum Rows {
-    Packed,
-    One(Option<i64>),
-}
-
-/// A row of a [`Rows::Packed`] log message.
-#[derive(Deserialize)]
-struct RowWire {
-    row: i64,
-    events: Vec<Wire>,
-}
-
-/// The ids of the last [`REMEMBERED_ROWS`] rows applied.
-#[derive(Default)]
-struct Seen {
-    ids: std::collections::HashSet<i64>,
-    order: std::collections::VecDeque<i64>,
-}
-
-impl Seen {
-    /// Whether row `id` is new (and remembers it).
-    fn first_time(&mut self, id: i64) -> bool {
-        if !self.ids.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        if self.order.len() > REMEMBERED_ROWS {
-            if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
-        }
-        true
-    }
-}
-
-/// The events of a log message's rows not applied before.
-fn unseen(seen: &mut Seen, payload: &[u8], rows: Rows) -> serde_json::Result<Vec<Wire>> {
-    Ok(match rows {
-        Rows::Packed => serde_json::from_slice::<Vec<RowWire>>(payload)?
-            .into_iter()
-            .filter(|r| seen.first_time(r.row))
-            .flat_map(|r| r.events)
-            .collect(),
-        Rows::One(Some(id)) if !seen.first_time(id) => Vec::new(),
-        Rows::One(_) => serde_json::from_slice::<Vec<Wire>>(payload)?,
-    })
-}
-
 /// Applies the events of the log message at `seq` (those of rows not applied before); the
 /// nonces of its `closeUser` events.
 fn apply(
@@ -505,61 +432,6 @@ async fn relay_once(
     Ok(rows.iter().map(|r| r.id).collect())
 }
 
-/// One log message carrying several rows.
-struct Pack {
-    /// `Nats-Msg-Id`: names the set of rows, so that JetStream drops the very same pack
-    /// published again (a round whose acknowledgement was lost, a hand-over).
-    id: String,
-    /// `[{"row":<id>,"events":[…]},…]`
-    payload: String,
-}
-
-/// The log messages carrying `rows`, in order: consecutive rows share a message up to
-/// [`ROWS_PER_MESSAGE`] rows and [`MESSAGE_BYTES`] (a bigger row goes alone).
-fn packs(rows: &[cluster_events::ClusterEvent]) -> Vec<Pack> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < rows.len() {
-        let mut payload = String::from("[");
-        // FNV-1a over the ids
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let first = i;
-        while i < rows.len()
-            && i - first < ROWS_PER_MESSAGE
-            && (i == first || payload.len() + rows[i].body.len() <= MESSAGE_BYTES)
-        {
-            let r = &rows[i];
-            if i > first {
-                payload.push(',');
-            }
-            payload.push_str("{\"row\":");
-            payload.push_str(&r.id.to_string());
-            payload.push_str(",\"events\":");
-            if r.kind == cluster_events::PACK {
-                payload.push_str(&r.body);
-            } else {
-                payload.push_str(&cluster_events::unpacked(r));
-            }
-            payload.push('}');
-            for b in r.id.to_le_bytes() {
-                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-            }
-            i += 1;
-        }
-        payload.push(']');
-        out.push(Pack {
-            id: format!(
-                "{}-{}-{}-{hash:016x}",
-                rows[first].id,
-                rows[i - 1].id,
-                i - first
-            ),
-            payload,
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,87 +444,6 @@ mod tests {
         assert!(position(8, 0) > end_of(7));
         assert_eq!(message_of(position(9, 3)), 9);
         assert_eq!(message_of(end_of(9)), 9);
-    }
-
-    fn row(id: i64, bodies: &[&str]) -> cluster_events::ClusterEvent {
-        let events: Vec<cluster_events::NewClusterEvent> = bodies
-            .iter()
-            .map(|b| cluster_events::NewClusterEvent {
-                kind: "chatMessageReceived".into(),
-                body: b.to_string(),
-                recipients: r#"["8:acs:u"]"#.into(),
-                created_at: 1,
-            })
-            .collect();
-        let packed = cluster_events::packed(&events).remove(0);
-        cluster_events::ClusterEvent {
-            id,
-            kind: packed.kind,
-            body: packed.body,
-            recipients: packed.recipients,
-            created_at: 1,
-        }
-    }
-
-    fn bodies(events: &[Wire]) -> Vec<&str> {
-        events.iter().map(|w| w.body.as_str()).collect()
-    }
-
-    #[test]
-    fn consecutive_rows_share_log_messages_named_by_their_set() {
-        let rows: Vec<_> = (1..=20).map(|id| row(id, &[&format!("m{id}")])).collect();
-        let made = packs(&rows);
-        assert_eq!(made.len(), 2, "{ROWS_PER_MESSAGE} rows a message at most");
-        let first: Vec<RowWire> = serde_json::from_str(&made[0].payload).unwrap();
-        assert_eq!(
-            first.iter().map(|r| r.row).collect::<Vec<_>>(),
-            (1..=16).collect::<Vec<_>>()
-        );
-        assert_eq!(bodies(&first[2].events), ["m3"]);
-        assert!(made[0].id.starts_with("1-16-16-"), "{}", made[0].id);
-        assert!(made[1].id.starts_with("17-20-4-"), "{}", made[1].id);
-        // another set of rows with the same ends and count is another message
-        let other = packs(&[row(1, &["a"]), row(5, &["b"]), row(9, &["c"])]);
-        let again = packs(&[row(1, &["a"]), row(6, &["b"]), row(9, &["c"])]);
-        assert_ne!(other[0].id, again[0].id);
-        // a row over the size a message gathers goes alone
-        let big = "x".repeat(MESSAGE_BYTES);
-        let alone = packs(&[row(1, &["a"]), row(2, &[&big]), row(3, &["c"])]);
-        assert_eq!(alone.len(), 3);
-    }
-
-    #[test]
-    fn a_row_published_twice_is_applied_once() {
-        let mut seen = Seen::default();
-        let payload = |rows: &[cluster_events::ClusterEvent]| packs(rows).remove(0).payload;
-        let a = payload(&[row(1, &["m1"]), row(2, &["m2", "m2b"])]);
-        let events = unseen(&mut seen, a.as_bytes(), Rows::Packed).unwrap();
-        assert_eq!(bodies(&events), ["m1", "m2", "m2b"]);
-        // a hand-over publishes row 2 again with row 3
-        let b = payload(&[row(2, &["m2", "m2b"]), row(3, &["m3"])]);
-        let events = unseen(&mut seen, b.as_bytes(), Rows::Packed).unwrap();
-        assert_eq!(bodies(&events), ["m3"]);
-        // a message of an earlier version names its row by Nats-Msg-Id
-        let old = cluster_events::unpacked(&row(4, &["m4"]));
-        let events = unseen(&mut seen, old.as_bytes(), Rows::One(Some(4))).unwrap();
-        assert_eq!(bodies(&events), ["m4"]);
-        assert!(unseen(&mut seen, old.as_bytes(), Rows::One(Some(4)))
-            .unwrap()
-            .is_empty());
-        // and is applied when it names none
-        let events = unseen(&mut seen, old.as_bytes(), Rows::One(None)).unwrap();
-        assert_eq!(bodies(&events), ["m4"]);
-    }
-
-    #[test]
-    fn rows_are_remembered_up_to_a_bound() {
-        let mut seen = Seen::default();
-        for id in 0..(REMEMBERED_ROWS as i64 + 10) {
-            assert!(seen.first_time(id));
-        }
-        assert_eq!(seen.ids.len(), REMEMBERED_ROWS);
-        assert!(!seen.first_time(REMEMBERED_ROWS as i64 + 9));
-        assert!(seen.first_time(0), "the oldest ids are forgotten");
     }
 
     #[test]

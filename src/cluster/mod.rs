@@ -11,6 +11,7 @@
 //! Standalone mode has no bus: every caller holds an `Option<Arc<Bus>>`.
 
 pub mod events;
+mod log;
 pub mod nodes;
 
 use std::sync::{Arc, OnceLock};

@@ -36,6 +36,7 @@ use diesel::Connection;
 use tokio::sync::oneshot;
 
 use super::appends::{self, Append, Appends};
+use super::cluster_events::NewClusterEvent;
 use super::connection::DbConn;
 use crate::error::ApiError;
 
@@ -225,7 +226,7 @@ fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Resul
         }
         for job in batch.iter_mut() {
             if !job.appending() {
-                write_group(c, &mut group)?;
+                write_group(c, &mut group, &[])?;
             }
             let appends = if safe {
                 Appends::immediate()
@@ -242,20 +243,19 @@ fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Resul
                 Err(_) => return Err(BatchFailed::Panic),
             }
         }
-        let written = appends::write_group_and_events(c, &group, &shared.events);
-        group_written(written)
+        write_group(c, &mut group, &shared.events)
     })
 }
 
-/// Writes and empties the group of appends; any failure sends the batch to its retry.
-fn write_group(c: &mut DbConn, group: &mut Vec<Append>) -> Result<(), BatchFailed> {
-    let written = appends::write_group(c, group);
+/// Writes and empties the group of appends, with `events` (the batch's real-time events, at
+/// its end); any failure sends the batch to its retry.
+fn write_group(
+    c: &mut DbConn,
+    group: &mut Vec<Append>,
+    events: &[NewClusterEvent],
+) -> Result<(), BatchFailed> {
+    let written = appends::write_group(c, group, events);
     group.clear();
-    group_written(written)
-}
-
-/// What writing a group means for the batch: any failure sends it to its retry.
-fn group_written(written: diesel::QueryResult<bool>) -> Result<(), BatchFailed> {
     match written {
         Ok(true) => Ok(()),
         Ok(false) => Err(BatchFailed::Moved),
