@@ -140,6 +140,7 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
         .map_err(|e| format!("cannot read webhook subscriptions: {e}"))?;
     webhooks.load(&subscriptions);
     let directory = Arc::new(hub::registry::Directory::default());
+    let worker_loops = Arc::new(hub::registry::WorkerLoops::default());
     let registry = Registry::new(
         HubCtx {
             store: store.clone(),
@@ -160,6 +161,7 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
             .map(|n| n.get())
             .unwrap_or(2),
         directory.clone(),
+        worker_loops.clone(),
     )
     .start();
     let prometheus = metrics::install();
@@ -167,6 +169,7 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
     let hub = hub::Hub {
         registry,
         directory,
+        workers: worker_loops,
     };
     let recent_errors = Arc::new(RecentErrors::default());
     let dashboard = web::Data::new(DashboardState {
@@ -279,6 +282,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
     );
     let app_state = state.clone();
     let mut server = HttpServer::new(move || {
+        // (on the worker's own thread: thread actors may live on this loop)
+        app_state.hub.workers.register();
         App::new()
             .app_data(app_state.clone())
             .wrap(middleware::from_fn(api::prelude))

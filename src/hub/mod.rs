@@ -37,6 +37,8 @@ use thread::ThreadActor;
 pub struct Hub {
     pub registry: Addr<Registry>,
     pub directory: std::sync::Arc<registry::Directory>,
+    /// The HTTP workers' event loops, where thread actors are started.
+    pub workers: std::sync::Arc<registry::WorkerLoops>,
 }
 
 impl Hub {
@@ -63,7 +65,7 @@ impl Hub {
                 Some(addr) => addr,
                 None => self
                     .registry
-                    .send(Lookup(thread.clone()))
+                    .send(Lookup(thread.clone(), std::thread::current().id()))
                     .await
                     .map_err(|e| ApiError::unavailable(format!("registry: {e}")))?,
             };

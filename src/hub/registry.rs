@@ -13,6 +13,37 @@ use crate::store::Store;
 /// Thread id → address of its live actor. Only the registry writes it.
 pub type Directory = parking_lot::RwLock<HashMap<ThreadId, Addr<ThreadActor>>>;
 
+/// The HTTP workers' event loops, by OS thread. A thread actor is started on the loop of the
+/// worker whose request first needed it, so that this worker's commands reach the actor, and
+/// its answers come back, without waking another OS thread: measured on two cores, the wake-ups
+/// and context switches of the hops between a worker and an actor on a loop of its own were
+/// the largest cost of a send after the database's. Commands from other workers reach it as
+/// before, through its mailbox.
+#[derive(Default)]
+pub struct WorkerLoops(parking_lot::Mutex<HashMap<std::thread::ThreadId, ArbiterHandle>>);
+
+impl WorkerLoops {
+    /// Called on each HTTP worker's thread as it builds its application.
+    pub fn register(&self) {
+        if let Some(handle) = Arbiter::try_current() {
+            self.0.lock().insert(std::thread::current().id(), handle);
+        }
+    }
+
+    /// The loop of the worker running on OS thread `t`, if it is still running.
+    fn of(&self, t: std::thread::ThreadId) -> Option<ArbiterHandle> {
+        let mut loops = self.0.lock();
+        let handle = loops.get(&t)?.clone();
+        // (a stopped worker's loop refuses work)
+        if handle.spawn(async {}) {
+            Some(handle)
+        } else {
+            loops.remove(&t);
+            None
+        }
+    }
+}
+
 /// Limits and timings the thread actors need.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -50,11 +81,17 @@ pub struct Registry {
     threads: Arc<Directory>,
     arbiters: Vec<ArbiterHandle>,
     next: usize,
+    workers: Arc<WorkerLoops>,
 }
 
 impl Registry {
     /// Thread actors are spread over `arbiters` event loops (at least one).
-    pub fn new(ctx: HubCtx, arbiters: usize, directory: Arc<Directory>) -> Registry {
+    pub fn new(
+        ctx: HubCtx,
+        arbiters: usize,
+        directory: Arc<Directory>,
+        workers: Arc<WorkerLoops>,
+    ) -> Registry {
         let arbiters = (0..arbiters.max(1))
             .map(|_| Arbiter::new().handle())
             .collect();
@@ -63,6 +100,7 @@ impl Registry {
             threads: directory,
             arbiters,
             next: 0,
+            workers,
         }
     }
 }
@@ -77,10 +115,11 @@ impl Actor for Registry {
     }
 }
 
-/// Handler → Registry: the address of a thread's actor, spawned if not live.
+/// Handler → Registry: the address of a thread's actor, spawned if not live (on the event loop
+/// of the HTTP worker on the OS thread named, if any; see [`WorkerLoops`]).
 #[derive(Message)]
 #[rtype(result = "Addr<ThreadActor>")]
-pub struct Lookup(pub ThreadId);
+pub struct Lookup(pub ThreadId, pub std::thread::ThreadId);
 
 /// ThreadActor → Registry: this actor is stopping; forget it.
 #[derive(Message)]
@@ -98,18 +137,20 @@ pub struct LiveCount;
 impl Handler<Lookup> for Registry {
     type Result = MessageResult<Lookup>;
 
-    fn handle(&mut self, Lookup(thread): Lookup, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, Lookup(thread, caller): Lookup, ctx: &mut Self::Context) -> Self::Result {
         if let Some(addr) = self.threads.read().get(&thread) {
             if addr.connected() {
                 return MessageResult(addr.clone());
             }
         }
-        let arbiter = &self.arbiters[self.next % self.arbiters.len()];
-        self.next = self.next.wrapping_add(1);
+        let arbiter = self.workers.of(caller).unwrap_or_else(|| {
+            self.next = self.next.wrapping_add(1);
+            self.arbiters[self.next % self.arbiters.len()].clone()
+        });
         let hub = self.ctx.clone();
         let me = ctx.address();
         let id = thread.clone();
-        let addr = ThreadActor::start_in_arbiter(arbiter, move |_| ThreadActor::new(id, hub, me));
+        let addr = ThreadActor::start_in_arbiter(&arbiter, move |_| ThreadActor::new(id, hub, me));
         let mut threads = self.threads.write();
         threads.insert(thread, addr.clone());
         metrics::gauge!(crate::metrics::THREAD_ACTORS_LIVE).set(threads.len() as f64);
