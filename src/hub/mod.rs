@@ -1,6 +1,6 @@
 //! Actors. One [`thread::ThreadActor`] per live thread serializes every change to that thread;
-//! the [`registry::Registry`] spawns them on demand (spread over a few arbiters) and forgets
-//! them when they stop after being idle.
+//! the [`registry::Registry`] spawns them on demand (on the event loop of the HTTP worker that
+//! asked, see [`registry::WorkerLoops`]) and forgets them when they stop after being idle.
 //!
 //! ```text
 //!  handler ── directory (live actors) or Lookup ──► Registry ──► Addr<ThreadActor>

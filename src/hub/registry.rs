@@ -85,7 +85,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Thread actors are spread over `arbiters` event loops (at least one).
+    /// Thread actors start on the loop of the HTTP worker that asked for them (`workers`);
+    /// those asked for from anywhere else (housekeeping, the admin listener's worker) are spread
+    /// over `arbiters` event loops of the registry's own (at least one).
     pub fn new(
         ctx: HubCtx,
         arbiters: usize,
@@ -175,5 +177,31 @@ impl Handler<LiveCount> for Registry {
 
     fn handle(&mut self, _: LiveCount, _ctx: &mut Self::Context) -> usize {
         self.threads.read().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker's loop is found by its OS thread while it runs, and forgotten once it stopped
+    /// (an actor is then started on the registry's own loops instead).
+    #[actix_web::test]
+    async fn a_worker_loop_is_used_while_it_runs() {
+        let loops = Arc::new(WorkerLoops::default());
+        let worker = Arbiter::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let l = loops.clone();
+        assert!(worker.spawn(async move {
+            l.register();
+            let _ = tx.send(std::thread::current().id());
+        }));
+        let t = rx.await.unwrap();
+        assert!(loops.of(t).is_some());
+        assert!(loops.of(std::thread::current().id()).is_none());
+        worker.stop();
+        worker.join().unwrap();
+        assert!(loops.of(t).is_none());
+        assert!(loops.0.lock().is_empty());
     }
 }
