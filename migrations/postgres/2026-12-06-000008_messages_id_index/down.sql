@@ -1,2 +1,1 @@
-DROP INDEX messages_id;
-CREATE UNIQUE INDEX messages_thread_id ON messages (thread_id, id);
+DROP INDEX CONCURRENTLY IF EXISTS messages_id;

@@ -4,5 +4,8 @@
 -- thread's own page: one more page written per message, in every write transaction. Lookups
 -- read the few rows with that id and check the thread. Ids stay unique within a thread by
 -- construction (each thread's ids strictly increase; its sequenceIds are the primary key).
-DROP INDEX messages_thread_id;
-CREATE INDEX messages_id ON messages (id);
+--
+-- Built CONCURRENTLY (outside a transaction, see metadata.toml, one statement per migration):
+-- in a rolling upgrade the other nodes keep writing messages while it is built. The old index
+-- goes in the next migration, once this one exists.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_id ON messages (id);
