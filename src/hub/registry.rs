@@ -72,6 +72,9 @@ pub struct HubCtx {
     /// Cluster mode: wakes the relay that takes committed events from `cluster_events` to
     /// every node (see `cluster::events`).
     pub relay_kick: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The registry's own event loops, where big threads deliver their events (set by
+    /// [`Registry::new`]; see `ThreadActor::deliver`).
+    pub fanout_loops: Vec<ArbiterHandle>,
 }
 
 pub struct Registry {
@@ -94,9 +97,11 @@ impl Registry {
         directory: Arc<Directory>,
         workers: Arc<WorkerLoops>,
     ) -> Registry {
-        let arbiters = (0..arbiters.max(1))
+        let arbiters: Vec<ArbiterHandle> = (0..arbiters.max(1))
             .map(|_| Arbiter::new().handle())
             .collect();
+        let mut ctx = ctx;
+        ctx.fanout_loops = arbiters.clone();
         Registry {
             ctx: Arc::new(ctx),
             threads: directory,

@@ -917,3 +917,86 @@ async fn concurrent_sends_keep_sequence_order() {
     // creation wrote sequenceIds 1 and 2; the messages follow without a gap, in order
     assert_eq!(seqs, (3..103).collect::<Vec<u64>>());
 }
+
+/// A thread that grows past the recipients its actor delivers to itself (32) hands its
+/// deliveries to a loop of their own: a member watching sees the messages sent before the
+/// thread grew, the growth, and concurrent sends after it, each once and in sequenceId order,
+/// with consecutive cursors.
+#[tokio::test]
+async fn a_growing_thread_keeps_delivery_order() {
+    let app = TestApp::spawn_with(&["--rate-limit-profile", "off"]).await;
+    let (a, b) = (app.user().await, app.user().await);
+    let t = app.thread(&a, &[&b]).await;
+    let mut ws = Ws::connect(&app, &b, None).await;
+    for i in 0..10 {
+        app.send(&a, &t, &format!("small {i}")).await;
+    }
+    let mut more = Vec::new();
+    for _ in 0..40 {
+        let u = app.user().await;
+        more.push(json!({"communicationIdentifier": {"rawId": u.id}}));
+    }
+    let r = app
+        .chat(
+            &a,
+            Method::POST,
+            &format!("/chat/threads/{}/participants/:add", enc(&t)),
+            Some(json!({ "participants": more })),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let (app, a, t) = (app.clone(), a.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                app.send(&a, &t, &format!("w{w} m{i}")).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (mut seqs, mut cursors, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+    while seqs.len() < 211 {
+        let e = ws.event().await;
+        let kind = e["type"].as_str().unwrap().to_string();
+        if kind == "chatMessageReceived" || kind == "participantsAdded" {
+            // (the participantsAdded event has no sequenceId: it is checked by position)
+            let seq = match kind.as_str() {
+                "chatMessageReceived" => e["data"]["sequenceId"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+                _ => 0,
+            };
+            seqs.push(seq);
+            kinds.push(kind);
+        }
+        cursors.push(
+            e["cursor"]
+                .as_str()
+                .unwrap()
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        kinds.iter().position(|k| k == "participantsAdded"),
+        Some(10),
+        "the growth after the first ten messages"
+    );
+    let messages: Vec<u64> = seqs.iter().copied().filter(|s| *s > 0).collect();
+    // creation wrote sequenceIds 1 and 2, the ten messages 3–12, the addition 13
+    let expected: Vec<u64> = (3..13).chain(14..214).collect();
+    assert_eq!(messages, expected, "every message once, in order");
+    assert!(
+        cursors.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive cursors"
+    );
+}

@@ -174,9 +174,7 @@ impl ThreadActor {
                 for (_, m) in out {
                     if !cluster {
                         // in commit order, where `commit_with` publishes the job's own events
-                        act.hub
-                            .users
-                            .publish(&recipients, &realtime::message_received(m));
+                        act.deliver(&recipients, &realtime::message_received(m));
                     }
                     crate::sentiment::count(m.sentiment);
                     if let Some(score) = m.sentiment {
