@@ -156,7 +156,7 @@ async fn open_with(config: Config, cluster: Option<Arc<Cluster>>) -> Result<Open
             },
             resource_id: resource_id.clone(),
             relay_kick: cluster.as_ref().map(|c| c.relay_kick()),
-            fanout_loops: Vec::new(),
+            own_loops: Vec::new(),
         },
         std::thread::available_parallelism()
             .map(|n| n.get())

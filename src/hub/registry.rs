@@ -72,9 +72,10 @@ pub struct HubCtx {
     /// Cluster mode: wakes the relay that takes committed events from `cluster_events` to
     /// every node (see `cluster::events`).
     pub relay_kick: Option<Arc<dyn Fn() + Send + Sync>>,
-    /// The registry's own event loops, where big threads deliver their events (set by
-    /// [`Registry::new`]; see `ThreadActor::deliver`).
-    pub fanout_loops: Vec<ArbiterHandle>,
+    /// The registry's own event loops (set by [`Registry::new`]): actors asked for from
+    /// outside an HTTP worker live there, and big threads deliver their events there (see
+    /// `ThreadActor::deliver`).
+    pub own_loops: Vec<ArbiterHandle>,
 }
 
 pub struct Registry {
@@ -82,8 +83,8 @@ pub struct Registry {
     /// Live actors; shared read-only with [`super::Hub`] so that a command to a live thread
     /// needs no round trip through this actor.
     threads: Arc<Directory>,
-    arbiters: Vec<ArbiterHandle>,
     next: usize,
+    /// The HTTP workers' loops, where actors asked for by a worker start.
     workers: Arc<WorkerLoops>,
 }
 
@@ -97,15 +98,13 @@ impl Registry {
         directory: Arc<Directory>,
         workers: Arc<WorkerLoops>,
     ) -> Registry {
-        let arbiters: Vec<ArbiterHandle> = (0..arbiters.max(1))
+        let mut ctx = ctx;
+        ctx.own_loops = (0..arbiters.max(1))
             .map(|_| Arbiter::new().handle())
             .collect();
-        let mut ctx = ctx;
-        ctx.fanout_loops = arbiters.clone();
         Registry {
             ctx: Arc::new(ctx),
             threads: directory,
-            arbiters,
             next: 0,
             workers,
         }
@@ -116,7 +115,7 @@ impl Actor for Registry {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        for a in &self.arbiters {
+        for a in &self.ctx.own_loops {
             a.stop();
         }
     }
@@ -152,7 +151,8 @@ impl Handler<Lookup> for Registry {
         }
         let arbiter = self.workers.of(caller).unwrap_or_else(|| {
             self.next = self.next.wrapping_add(1);
-            self.arbiters[self.next % self.arbiters.len()].clone()
+            let loops = &self.ctx.own_loops;
+            loops[self.next % loops.len()].clone()
         });
         let hub = self.ctx.clone();
         let me = ctx.address();

@@ -155,6 +155,17 @@ fn set(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// The position `n` of an event's cursor (`<epoch>.<n>`).
+fn cursor_n(e: &Value) -> u64 {
+    let cursor = e["cursor"].as_str().unwrap();
+    cursor.rsplit('.').next().unwrap().parse().unwrap()
+}
+
+/// The `sequenceId` of a message event.
+fn sequence_id(e: &Value) -> u64 {
+    e["data"]["sequenceId"].as_str().unwrap().parse().unwrap()
+}
+
 async fn expect(ws: &mut Ws, kind: &str, fields: &[&str]) -> Value {
     let e = ws.event().await;
     assert_eq!(e["type"], kind, "{e}");
@@ -446,24 +457,9 @@ async fn order_under_concurrent_senders() {
     while seqs.len() < 800 {
         let e = ws.event().await;
         if e["type"] == "chatMessageReceived" {
-            seqs.push(
-                e["data"]["sequenceId"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap(),
-            );
+            seqs.push(sequence_id(&e));
         }
-        cursors.push(
-            e["cursor"]
-                .as_str()
-                .unwrap()
-                .rsplit('.')
-                .next()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap(),
-        );
+        cursors.push(cursor_n(&e));
     }
     let mut sorted = seqs.clone();
     sorted.sort();
@@ -903,13 +899,7 @@ async fn concurrent_sends_keep_sequence_order() {
     while seqs.len() < 100 {
         let e = ws.event().await;
         if e["type"] == "chatMessageReceived" {
-            seqs.push(
-                e["data"]["sequenceId"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap(),
-            );
+            seqs.push(sequence_id(&e));
             got.insert(e["data"]["id"].as_str().unwrap().to_string());
         }
     }
@@ -965,26 +955,13 @@ async fn a_growing_thread_keeps_delivery_order() {
         if kind == "chatMessageReceived" || kind == "participantsAdded" {
             // (the participantsAdded event has no sequenceId: it is checked by position)
             let seq = match kind.as_str() {
-                "chatMessageReceived" => e["data"]["sequenceId"]
-                    .as_str()
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap(),
+                "chatMessageReceived" => sequence_id(&e),
                 _ => 0,
             };
             seqs.push(seq);
             kinds.push(kind);
         }
-        cursors.push(
-            e["cursor"]
-                .as_str()
-                .unwrap()
-                .rsplit('.')
-                .next()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap(),
-        );
+        cursors.push(cursor_n(&e));
     }
     assert_eq!(
         kinds.iter().position(|k| k == "participantsAdded"),

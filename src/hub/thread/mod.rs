@@ -190,7 +190,7 @@ impl ThreadActor {
 
     fn start_fanout(&self) -> Option<tokio::sync::mpsc::UnboundedSender<Delivery>> {
         use std::hash::{Hash, Hasher};
-        let loops = &self.hub.fanout_loops;
+        let loops = &self.hub.own_loops;
         if loops.is_empty() {
             return None;
         }
