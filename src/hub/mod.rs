@@ -13,7 +13,8 @@
 //!    no cached state, are group-committed instead: those arriving during a commit go together,
 //!    in order, in the next one (see `thread.rs`).
 //! 2. Ack after durable commit: a command answers only after the writer's batch committed.
-//! 3. Sequence numbers come from the transaction: the job reads `threads.last_seq` inside it.
+//! 3. Sequence numbers come from the transaction: the job reads where its thread stands inside
+//!    it (`store::threads::get`: the thread row, or on SQLite its last message if later).
 
 pub mod activity;
 pub mod commands;

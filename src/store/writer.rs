@@ -285,6 +285,24 @@ fn finish_checkpoint(conn: &mut DbConn) {
     }
 }
 
+/// SQLite: writes the positions of the threads that received messages since `after` into
+/// their rows (see `store::threads::settle_rows`), in a transaction of its own; the next
+/// `after`. On failure it stays where it was, and the next pass takes those threads again.
+/// PostgreSQL's rows follow every send: nothing to do.
+fn settle_rows(conn: &mut DbConn, after: Option<i64>) -> Option<i64> {
+    match conn {
+        DbConn::Sqlite(c) => match c.transaction(|c| super::threads::settle_rows(c, after)) {
+            Ok(next) => Some(next),
+            Err(e) => {
+                tracing::warn!(error = %e, "writing thread positions into their rows failed");
+                after
+            }
+        },
+        #[cfg(feature = "postgres")]
+        DbConn::Pg(_) => None,
+    }
+}
+
 /// Takes the queued jobs of the next batch, up to [`MAX_BATCH`].
 fn gather(rx: &Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
     while batch.len() < MAX_BATCH {
@@ -298,6 +316,14 @@ fn gather(rx: &Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
 fn run(mut conn: DbConn, rx: Receiver<Box<dyn Job>>, reconnect: Reconnect, wait: Duration) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut checkpointed = Instant::now();
+    // SQLite: the messages rowid up to which thread rows hold their positions (`None`: a
+    // full pass is due, as at start: the last run may have stopped up to a second behind)
+    let sqlite = matches!(conn, DbConn::Sqlite(_));
+    let mut settled = if sqlite {
+        settle_rows(&mut conn, None)
+    } else {
+        None
+    };
     // whether the last batch held more than one job: the writer is under load
     let mut loaded = false;
     while let Ok(first) = rx.recv() {
@@ -335,6 +361,9 @@ fn run(mut conn: DbConn, rx: Receiver<Box<dyn Job>>, reconnect: Reconnect, wait:
             job.answer(status.clone());
         }
         if checkpointed.elapsed() >= WAL_RESET_EVERY {
+            if sqlite {
+                settled = settle_rows(&mut conn, settled);
+            }
             finish_checkpoint(&mut conn);
             checkpointed = Instant::now();
         }

@@ -151,10 +151,12 @@ async fn a_failing_statement_fails_alone_in_its_batch() {
     }
 }
 
-/// Sends of several threads in one write batch are written as one group, each thread's row
-/// advanced from the position its actor trusted. A stale position fails the group; the batch
-/// runs again with each job on its own, where the stale one reads the thread row, so both
-/// commit with the right sequence ids. Runs on both backends like the test above.
+/// Sends of several threads in one write batch are written as one group, each from the
+/// position its actor trusted. A stale position fails the group (PostgreSQL: the thread row is
+/// no longer there; SQLite: the primary key refuses the sequence id, which a message already
+/// has); the batch runs again with each job on its own, where the stale one reads where its
+/// thread stands, so both commit with the right sequence ids. Runs on both backends like the
+/// test above.
 #[tokio::test]
 async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
     use confab::ids::ThreadId;
@@ -164,6 +166,23 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
+    let message = |thread: &str, (seq, id, at): Position| Message {
+        thread_id: thread.into(),
+        seq,
+        id,
+        kind: "text".into(),
+        content: Some("hi".into()),
+        system: None,
+        sender_id: Some("u".into()),
+        sender_display_name: None,
+        metadata: "{}".into(),
+        priority: "normal".into(),
+        created_at: at,
+        version: id,
+        edited_at: None,
+        deleted_at: None,
+        sentiment: Some(420),
+    };
     let dir = tempfile::tempdir().unwrap();
     let url = test_database().unwrap_or_else(|| Store::sqlite_url(dir.path()));
     // one writer, so that both threads' sends share its batches
@@ -184,7 +203,14 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
             members_version: 0,
         };
         store
-            .write(move |c| Ok(threads::insert(c, &row)?))
+            .write(move |c| {
+                threads::insert(c, &row)?;
+                // every sequence id has its message (the thread stands at its last one)
+                for k in 1..=at {
+                    messages::insert(c, &message(id, (k, k, k)))?;
+                }
+                Ok(())
+            })
             .await
             .unwrap();
     }
@@ -194,23 +220,7 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
             let id = ThreadId::from(thread);
             let from = appends.claim(c, &id, Some(hint))?.expect("a live thread");
             let to = (from.0 + 1, from.1 + 1, from.2);
-            let m = Message {
-                thread_id: thread.into(),
-                seq: to.0,
-                id: to.1,
-                kind: "text".into(),
-                content: Some("hi".into()),
-                system: None,
-                sender_id: Some("u".into()),
-                sender_display_name: None,
-                metadata: "{}".into(),
-                priority: "normal".into(),
-                created_at: to.2,
-                version: to.1,
-                edited_at: None,
-                deleted_at: None,
-                sentiment: Some(420),
-            };
+            let m = message(thread, to);
             appends.push(
                 c,
                 Append {
@@ -280,6 +290,100 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
         .unwrap();
     assert_eq!((t_fresh, t_moved), (1, 8));
     assert_eq!((m_fresh, m_moved), (Some(1), Some(8)));
+}
+
+/// SQLite: a send does not rewrite its thread's row; the thread stands where its last message
+/// does, which every read of the thread sees at once, and the writer writes it into the row
+/// in passes that take only the threads with new messages.
+#[tokio::test]
+async fn sqlite_thread_rows_catch_up_with_their_messages() {
+    use confab::ids::ThreadId;
+    use confab::store::models::{Message, Thread};
+    use confab::store::schema::threads as t;
+    use confab::store::{connection::SqliteSync, messages, threads, DbConn, Store};
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Store::sqlite_url(dir.path()), SqliteSync::Normal).unwrap();
+    let out = store
+        .write(|c| {
+            for id in ["a", "b"] {
+                threads::insert(
+                    c,
+                    &Thread {
+                        id: id.into(),
+                        topic: "t".into(),
+                        created_by: "u".into(),
+                        created_at: 1,
+                        deleted_at: None,
+                        metadata: "{}".into(),
+                        retention: None,
+                        delete_after: None,
+                        last_seq: 0,
+                        last_message_id: 0,
+                        last_message_at: 0,
+                        members_version: 0,
+                    },
+                )?;
+            }
+            for k in 1..=3 {
+                messages::insert(
+                    c,
+                    &Message {
+                        thread_id: "a".into(),
+                        seq: k,
+                        id: 100 + k,
+                        kind: "text".into(),
+                        content: Some("hi".into()),
+                        system: None,
+                        sender_id: Some("u".into()),
+                        sender_display_name: None,
+                        metadata: "{}".into(),
+                        priority: "normal".into(),
+                        created_at: 1000 + k,
+                        version: 100 + k,
+                        edited_at: None,
+                        deleted_at: None,
+                        sentiment: None,
+                    },
+                )?;
+            }
+            let row = |c: &mut DbConn, id: &str| -> diesel::QueryResult<(i64, i64, i64)> {
+                t::table
+                    .filter(t::id.eq(id))
+                    .select((t::last_seq, t::last_message_id, t::last_message_at))
+                    .get_result(c)
+            };
+            let raw_before = row(c, "a")?;
+            let read = threads::get(c, &ThreadId::from("a"))?.unwrap();
+            let DbConn::Sqlite(s) = c else { unreachable!() };
+            let next = threads::settle_rows(s, Some(0))?;
+            let again = threads::settle_rows(s, Some(next))?;
+            Ok((
+                raw_before,
+                (read.last_seq, read.last_message_id, read.last_message_at),
+                row(c, "a")?,
+                row(c, "b")?,
+                next,
+                again,
+            ))
+        })
+        .await
+        .unwrap();
+    let (raw_before, read, raw_after, untouched, next, again) = out;
+    assert_eq!(raw_before, (0, 0, 0), "the sends left the row alone");
+    assert_eq!(read, (3, 103, 1003), "a read sees the last message");
+    assert_eq!(raw_after, (3, 103, 1003), "the pass wrote it into the row");
+    assert_eq!(
+        untouched,
+        (0, 0, 0),
+        "a thread with no messages keeps its row"
+    );
+    assert_eq!(
+        (next, again),
+        (3, 3),
+        "the next pass starts after the last message"
+    );
 }
 
 /// A node's database lock lives as long as its connection. When PostgreSQL drops that

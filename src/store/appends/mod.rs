@@ -1,10 +1,12 @@
 //! Sends written together: the new messages of many threads in one write batch, written
 //! after the batch's other jobs have run, with no savepoint and no read of a thread row.
 //!
-//! A thread's sends claim their sequence ids by moving the thread's row from one [`Position`]
-//! to the next. The thread actor knows where its thread stands (it saw its last commit), so an
+//! A thread's sends claim their sequence ids by moving the thread from one [`Position`] to the
+//! next: on PostgreSQL its row moves; on SQLite the new messages are the move (a thread stands
+//! where its last message does, see `store::threads::settle`), and the row catches up about
+//! once a second. The thread actor knows where its thread stands (it saw its last commit), so an
 //! appending job in a batch's first attempt trusts that hint and hands its rows to the group
-//! ([`Appends::grouped`]). The writer writes the group (each thread row moves only from the
+//! ([`Appends::grouped`]). The writer writes the group (each thread moves only from the
 //! position its job trusted, and only if the thread is live; then the messages go in) before
 //! the next job that is not an append and before the commit (then with the batch's cluster
 //! events): on PostgreSQL with one statement for the whole group, on SQLite with two prepared
@@ -97,7 +99,7 @@ impl<'g> Appends<'g> {
         if let (Some(_), Some(hint)) = (&self.group, hint) {
             return Ok(Some(hint));
         }
-        threads::table
+        let row: Option<Position> = threads::table
             .find(thread.as_str())
             .filter(threads::deleted_at.is_null())
             .select((
@@ -106,7 +108,11 @@ impl<'g> Appends<'g> {
                 threads::last_message_at,
             ))
             .get_result(c)
-            .optional()
+            .optional()?;
+        match row {
+            Some(row) => super::threads::settled(c, thread.as_str(), row).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The first attempt of a batch: `group` for appending jobs (`None` for the others), and
@@ -218,13 +224,16 @@ pub fn write_group(
     }
 }
 
-/// Moves every thread row of `group` from its `from` to its `to` position, only where it is
-/// still at `from` and live; how many moved.
+/// Claims `group`'s positions: each thread must still be live and at its `from` position; how
+/// many were. PostgreSQL moves each row from `from` on to `to` (a send's row write). SQLite
+/// rows do not follow sends: a thread stands where its last message does (see
+/// `store::threads::settle`), the messages about to go in are the move, and the primary key
+/// refuses a stale `from` (see `sqlite::live_threads`); only liveness is checked.
 fn update_threads(c: &mut DbConn, group: &[Append]) -> QueryResult<usize> {
     match c {
         #[cfg(feature = "postgres")]
         DbConn::Pg(pg) => pg::MoveThreads::of(group).execute(pg),
-        DbConn::Sqlite(s) => sqlite::move_threads(s, group),
+        DbConn::Sqlite(s) => sqlite::live_threads(s, group),
     }
 }
 
@@ -247,59 +256,32 @@ fn insert_messages(c: &mut DbConn, group: &[Append]) -> QueryResult<()> {
 /// batch is run again job by job (see `store::writer`), so no statement needs its own undo.
 mod sqlite {
     use diesel::prelude::*;
-    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-    use diesel::sql_types::{BigInt, Text};
-    use diesel::sqlite::{Sqlite, SqliteConnection};
+    use diesel::sql_types::BigInt;
+    use diesel::sqlite::SqliteConnection;
 
     use super::{Append, Message};
-    use crate::store::schema::messages;
+    use crate::store::schema::{messages, threads};
 
-    pub fn move_threads(c: &mut SqliteConnection, group: &[Append]) -> QueryResult<usize> {
-        let mut moved = 0;
+    /// How many of `group`'s threads are live. A thread's position needs no check here: its
+    /// sequence ids have no gaps, so a stale `from` hands out a sequence id that a message
+    /// already has, and the primary key (thread_id, seq) refuses the row.
+    pub fn live_threads(c: &mut SqliteConnection, group: &[Append]) -> QueryResult<usize> {
+        let mut live = 0;
         for a in group {
             debug_assert!(
                 a.members_version.is_none(),
                 "cluster mode is PostgreSQL only"
             );
-            moved += MoveThread(a).execute(c)?;
+            live += threads::table
+                .find(a.thread.as_str())
+                .filter(threads::deleted_at.is_null())
+                .select(threads::members_version)
+                .get_result::<i64>(c)
+                .optional()?
+                .map_or(0, |_| 1);
         }
-        Ok(moved)
+        Ok(live)
     }
-
-    /// One thread row's guarded move, as a statement type of its own: diesel never caches the
-    /// statements its UPDATE builder makes, and would parse this one for every row.
-    struct MoveThread<'a>(&'a Append);
-
-    impl QueryId for MoveThread<'_> {
-        type QueryId = MoveThread<'static>;
-        const HAS_STATIC_QUERY_ID: bool = true;
-    }
-
-    impl QueryFragment<Sqlite> for MoveThread<'_> {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-            let Append {
-                thread, from, to, ..
-            } = self.0;
-            out.push_sql("UPDATE threads SET last_seq = ");
-            out.push_bind_param::<BigInt, _>(&to.0)?;
-            out.push_sql(", last_message_id = ");
-            out.push_bind_param::<BigInt, _>(&to.1)?;
-            out.push_sql(", last_message_at = ");
-            out.push_bind_param::<BigInt, _>(&to.2)?;
-            out.push_sql(" WHERE id = ");
-            out.push_bind_param::<Text, _>(thread.as_str())?;
-            out.push_sql(" AND last_seq = ");
-            out.push_bind_param::<BigInt, _>(&from.0)?;
-            out.push_sql(" AND last_message_id = ");
-            out.push_bind_param::<BigInt, _>(&from.1)?;
-            out.push_sql(" AND last_message_at = ");
-            out.push_bind_param::<BigInt, _>(&from.2)?;
-            out.push_sql(" AND deleted_at IS NULL");
-            Ok(())
-        }
-    }
-
-    impl RunQueryDsl<SqliteConnection> for MoveThread<'_> {}
 
     pub fn insert_messages(c: &mut SqliteConnection, group: &[Append]) -> QueryResult<()> {
         let rows: Vec<&Message> = group.iter().flat_map(|a| &a.messages).collect();
