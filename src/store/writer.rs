@@ -326,7 +326,18 @@ fn run(mut conn: DbConn, rx: Receiver<Box<dyn Job>>, reconnect: Reconnect, wait:
     };
     // whether the last batch held more than one job: the writer is under load
     let mut loaded = false;
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(WAL_RESET_EVERY) {
+            Ok(job) => job,
+            // idle: the last commits' threads get their rows now, not at the next batch
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if sqlite {
+                    settled = settle_rows(&mut conn, settled);
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         batch.push(first);
         if loaded && !wait.is_zero() {
             // (a sleep, not a wait for each job: every job arriving would wake the writer)
@@ -375,6 +386,9 @@ fn run(mut conn: DbConn, rx: Receiver<Box<dyn Job>>, reconnect: Reconnect, wait:
                 None => break,
             }
         }
+    }
+    if sqlite {
+        settle_rows(&mut conn, settled);
     }
     tracing::debug!("writer stopped");
 }

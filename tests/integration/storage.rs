@@ -384,6 +384,57 @@ async fn sqlite_thread_rows_catch_up_with_their_messages() {
         (3, 3),
         "the next pass starts after the last message"
     );
+
+    // the writer's own passes: a thread that gets messages and then nothing more has its row
+    // written within about a second of going idle
+    store
+        .write(|c| {
+            for k in 1..=2 {
+                messages::insert(
+                    c,
+                    &Message {
+                        thread_id: "b".into(),
+                        seq: k,
+                        id: 200 + k,
+                        kind: "text".into(),
+                        content: Some("hi".into()),
+                        system: None,
+                        sender_id: Some("u".into()),
+                        sender_display_name: None,
+                        metadata: "{}".into(),
+                        priority: "normal".into(),
+                        created_at: 2000 + k,
+                        version: 200 + k,
+                        edited_at: None,
+                        deleted_at: None,
+                        sentiment: None,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let row: (i64, i64, i64) = store
+            .read(|c| {
+                Ok(t::table
+                    .filter(t::id.eq("b"))
+                    .select((t::last_seq, t::last_message_id, t::last_message_at))
+                    .get_result(c)?)
+            })
+            .await
+            .unwrap();
+        if row == (2, 202, 2002) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle writer did not write the row: {row:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// A node's database lock lives as long as its connection. When PostgreSQL drops that
