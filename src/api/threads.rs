@@ -147,7 +147,11 @@ pub async fn list(
     let uid = user.id.clone();
     let rows = app
         .store
-        .read(move |c| Ok(threads::for_user(c, &uid)?))
+        .read({
+            // (read before the query: see `threads::for_user`)
+            let settled = app.store.settled_rowid();
+            move |c| Ok(threads::for_user(c, &uid, settled)?)
+        })
         .await?;
     // (effective lastMessageReceivedOn, item); a former participant's is capped at its removal.
     let mut items: Vec<(i64, ThreadItem)> = rows

@@ -60,6 +60,9 @@ pub struct Store {
     pool: DbPool,
     writers: std::sync::Arc<[Writer]>,
     backend: Backend,
+    /// SQLite: the messages rowid up to which thread rows hold their positions, published by
+    /// the writer after each pass commits (-1 until the first; see `threads::settle_rows`).
+    settled: std::sync::Arc<std::sync::atomic::AtomicI64>,
     /// PostgreSQL, a running node: the lock that keeps the database to it (see `hold`), and
     /// why it is not held when it is not.
     #[cfg(feature = "postgres")]
@@ -109,6 +112,7 @@ impl Store {
             _ => (pg_writers.max(1), pg_gather),
         };
         let mut writers = Vec::with_capacity(count);
+        let settled = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1));
         // the first writer keeps the connection that ran the migrations
         let mut first = Some(conn);
         for _ in 0..count {
@@ -121,17 +125,25 @@ impl Store {
                 conn,
                 Box::new(move || connection::connect(&reopen, writer_setup)),
                 gather,
+                settled.clone(),
             ));
         }
         Ok(Store {
             pool,
             writers: writers.into(),
             backend,
+            settled,
             #[cfg(feature = "postgres")]
             hold: Default::default(),
             #[cfg(feature = "postgres")]
             hold_lost: Default::default(),
         })
+    }
+
+    /// SQLite: the messages rowid up to which every thread row holds its position (-1: not
+    /// known yet). Read it before the query that relies on it.
+    pub fn settled_rowid(&self) -> i64 {
+        self.settled.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The SQLite URL for a file in `dir`.

@@ -249,7 +249,15 @@ pub fn lock(c: &mut DbConn, id: &ThreadId) -> QueryResult<Option<(i64, Position)
 
 /// Every thread `user` is or was in, with the user's participant row. Deleted threads only where
 /// the user was current at deletion.
-pub fn for_user(c: &mut DbConn, user: &UserId) -> QueryResult<Vec<(Thread, Participant)>> {
+///
+/// `settled`: `Store::settled_rowid`, read before this runs. On SQLite the rows hold their
+/// threads' positions up to that messages rowid, so only the messages after it (the last
+/// second's) are read to settle them, not every thread's last message.
+pub fn for_user(
+    c: &mut DbConn,
+    user: &UserId,
+    settled: i64,
+) -> QueryResult<Vec<(Thread, Participant)>> {
     let mut rows: Vec<(Thread, Participant)> = threads::table
         .inner_join(participants::table.on(participants::thread_id.eq(threads::id)))
         .filter(participants::user_id.eq(user.as_str()))
@@ -260,10 +268,52 @@ pub fn for_user(c: &mut DbConn, user: &UserId) -> QueryResult<Vec<(Thread, Parti
         )
         .select((Thread::as_select(), Participant::as_select()))
         .load(c)?;
-    for (t, _) in &mut rows {
-        settle(c, t)?;
+    match c {
+        DbConn::Sqlite(s) if settled >= 0 => {
+            let last = last_messages_after(s, settled)?;
+            for (t, _) in &mut rows {
+                let row = (t.last_seq, t.last_message_id, t.last_message_at);
+                (t.last_seq, t.last_message_id, t.last_message_at) =
+                    later(row, last.get(&t.id).copied());
+            }
+        }
+        _ => {
+            for (t, _) in &mut rows {
+                settle(c, t)?;
+            }
+        }
     }
     Ok(rows)
+}
+
+/// SQLite: the position of the last message of every thread with messages after the messages
+/// rowid `after` (SQLite gives a `MAX()` query's other columns from the row with the maximum).
+fn last_messages_after(
+    s: &mut diesel::SqliteConnection,
+    after: i64,
+) -> QueryResult<std::collections::HashMap<String, Position>> {
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(QueryableByName)]
+    struct Last {
+        #[diesel(sql_type = Text)]
+        thread_id: String,
+        #[diesel(sql_type = BigInt)]
+        seq: i64,
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = BigInt)]
+        created_at: i64,
+    }
+    let rows: Vec<Last> = diesel::sql_query(
+        "SELECT thread_id, MAX(seq) AS seq, id, created_at FROM messages \
+         WHERE rowid > ? GROUP BY thread_id",
+    )
+    .bind::<BigInt, _>(after)
+    .load(s)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.thread_id, (r.seq, r.id, r.created_at)))
+        .collect())
 }
 
 /// Ids of live threads whose retention time has come.

@@ -119,11 +119,18 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread on `conn`; `reconnect` replaces it if it breaks. Under load
     /// a batch is gathered for `gather` (see the module documentation; zero: never waits).
-    pub fn start(conn: DbConn, reconnect: Reconnect, gather: Duration) -> Writer {
+    /// SQLite: `settled` is where its passes have written thread rows up to (see
+    /// `Store::settled_rowid`).
+    pub fn start(
+        conn: DbConn,
+        reconnect: Reconnect,
+        gather: Duration,
+        settled: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    ) -> Writer {
         let (tx, rx) = mpsc::sync_channel::<Box<dyn Job>>(WRITER_QUEUE);
         thread::Builder::new()
             .name("confab-writer".into())
-            .spawn(move || run(conn, rx, reconnect, gather))
+            .spawn(move || run(conn, rx, reconnect, gather, settled))
             .expect("spawn writer thread");
         Writer { tx }
     }
@@ -289,10 +296,18 @@ fn finish_checkpoint(conn: &mut DbConn) {
 /// their rows (see `store::threads::settle_rows`), in a transaction of its own; the next
 /// `after`. On failure it stays where it was, and the next pass takes those threads again.
 /// PostgreSQL's rows follow every send: nothing to do.
-fn settle_rows(conn: &mut DbConn, after: Option<i64>) -> Option<i64> {
+fn settle_rows(
+    conn: &mut DbConn,
+    after: Option<i64>,
+    published: &std::sync::atomic::AtomicI64,
+) -> Option<i64> {
     match conn {
         DbConn::Sqlite(c) => match c.transaction(|c| super::threads::settle_rows(c, after)) {
-            Ok(next) => Some(next),
+            Ok(next) => {
+                // after the commit: a reader that sees this sees the rows
+                published.store(next, std::sync::atomic::Ordering::Release);
+                Some(next)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "writing thread positions into their rows failed");
                 after
@@ -313,14 +328,20 @@ fn gather(rx: &Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
     }
 }
 
-fn run(mut conn: DbConn, rx: Receiver<Box<dyn Job>>, reconnect: Reconnect, wait: Duration) {
+fn run(
+    mut conn: DbConn,
+    rx: Receiver<Box<dyn Job>>,
+    reconnect: Reconnect,
+    wait: Duration,
+    published: std::sync::Arc<std::sync::atomic::AtomicI64>,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut checkpointed = Instant::now();
     // SQLite: the messages rowid up to which thread rows hold their positions (`None`: a
     // full pass is due, as at start: the last run may have stopped up to a second behind)
     let sqlite = matches!(conn, DbConn::Sqlite(_));
     let mut settled = if sqlite {
-        settle_rows(&mut conn, None)
+        settle_rows(&mut conn, None, &published)
     } else {
         None
     };
@@ -332,7 +353,7 @@ fn run(mut conn: DbConn, rx: Receiver<Box<dyn Job>>, reconnect: Reconnect, wait:
             // idle: the last commits' threads get their rows now, not at the next batch
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if sqlite {
-                    settled = settle_rows(&mut conn, settled);
+                    settled = settle_rows(&mut conn, settled, &published);
                 }
                 continue;
             }
@@ -373,7 +394,7 @@ fn run(mut conn: DbConn, rx: Receiver<Box<dyn Job>>, reconnect: Reconnect, wait:
         }
         if checkpointed.elapsed() >= WAL_RESET_EVERY {
             if sqlite {
-                settled = settle_rows(&mut conn, settled);
+                settled = settle_rows(&mut conn, settled, &published);
             }
             finish_checkpoint(&mut conn);
             checkpointed = Instant::now();
@@ -388,7 +409,7 @@ fn run(mut conn: DbConn, rx: Receiver<Box<dyn Job>>, reconnect: Reconnect, wait:
         }
     }
     if sqlite {
-        settle_rows(&mut conn, settled);
+        settle_rows(&mut conn, settled, &published);
     }
     tracing::debug!("writer stopped");
 }
