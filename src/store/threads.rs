@@ -31,9 +31,15 @@ pub fn get(c: &mut DbConn, id: &ThreadId) -> QueryResult<Option<Thread>> {
 /// messages are never removed, so the later of the two is the position. PostgreSQL moves the
 /// row with every send (cluster mode locks and checks it), so its rows are already settled.
 pub fn settle(c: &mut DbConn, t: &mut Thread) -> QueryResult<()> {
-    let row = (t.last_seq, t.last_message_id, t.last_message_at);
-    (t.last_seq, t.last_message_id, t.last_message_at) = later(row, last_message(c, &t.id)?);
+    let last = last_message(c, &t.id)?;
+    settle_at(t, last);
     Ok(())
+}
+
+/// Moves `t`'s position on to `last` (its last message's, if known) where that is later.
+fn settle_at(t: &mut Thread, last: Option<Position>) {
+    let row = (t.last_seq, t.last_message_id, t.last_message_at);
+    (t.last_seq, t.last_message_id, t.last_message_at) = later(row, last);
 }
 
 /// The later of `row` and the position of the thread's last message (see [`settle`]).
@@ -42,7 +48,7 @@ pub fn settled(c: &mut DbConn, thread: &str, row: Position) -> QueryResult<Posit
 }
 
 /// The later of a thread row's position and its last message's.
-pub(super) fn later(row: Position, last: Option<Position>) -> Position {
+fn later(row: Position, last: Option<Position>) -> Position {
     match last {
         Some(p) if p.0 > row.0 => p,
         _ => row,
@@ -96,7 +102,7 @@ fn last_message(c: &mut DbConn, thread: &str) -> QueryResult<Option<Position>> {
 }
 
 /// Where the thread's last message stands, if it has one.
-pub(super) fn sqlite_last_message(
+fn sqlite_last_message(
     s: &mut diesel::SqliteConnection,
     thread: &str,
 ) -> QueryResult<Option<Position>> {
@@ -272,9 +278,7 @@ pub fn for_user(
         DbConn::Sqlite(s) if settled >= 0 => {
             let last = last_messages_after(s, settled)?;
             for (t, _) in &mut rows {
-                let row = (t.last_seq, t.last_message_id, t.last_message_at);
-                (t.last_seq, t.last_message_id, t.last_message_at) =
-                    later(row, last.get(&t.id).copied());
+                settle_at(t, last.get(&t.id).copied());
             }
         }
         _ => {

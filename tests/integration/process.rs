@@ -271,45 +271,20 @@ async fn durable_across_sigkill() {
     // Where each thread stands survived too (SQLite keeps it in the thread's last message, not
     // in its row, which trails by up to a second): the next send continues the sequence, and
     // the thread list says when that last message came.
-    let client = reqwest::Client::new();
     for t in &threads {
         let before = app.all_messages(&u, t, 200).await.len() as u64;
-        let r = client
-            .post(format!(
-                "{}/chat/threads/{}/messages?api-version={CHAT_V}",
-                app.base,
-                enc(t)
-            ))
-            .bearer_auth(&u.token)
-            .json(&json!({"content": "after the restart"}))
-            .send()
+        let id = app.send(&u, t, "after the restart").await;
+        let path = format!("/chat/threads/{}/messages/{id}", enc(t));
+        let m: Value = app
+            .chat(&u, reqwest::Method::GET, &path, None)
             .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let id = r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let m: Value = client
-            .get(format!(
-                "{}/chat/threads/{}/messages/{id}?api-version={CHAT_V}",
-                app.base,
-                enc(t)
-            ))
-            .bearer_auth(&u.token)
-            .send()
-            .await
-            .unwrap()
             .json()
             .await
             .unwrap();
         assert_eq!(m["sequenceId"], (before + 1).to_string(), "in {t}");
-        let list: Value = client
-            .get(format!("{}/chat/threads?api-version={CHAT_V}", app.base))
-            .bearer_auth(&u.token)
-            .send()
+        let list: Value = app
+            .chat(&u, reqwest::Method::GET, "/chat/threads", None)
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();

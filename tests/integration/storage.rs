@@ -151,22 +151,9 @@ async fn a_failing_statement_fails_alone_in_its_batch() {
     }
 }
 
-/// Sends of several threads in one write batch are written as one group, each from the
-/// position its actor trusted. A stale position fails the group (PostgreSQL: the thread row is
-/// no longer there; SQLite: the primary key refuses the sequence id, which a message already
-/// has); the batch runs again with each job on its own, where the stale one reads where its
-/// thread stands, so both commit with the right sequence ids. Runs on both backends like the
-/// test above.
-#[tokio::test]
-async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
-    use confab::ids::ThreadId;
-    use confab::store::appends::{Append, Appends, Position};
-    use confab::store::models::{Message, Thread};
-    use confab::store::{connection::SqliteSync, messages, threads, DbConn, Store};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    let message = |thread: &str, (seq, id, at): Position| Message {
+/// A text message of `thread` at (sequenceId, id, createdOn).
+fn text_message(thread: &str, (seq, id, at): (i64, i64, i64)) -> confab::store::models::Message {
+    confab::store::models::Message {
         thread_id: thread.into(),
         seq,
         id,
@@ -181,27 +168,63 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
         version: id,
         edited_at: None,
         deleted_at: None,
+        sentiment: None,
+    }
+}
+
+/// A live thread row whose position is (`at`, `at`, `at`).
+fn thread_row(id: &str, at: i64) -> confab::store::models::Thread {
+    confab::store::models::Thread {
+        id: id.into(),
+        topic: "t".into(),
+        created_by: "u".into(),
+        created_at: 1,
+        deleted_at: None,
+        metadata: "{}".into(),
+        retention: None,
+        delete_after: None,
+        last_seq: at,
+        last_message_id: at,
+        last_message_at: at,
+        members_version: 0,
+    }
+}
+
+/// The position a thread's row holds, as stored (not settled).
+fn row_position(c: &mut confab::store::DbConn, id: &str) -> diesel::QueryResult<(i64, i64, i64)> {
+    use confab::store::schema::threads as t;
+    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+    t::table
+        .filter(t::id.eq(id))
+        .select((t::last_seq, t::last_message_id, t::last_message_at))
+        .get_result(c)
+}
+
+/// Sends of several threads in one write batch are written as one group, each from the
+/// position its actor trusted. A stale position fails the group (PostgreSQL: the thread row is
+/// no longer there; SQLite: the primary key refuses the sequence id, which a message already
+/// has); the batch runs again with each job on its own, where the stale one reads where its
+/// thread stands, so both commit with the right sequence ids. Runs on both backends like the
+/// test above.
+#[tokio::test]
+async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
+    use confab::ids::ThreadId;
+    use confab::store::appends::{Append, Appends, Position};
+    use confab::store::models::Message;
+    use confab::store::{connection::SqliteSync, messages, threads, DbConn, Store};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let message = |thread: &str, p: Position| Message {
         sentiment: Some(420),
+        ..text_message(thread, p)
     };
     let dir = tempfile::tempdir().unwrap();
     let url = test_database().unwrap_or_else(|| Store::sqlite_url(dir.path()));
     // one writer, so that both threads' sends share its batches
     let store = Store::open_with_writers(&url, SqliteSync::Normal, 1).unwrap();
     for (id, at) in [("t-fresh", 0), ("t-moved", 7)] {
-        let row = Thread {
-            id: id.into(),
-            topic: "t".into(),
-            created_by: "u".into(),
-            created_at: 1,
-            deleted_at: None,
-            metadata: "{}".into(),
-            retention: None,
-            delete_after: None,
-            last_seq: at,
-            last_message_id: at,
-            last_message_at: at,
-            members_version: 0,
-        };
+        let row = thread_row(id, at);
         store
             .write(move |c| {
                 threads::insert(c, &row)?;
@@ -298,63 +321,19 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
 #[tokio::test]
 async fn sqlite_thread_rows_catch_up_with_their_messages() {
     use confab::ids::ThreadId;
-    use confab::store::models::{Message, Thread};
-    use confab::store::schema::threads as t;
     use confab::store::{connection::SqliteSync, messages, threads, DbConn, Store};
-    use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&Store::sqlite_url(dir.path()), SqliteSync::Normal).unwrap();
     let out = store
         .write(|c| {
             for id in ["a", "b"] {
-                threads::insert(
-                    c,
-                    &Thread {
-                        id: id.into(),
-                        topic: "t".into(),
-                        created_by: "u".into(),
-                        created_at: 1,
-                        deleted_at: None,
-                        metadata: "{}".into(),
-                        retention: None,
-                        delete_after: None,
-                        last_seq: 0,
-                        last_message_id: 0,
-                        last_message_at: 0,
-                        members_version: 0,
-                    },
-                )?;
+                threads::insert(c, &thread_row(id, 0))?;
             }
             for k in 1..=3 {
-                messages::insert(
-                    c,
-                    &Message {
-                        thread_id: "a".into(),
-                        seq: k,
-                        id: 100 + k,
-                        kind: "text".into(),
-                        content: Some("hi".into()),
-                        system: None,
-                        sender_id: Some("u".into()),
-                        sender_display_name: None,
-                        metadata: "{}".into(),
-                        priority: "normal".into(),
-                        created_at: 1000 + k,
-                        version: 100 + k,
-                        edited_at: None,
-                        deleted_at: None,
-                        sentiment: None,
-                    },
-                )?;
+                messages::insert(c, &text_message("a", (k, 100 + k, 1000 + k)))?;
             }
-            let row = |c: &mut DbConn, id: &str| -> diesel::QueryResult<(i64, i64, i64)> {
-                t::table
-                    .filter(t::id.eq(id))
-                    .select((t::last_seq, t::last_message_id, t::last_message_at))
-                    .get_result(c)
-            };
-            let raw_before = row(c, "a")?;
+            let raw_before = row_position(c, "a")?;
             let read = threads::get(c, &ThreadId::from("a"))?.unwrap();
             let DbConn::Sqlite(s) = c else { unreachable!() };
             let next = threads::settle_rows(s, Some(0))?;
@@ -362,8 +341,8 @@ async fn sqlite_thread_rows_catch_up_with_their_messages() {
             Ok((
                 raw_before,
                 (read.last_seq, read.last_message_id, read.last_message_at),
-                row(c, "a")?,
-                row(c, "b")?,
+                row_position(c, "a")?,
+                row_position(c, "b")?,
                 next,
                 again,
             ))
@@ -390,26 +369,7 @@ async fn sqlite_thread_rows_catch_up_with_their_messages() {
     store
         .write(|c| {
             for k in 1..=2 {
-                messages::insert(
-                    c,
-                    &Message {
-                        thread_id: "b".into(),
-                        seq: k,
-                        id: 200 + k,
-                        kind: "text".into(),
-                        content: Some("hi".into()),
-                        system: None,
-                        sender_id: Some("u".into()),
-                        sender_display_name: None,
-                        metadata: "{}".into(),
-                        priority: "normal".into(),
-                        created_at: 2000 + k,
-                        version: 200 + k,
-                        edited_at: None,
-                        deleted_at: None,
-                        sentiment: None,
-                    },
-                )?;
+                messages::insert(c, &text_message("b", (k, 200 + k, 2000 + k)))?;
             }
             Ok(())
         })
@@ -417,15 +377,7 @@ async fn sqlite_thread_rows_catch_up_with_their_messages() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let row: (i64, i64, i64) = store
-            .read(|c| {
-                Ok(t::table
-                    .filter(t::id.eq("b"))
-                    .select((t::last_seq, t::last_message_id, t::last_message_at))
-                    .get_result(c)?)
-            })
-            .await
-            .unwrap();
+        let row = store.read(|c| Ok(row_position(c, "b")?)).await.unwrap();
         if row == (2, 202, 2002) {
             break;
         }
