@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::ids::fmt_ms;
@@ -24,15 +25,23 @@ pub struct Event {
 impl Event {
     /// Builds an event from its data object (which must not contain `recipient`).
     pub fn new(kind: &'static str, data: Value) -> Arc<Event> {
-        let text = data.to_string();
-        let inner = text
-            .strip_prefix('{')
-            .and_then(|t| t.strip_suffix('}'))
-            .unwrap_or_default()
-            .to_string();
+        Self::from_data(kind, &data)
+    }
+
+    /// Builds an event from anything that serializes as a JSON object (without `recipient`),
+    /// written straight into the body: no intermediate `Value`, no second copy.
+    pub fn from_data(kind: &'static str, data: &impl Serialize) -> Arc<Event> {
+        let mut body = serde_json::to_string(data).unwrap_or_default();
+        // `{…}` → `…`: the frame header opens the object with `recipient`
+        if body.len() >= 2 && body.starts_with('{') && body.ends_with('}') {
+            body.pop();
+            body.remove(0);
+        } else {
+            body.clear();
+        }
         Arc::new(Event {
             kind,
-            body: inner,
+            body,
             lang: None,
         })
     }
@@ -102,59 +111,80 @@ fn ps(list: &[EventParticipant]) -> Value {
     Value::Array(list.iter().map(EventParticipant::to_json).collect())
 }
 
-/// The fields shared by the three message events.
-fn message_fields(m: &Message) -> Map<String, Value> {
-    let mut d = Map::new();
-    d.insert("threadId".into(), json!(m.thread_id));
-    d.insert(
-        "sender".into(),
-        json!(Cim::from_raw(m.sender_id.as_deref().unwrap_or_default())),
-    );
-    d.insert(
-        "senderDisplayName".into(),
-        json!(m.sender_display_name.clone().unwrap_or_default()),
-    );
-    d.insert("id".into(), json!(m.id.to_string()));
-    d.insert("createdOn".into(), json!(fmt_ms(m.created_at)));
-    d.insert("version".into(), json!(m.version.to_string()));
-    d.insert("type".into(), json!(m.kind));
-    d.insert("sequenceId".into(), json!(m.seq.to_string()));
-    d.insert("priority".into(), json!(m.priority));
-    d
+/// The `data` of the three message events, borrowed from the committed row.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageData<'a> {
+    thread_id: &'a str,
+    sender: Cim,
+    sender_display_name: &'a str,
+    id: String,
+    created_on: String,
+    version: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    sequence_id: String,
+    priority: &'a str,
+    /// received and edited carry the body; deleted does not
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sentiment: Option<Value>,
+    /// `Some(None)` is written as `null`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_on: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_on: Option<Option<String>>,
 }
 
-fn with_body(mut d: Map<String, Value>, m: &Message) -> Map<String, Value> {
-    d.insert(
-        "message".into(),
-        json!(m.content.clone().unwrap_or_default()),
-    );
-    d.insert(
-        "metadata".into(),
-        json!(crate::store::parse_metadata(&m.metadata)),
-    );
-    if let Some(s) = m.sentiment {
-        d.insert("sentiment".into(), crate::sentiment::to_json(s));
+impl<'a> MessageData<'a> {
+    fn of(m: &'a Message) -> MessageData<'a> {
+        MessageData {
+            thread_id: &m.thread_id,
+            sender: Cim::from_raw(m.sender_id.as_deref().unwrap_or_default()),
+            sender_display_name: m.sender_display_name.as_deref().unwrap_or_default(),
+            id: m.id.to_string(),
+            created_on: fmt_ms(m.created_at),
+            version: m.version.to_string(),
+            kind: &m.kind,
+            sequence_id: m.seq.to_string(),
+            priority: &m.priority,
+            message: None,
+            metadata: None,
+            sentiment: None,
+            edited_on: None,
+            deleted_on: None,
+        }
     }
-    d
+
+    fn with_body(mut self, m: &'a Message) -> MessageData<'a> {
+        self.message = Some(m.content.as_deref().unwrap_or_default());
+        self.metadata = Some(crate::store::parse_metadata(&m.metadata));
+        self.sentiment = m.sentiment.map(crate::sentiment::to_json);
+        self
+    }
 }
 
 pub fn message_received(m: &Message) -> Arc<Event> {
-    Event::new(
-        "chatMessageReceived",
-        Value::Object(with_body(message_fields(m), m)),
-    )
+    Event::from_data("chatMessageReceived", &MessageData::of(m).with_body(m))
 }
 
 pub fn message_edited(m: &Message) -> Arc<Event> {
-    let mut d = with_body(message_fields(m), m);
-    d.insert("editedOn".into(), json!(m.edited_at.map(fmt_ms)));
-    Event::new("chatMessageEdited", Value::Object(d))
+    let d = MessageData {
+        edited_on: Some(m.edited_at.map(fmt_ms)),
+        ..MessageData::of(m).with_body(m)
+    };
+    Event::from_data("chatMessageEdited", &d)
 }
 
 pub fn message_deleted(m: &Message) -> Arc<Event> {
-    let mut d = message_fields(m);
-    d.insert("deletedOn".into(), json!(m.deleted_at.map(fmt_ms)));
-    Event::new("chatMessageDeleted", Value::Object(d))
+    let d = MessageData {
+        deleted_on: Some(m.deleted_at.map(fmt_ms)),
+        ..MessageData::of(m)
+    };
+    Event::from_data("chatMessageDeleted", &d)
 }
 
 pub fn typing(thread: &str, sender: &str, display_name: &str, at: i64) -> Arc<Event> {
@@ -277,4 +307,99 @@ pub fn participants_removed(
             "participantsRemoved": ps(removed), "removedBy": by.to_json(), "sequenceId": seq.to_string(),
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Message {
+        Message {
+            thread_id: "19:t@thread.v2".into(),
+            seq: 7,
+            id: 1_700_000_000_123,
+            kind: "html".into(),
+            content: Some("<b>\"hi\"</b> ✓".into()),
+            system: None,
+            sender_id: Some("8:acs:r_u".into()),
+            sender_display_name: Some("Ann".into()),
+            metadata: r#"{"k":"v"}"#.into(),
+            priority: "high".into(),
+            created_at: 1_700_000_000_123,
+            version: 1_700_000_000_456,
+            edited_at: None,
+            deleted_at: Some(1_700_000_000_789),
+            sentiment: Some(-600),
+        }
+    }
+
+    /// The event's data as a client parses it (the frame adds `recipient`).
+    fn data(e: &Event) -> Value {
+        let frame = e.frame("c", r#"{"rawId":"r"}"#);
+        let mut v: Value = serde_json::from_str(&frame).expect("frame is JSON");
+        assert_eq!(v["type"], e.kind);
+        let mut d = v["data"].take();
+        assert_eq!(d["recipient"], json!({"rawId": "r"}));
+        d.as_object_mut().expect("object").remove("recipient");
+        d
+    }
+
+    #[test]
+    fn message_events_carry_every_field() {
+        let m = message();
+        let common = json!({
+            "threadId": "19:t@thread.v2",
+            "sender": {"kind": "communicationUser", "rawId": "8:acs:r_u",
+                       "communicationUser": {"id": "8:acs:r_u"}},
+            "senderDisplayName": "Ann",
+            "id": "1700000000123",
+            "createdOn": fmt_ms(1_700_000_000_123),
+            "version": "1700000000456",
+            "type": "html",
+            "sequenceId": "7",
+            "priority": "high",
+        });
+        let with = |extra: Value| {
+            let mut v = common.clone();
+            for (k, x) in extra.as_object().expect("object") {
+                v[k] = x.clone();
+            }
+            v
+        };
+        let body = json!({
+            "message": "<b>\"hi\"</b> ✓",
+            "metadata": {"k": "v"},
+            "sentiment": crate::sentiment::to_json(-600),
+        });
+        assert_eq!(data(&message_received(&m)), with(body.clone()));
+        let mut edited = with(body);
+        edited["editedOn"] = Value::Null;
+        assert_eq!(data(&message_edited(&m)), edited);
+        assert_eq!(
+            data(&message_deleted(&m)),
+            with(json!({"deletedOn": fmt_ms(1_700_000_000_789)}))
+        );
+        // no sentiment, no sender (a system actor), an edit time
+        let m = Message {
+            sentiment: None,
+            sender_id: None,
+            sender_display_name: None,
+            edited_at: Some(1_700_000_000_500),
+            ..m
+        };
+        let d = data(&message_edited(&m));
+        assert!(d.get("sentiment").is_none(), "{d}");
+        assert_eq!(d["senderDisplayName"], "");
+        assert_eq!(d["sender"]["rawId"], "");
+        assert_eq!(d["editedOn"], fmt_ms(1_700_000_000_500));
+    }
+
+    #[test]
+    fn events_from_values_keep_their_members() {
+        let e = typing("t", "8:acs:x", "X", 5);
+        let d = data(&e);
+        assert_eq!(d["threadId"], "t");
+        assert_eq!(d["version"], "5");
+        assert_eq!(Event::new("typingIndicatorReceived", json!({})).body, "");
+    }
 }
