@@ -5,7 +5,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 
 use super::*;
-use crate::client::{client, now_us};
+use crate::client::{client, now_us, Sender};
 use crate::stats::Stats;
 
 pub fn noop(ctx: &Ctx, concurrency: usize) -> Result<(), String> {
@@ -102,26 +102,21 @@ pub(super) fn send_plan(
 /// `send_on[j % len]`.
 pub(super) fn send_phase(ctx: &Ctx, send_on: &[String], plan: SendPlan) -> (Stats, f64) {
     let (threads, send_on) = (ctx.threads, send_on.to_vec());
-    let (target, dur) = (ctx.target.clone(), ctx.duration);
+    let dur = ctx.duration;
     let started = Instant::now();
     let out = join(spawn(threads, move |w| {
-        let (target, plan, send_on) = (target.clone(), plan.clone(), send_on.clone());
+        let (plan, send_on) = (plan.clone(), send_on.clone());
         Box::pin(async move {
-            let c = client(None);
             let deadline = Instant::now() + dur;
             let loops = share(plan.len(), w, threads).map(|j| {
-                let c = c.clone();
-                let target = crate::client::Target {
-                    base: send_on[j % send_on.len()].clone(),
-                    ..target.clone()
-                };
+                let mut sender = Sender::new(&send_on[j % send_on.len()]);
                 let (token, mine) = plan[j].clone();
                 async move {
                     let mut s = Stats::default();
                     let mut k = 0;
                     while Instant::now() < deadline && !mine.is_empty() {
                         let t0 = now_us();
-                        match target.send(&c, &token, &mine[k % mine.len()], "m").await {
+                        match sender.send(&token, &mine[k % mine.len()], "m").await {
                             Ok(()) => s.record(now_us() - t0),
                             Err(_) => s.errors += 1,
                         }
