@@ -157,46 +157,34 @@ impl Target {
     }
 }
 
-/// One keep-alive HTTP/1.1 connection that posts messages, written by hand: the send
-/// phases' client. awc costs the load tool ~25 µs of CPU per request, on the cores confab
-/// is measured on; this writes the request in one call and parses only the response head.
-pub struct Sender {
-    addr: String,
+/// One keep-alive HTTP/1.1 connection, written by hand: the client of the phases that
+/// measure request rates (noop, send, cluster). awc costs the load tool ~25 µs of CPU per
+/// request, on the cores confab is measured on; this writes each request in one call and
+/// parses only the response head.
+pub struct Conn {
     host: String,
     conn: Option<tokio::net::TcpStream>,
     buf: Vec<u8>,
     req: Vec<u8>,
 }
 
-impl Sender {
-    /// For `base` (`http://host:port`); connects on the first send.
-    pub fn new(base: &str) -> Sender {
-        let host = base.trim_start_matches("http://").trim_end_matches('/');
-        Sender {
-            addr: host.to_string(),
-            host: host.to_string(),
+impl Conn {
+    /// For `base` (`http://host:port`); connects on the first request.
+    pub fn new(base: &str) -> Conn {
+        Conn {
+            host: base
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string(),
             conn: None,
             buf: Vec::with_capacity(4096),
             req: Vec::with_capacity(1024),
         }
     }
 
-    /// Sends a message; Ok once confab answered 201 (committed). After any error the
-    /// connection is dropped and the next send opens a new one.
+    /// Sends a message; Ok once confab answered 201 (committed).
     pub async fn send(&mut self, token: &str, thread: &str, content: &str) -> Result<(), String> {
-        let res = self.exchange(token, thread, content).await;
-        if res.is_err() {
-            self.conn = None;
-        }
-        match res? {
-            201 => Ok(()),
-            status => Err(format!("send: {status}")),
-        }
-    }
-
-    async fn exchange(&mut self, token: &str, thread: &str, content: &str) -> Result<u16, String> {
         use std::io::Write;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let body =
             serde_json::to_string(&json!({ "content": content })).map_err(|e| e.to_string())?;
         self.req.clear();
@@ -209,8 +197,39 @@ impl Sender {
             body.len()
         )
         .map_err(|e| e.to_string())?;
+        match self.exchange().await? {
+            201 => Ok(()),
+            status => Err(format!("send: {status}")),
+        }
+    }
+
+    /// `GET path`; the response's status.
+    pub async fn get(&mut self, path: &str) -> Result<u16, String> {
+        use std::io::Write;
+        self.req.clear();
+        write!(
+            self.req,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            self.host
+        )
+        .map_err(|e| e.to_string())?;
+        self.exchange().await
+    }
+
+    /// Writes the request in `req`, reads the whole response; the status. After any error
+    /// the connection is dropped and the next request opens a new one.
+    async fn exchange(&mut self) -> Result<u16, String> {
+        let res = self.round_trip().await;
+        if res.is_err() {
+            self.conn = None;
+        }
+        res
+    }
+
+    async fn round_trip(&mut self) -> Result<u16, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         if self.conn.is_none() {
-            let s = tokio::net::TcpStream::connect(&self.addr)
+            let s = tokio::net::TcpStream::connect(&self.host)
                 .await
                 .map_err(|e| e.to_string())?;
             s.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -308,5 +327,51 @@ mod tests {
         let poll = br#"{"cursor":"ab12cd34.7","recovered":true,"events":[{"type":"chatMessageReceived","cursor":"ab12cd34.6","data":{"message":"5"}},{"type":"chatMessageReceived","cursor":"ab12cd34.7","data":{"message":"9"}}]}"#;
         assert_eq!(super::sent_times(poll), vec![5, 9]);
         assert_eq!(super::first_cursor(poll).as_deref(), Some("ab12cd34.7"));
+    }
+
+    /// The hand-written client reads responses that arrive in pieces, keeps its connection
+    /// for the next request, and opens a new one after the server closed it.
+    #[test]
+    fn conn_reads_whole_responses_and_reconnects() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let mut accepted = 0;
+            for stream in listener.incoming().take(2) {
+                let mut s = stream.expect("accept");
+                accepted += 1;
+                let answers: &[&[u8]] = if accepted == 1 {
+                    &[
+                        b"HTTP/1.1 201 Created\r\ncontent-length: 9\r\n\r\n{\"id\":\"1\"}",
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                    ]
+                } else {
+                    &[b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"]
+                };
+                for answer in answers {
+                    let mut req = [0u8; 2048];
+                    let n = s.read(&mut req).expect("read");
+                    assert!(n > 0);
+                    // head and body in separate writes
+                    let (head, body) = answer.split_at(answer.len() - 3);
+                    s.write_all(head).expect("write");
+                    s.flush().expect("flush");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    s.write_all(body).expect("write");
+                }
+                // first connection: closed after two answers
+            }
+            accepted
+        });
+        actix_web::rt::System::new().block_on(async move {
+            let mut c = super::Conn::new(&format!("http://{addr}"));
+            assert_eq!(c.send("t", "th", "m").await, Ok(()));
+            assert_eq!(c.get("/livez").await, Ok(200));
+            // the server closed the first connection: this request fails, the next reconnects
+            assert!(c.get("/livez").await.is_err());
+            assert_eq!(c.send("t", "th", "m").await, Err("send: 404".into()));
+        });
+        assert_eq!(server.join().expect("server"), 2);
     }
 }

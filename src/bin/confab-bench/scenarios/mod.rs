@@ -146,21 +146,17 @@ pub(super) fn noop_phase(ctx: &Ctx, concurrency: usize) -> (Stats, f64) {
     let (base, threads, dur) = (ctx.target.base.clone(), ctx.threads, ctx.duration);
     let started = Instant::now();
     let out = join(spawn(threads, move |w| {
-        let url = format!("{base}/livez");
+        let base = base.clone();
         Box::pin(async move {
-            let c = client(None);
             let deadline = Instant::now() + dur;
             let loops = share(concurrency, w, threads).map(|_| {
-                let (c, url) = (c.clone(), url.clone());
+                let mut conn = crate::client::Conn::new(&base);
                 async move {
                     let mut s = Stats::default();
                     while Instant::now() < deadline {
                         let t0 = now_us();
-                        match c.get(&url).send().await {
-                            Ok(mut r) if r.status() == 200 => {
-                                let _ = r.body().await;
-                                s.record(now_us() - t0);
-                            }
+                        match conn.get("/livez").await {
+                            Ok(200) => s.record(now_us() - t0),
                             _ => s.errors += 1,
                         }
                     }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 
 use super::*;
-use crate::client::{client, now_us, Sender};
+use crate::client::{client, now_us, Conn};
 use crate::stats::Stats;
 
 pub fn noop(ctx: &Ctx, concurrency: usize) -> Result<(), String> {
@@ -109,14 +109,14 @@ pub(super) fn send_phase(ctx: &Ctx, send_on: &[String], plan: SendPlan) -> (Stat
         Box::pin(async move {
             let deadline = Instant::now() + dur;
             let loops = share(plan.len(), w, threads).map(|j| {
-                let mut sender = Sender::new(&send_on[j % send_on.len()]);
+                let mut conn = Conn::new(&send_on[j % send_on.len()]);
                 let (token, mine) = plan[j].clone();
                 async move {
                     let mut s = Stats::default();
                     let mut k = 0;
                     while Instant::now() < deadline && !mine.is_empty() {
                         let t0 = now_us();
-                        match sender.send(&token, &mine[k % mine.len()], "m").await {
+                        match conn.send(&token, &mine[k % mine.len()], "m").await {
                             Ok(()) => s.record(now_us() - t0),
                             Err(_) => s.errors += 1,
                         }
