@@ -104,8 +104,10 @@ impl Store {
             writer: true,
             ..setup
         };
-        let mut conn = connection::connect(url, writer_setup)?;
+        // the migrations run with the plain session, then the connection becomes a writer
+        let mut conn = connection::connect(url, setup)?;
         connection::migrate(&mut conn)?;
+        writer_setup.apply(&mut conn).map_err(|e| e.to_string())?;
         let pool = connection::pool(url, POOL_SIZE, setup)?;
         let (count, gather) = match backend {
             Backend::Sqlite => (1, std::time::Duration::ZERO),

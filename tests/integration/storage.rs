@@ -101,6 +101,69 @@ async fn readyz_is_503_when_the_database_is_gone() {
     );
 }
 
+/// A PostgreSQL writer finds thread rows through their primary key even while the table is
+/// tiny: a writer keeps a prepared statement's generic plan for its whole life, and one
+/// planned with a sequential scan of a handful of rows went on scanning every row once per
+/// batch after there were thousands. A reader session (the control) does plan the scan, so
+/// the table is small enough for the difference to show.
+#[test]
+fn postgres_writers_find_rows_by_key_on_small_tables() {
+    use confab::store::connection::{connect, migrate, ConnSetup, SqliteSync};
+    use diesel::{Connection, QueryableByName, RunQueryDsl};
+    let Ok(base) = std::env::var("CONFAB_TEST_DATABASE_URL") else {
+        eprintln!("CONFAB_TEST_DATABASE_URL not set: PostgreSQL-only test skipped");
+        return;
+    };
+    let db = format!("confab_plan_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = diesel::PgConnection::establish(&base).unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {db}"))
+        .execute(&mut admin)
+        .unwrap();
+    let url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let plan = |writer: bool| {
+        let setup = ConnSetup {
+            sync: SqliteSync::Full,
+            writer,
+        };
+        let mut c = connect(&url, setup).unwrap();
+        migrate(&mut c).unwrap();
+        let confab::store::DbConn::Pg(pg) = &mut c else {
+            panic!("not PostgreSQL")
+        };
+        diesel::sql_query(
+            "INSERT INTO threads (id, topic, created_by, created_at, metadata, last_seq, \
+             last_message_id, last_message_at) VALUES ('t1', '', 'u', 0, '{}', 0, 0, 0) \
+             ON CONFLICT DO NOTHING",
+        )
+        .execute(pg)
+        .unwrap();
+        // as autovacuum does while a deployment is young
+        diesel::sql_query("ANALYZE threads").execute(pg).unwrap();
+        let lines: Vec<Line> = diesel::sql_query(
+            "EXPLAIN SELECT id FROM threads WHERE id = ANY('{t1,t2}') ORDER BY id FOR UPDATE",
+        )
+        .load(pg)
+        .unwrap();
+        lines
+            .into_iter()
+            .map(|l| l.line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (reader, writer) = (plan(false), plan(true));
+    diesel::sql_query(format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .unwrap();
+    assert!(reader.contains("Seq Scan on threads"), "control: {reader}");
+    assert!(!writer.contains("Seq Scan"), "{writer}");
+    assert!(writer.contains("threads_pkey"), "{writer}");
+}
+
 /// A change whose statement fails (a duplicate key, which on PostgreSQL aborts the whole
 /// transaction) fails alone in its batch: the writer runs the batch again with a savepoint per
 /// change, the caller of the failing one gets its error and the others commit. Runs on SQLite,
