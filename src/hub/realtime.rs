@@ -159,22 +159,25 @@ impl<'a> MessageData<'a> {
         }
     }
 
-    fn with_body(mut self, m: &'a Message) -> MessageData<'a> {
-        self.message = Some(m.content.as_deref().unwrap_or_default());
-        self.metadata = Some(crate::store::parse_metadata(&m.metadata));
-        self.sentiment = m.sentiment.map(crate::sentiment::to_json);
-        self
+    /// With the body, metadata and sentiment (received and edited).
+    fn with_body(m: &'a Message) -> MessageData<'a> {
+        MessageData {
+            message: Some(m.content.as_deref().unwrap_or_default()),
+            metadata: Some(crate::store::parse_metadata(&m.metadata)),
+            sentiment: m.sentiment.map(crate::sentiment::to_json),
+            ..MessageData::of(m)
+        }
     }
 }
 
 pub fn message_received(m: &Message) -> Arc<Event> {
-    Event::from_data("chatMessageReceived", &MessageData::of(m).with_body(m))
+    Event::from_data("chatMessageReceived", &MessageData::with_body(m))
 }
 
 pub fn message_edited(m: &Message) -> Arc<Event> {
     let d = MessageData {
         edited_on: Some(m.edited_at.map(fmt_ms)),
-        ..MessageData::of(m).with_body(m)
+        ..MessageData::with_body(m)
     };
     Event::from_data("chatMessageEdited", &d)
 }

@@ -109,17 +109,12 @@ async fn readyz_is_503_when_the_database_is_gone() {
 #[test]
 fn postgres_writers_find_rows_by_key_on_small_tables() {
     use confab::store::connection::{connect, migrate, ConnSetup, SqliteSync};
-    use diesel::{Connection, QueryableByName, RunQueryDsl};
-    let Ok(base) = std::env::var("CONFAB_TEST_DATABASE_URL") else {
+    use diesel::{QueryableByName, RunQueryDsl};
+    // a schema of its own
+    let Some(url) = test_database() else {
         eprintln!("CONFAB_TEST_DATABASE_URL not set: PostgreSQL-only test skipped");
         return;
     };
-    let db = format!("confab_plan_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = diesel::PgConnection::establish(&base).unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .unwrap();
-    let url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
     #[derive(QueryableByName)]
     struct Line {
         #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
@@ -156,9 +151,6 @@ fn postgres_writers_find_rows_by_key_on_small_tables() {
             .join("\n")
     };
     let (reader, writer) = (plan(false), plan(true));
-    diesel::sql_query(format!("DROP DATABASE {db} WITH (FORCE)"))
-        .execute(&mut admin)
-        .unwrap();
     assert!(reader.contains("Seq Scan on threads"), "control: {reader}");
     assert!(!writer.contains("Seq Scan"), "{writer}");
     assert!(writer.contains("threads_pkey"), "{writer}");

@@ -227,7 +227,7 @@ impl Conn {
     }
 
     async fn round_trip(&mut self) -> Result<u16, String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         if self.conn.is_none() {
             let s = tokio::net::TcpStream::connect(&self.host)
                 .await
@@ -238,13 +238,12 @@ impl Conn {
         let conn = self.conn.as_mut().expect("connected above");
         conn.write_all(&self.req).await.map_err(|e| e.to_string())?;
         self.buf.clear();
-        loop {
+        let (status, end) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut head = httparse::Response::new(&mut headers);
             if let httparse::Status::Complete(len) =
                 head.parse(&self.buf).map_err(|e| e.to_string())?
             {
-                let status = head.code.unwrap_or_default();
                 let length = head
                     .headers
                     .iter()
@@ -257,27 +256,23 @@ impl Conn {
                             .ok()
                     })
                     .ok_or("response without content-length")?;
-                while self.buf.len() < len + length {
-                    if conn
-                        .read_buf(&mut self.buf)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        == 0
-                    {
-                        return Err("connection closed mid-response".into());
-                    }
-                }
-                return Ok(status);
+                break (head.code.unwrap_or_default(), len + length);
             }
-            if conn
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|e| e.to_string())?
-                == 0
-            {
-                return Err("connection closed".into());
-            }
+            read_more(conn, &mut self.buf).await?;
+        };
+        while self.buf.len() < end {
+            read_more(conn, &mut self.buf).await?;
         }
+        Ok(status)
+    }
+}
+
+/// Reads what the connection has into `buf`; an error if the server closed it.
+async fn read_more(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    match conn.read_buf(buf).await.map_err(|e| e.to_string())? {
+        0 => Err("connection closed".into()),
+        _ => Ok(()),
     }
 }
 
