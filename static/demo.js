@@ -13,6 +13,8 @@ const state = {
   token: null, userId: null, cursor: null, transport: null,
   threads: new Map(), current: null, messages: new Map(), lastTypingSent: 0, typingTimers: new Map(),
   lang: "", ws: null, pollAbort: null, recorder: null, reloadTimer: null,
+  // How many changes events have made to each list; see settled().
+  changes: { threads: 0, messages: 0 },
   // Extensions the server turned off (400 FeatureNotSupported): their controls go away.
   off: { translate: false, speech: false },
 };
@@ -124,6 +126,7 @@ function onFrame(f) {
     }
     case "chatMessageDeleted":
       if (d.threadId === state.current) {
+        state.changes.messages++;
         const m = state.messages.get(d.id);
         if (m) { m.deletedOn = d.deletedOn; delete m.content; delete m.translation; renderMessages(); }
       }
@@ -153,10 +156,12 @@ function onFrame(f) {
       }
       break;
     case "chatThreadCreated":
+      state.changes.threads++;
       state.threads.set(d.threadId, { id: d.threadId, topic: d.properties.topic, lastMessageReceivedOn: d.createdOn });
       renderThreads();
       break;
     case "chatThreadPropertiesUpdated":
+      state.changes.threads++;
       if (state.threads.has(d.threadId)) { state.threads.get(d.threadId).topic = d.properties.topic; renderThreads(); }
       if (d.threadId === state.current) { $("topic").textContent = d.properties.topic; loadMessages(); }
       break;
@@ -169,6 +174,7 @@ function onFrame(f) {
       else if (d.threadId === state.current) loadMessages();
       break;
     case "chatThreadDeleted":
+      state.changes.threads++;
       if (state.threads.has(d.threadId)) { state.threads.get(d.threadId).deletedOn = d.deletedOn; renderThreads(); }
       if (d.threadId === state.current) { $("thread").hidden = true; state.current = null; }
       break;
@@ -264,6 +270,7 @@ function previewOf(type, message) {
 /// A new message moves its thread up, replaces its preview and, unless the thread is open,
 /// counts as unread when somebody else sent it.
 function newMessageInList(d) {
+  state.changes.threads++;
   const t = state.threads.get(d.threadId);
   if (!t) return;
   t.lastMessageReceivedOn = d.createdOn;
@@ -282,8 +289,24 @@ function reloadThreadsSoon() {
   state.reloadTimer = setTimeout(() => loadThreads().catch(() => {}), 150);
 }
 
+/// A list read over REST while events changed the same list is older than what they did: put in
+/// place, it would undo them (a thread created while the list was loading would vanish). Each
+/// event that changes a list counts in state.changes; a read that overlapped one reads again, and
+/// that read has the change, since an event is sent only after its change is committed.
+async function settled(list, read) {
+  for (let tries = 1; ; tries++) {
+    const before = state.changes[list];
+    const v = await read();
+    if (state.changes[list] === before) return v;
+    if (tries === 4) { // a busy list: take this one and look again shortly
+      if (list === "threads") reloadThreadsSoon();
+      return v;
+    }
+  }
+}
+
 async function loadThreads() {
-  const v = await api("GET", "/chat/threads?maxPageSize=100");
+  const v = await settled("threads", () => api("GET", "/chat/threads?maxPageSize=100"));
   state.threads = new Map(v.value.map((t) => [t.id, t]));
   renderThreads();
 }
@@ -334,9 +357,15 @@ async function openThread(id) {
 
 async function loadMessages() {
   const id = state.current;
-  const v = await api("GET", `/chat/threads/${enc(id)}/messages?maxPageSize=50`);
+  const v = await settled("messages", () => api("GET", `/chat/threads/${enc(id)}/messages?maxPageSize=50`));
   if (id !== state.current) return;
-  state.messages = new Map(v.value.reverse().map((m) => [m.id, m]));
+  const shown = state.messages;
+  state.messages = new Map(v.value.reverse().map((m) => {
+    // A translation pushed or asked for earlier still holds for the same version of the message.
+    const old = shown.get(m.id);
+    if (old?.translation && old.version === m.version) m.translation = old.translation;
+    return [m.id, m];
+  }));
   renderMessages();
   const last = [...state.messages.values()].reverse().find((m) => m.senderCommunicationIdentifier && m.senderCommunicationIdentifier.rawId !== state.userId);
   if (last) sendReceipt(last.id);
@@ -351,6 +380,7 @@ function fromEvent(d, edited) {
 }
 
 function upsertMessage(m) {
+  state.changes.messages++;
   const old = state.messages.get(m.id);
   const next = { ...old, ...m };
   // chatMessageTranslated may come before or after its original; an edit drops an old translation.

@@ -3,7 +3,7 @@
 // target/browser/. Needs CONFAB_URL (a running confab) and Debian's /usr/bin/chromium.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { BASE, KEY, SHOTS, launch, createUser } from "./helpers.mjs";
+import { BASE, KEY, SHOTS, launch, createUser, rest } from "./helpers.mjs";
 
 let browser;
 
@@ -62,6 +62,63 @@ async function conversation(transport) {
 
 test("two users chat on /demo over WebSocket", async () => { await conversation("websocket"); });
 test("two users chat on /demo over long-poll (?transport=poll)", async () => { await conversation("poll"); });
+
+/// Holds the page's `nth` answer to GET `path` (read from confab when asked) until `release()`:
+/// the list the page gets is older than the events that come meanwhile.
+async function holdRead(p, path, nth) {
+  let release, listed;
+  const gate = new Promise((r) => { release = r; });
+  const read = new Promise((r) => { listed = r; });
+  let count = 0;
+  await p.route((url) => url.pathname.endsWith(path) && url.searchParams.has("maxPageSize"), async (route) => {
+    if (route.request().method() !== "GET" || ++count !== nth) return route.continue();
+    const response = await route.fetch();
+    listed();
+    await gate;
+    await route.fulfill({ response });
+  });
+  return { read, release };
+}
+
+test("what changes while a list is loading stays on /demo: a new thread, a new message", async () => {
+  const alice = await createUser();
+  const bob = await createUser();
+  const p = await page("");
+  // Bob signs in: the page lists his threads, opens its real-time session and, once connected,
+  // lists them again (nothing to resume from). That second list is read before Alice's thread
+  // exists and reaches the page after the thread's chatThreadCreated.
+  const threads = await holdRead(p, "/chat/threads", 2);
+  await p.fill("#token", bob.token);
+  await p.click("#token-form button");
+  await threads.read;
+  const created = await rest(alice, "POST", "/chat/threads", {
+    topic: "made while loading",
+    participants: [{ communicationIdentifier: { rawId: alice.id } }, { communicationIdentifier: { rawId: bob.id } }],
+  });
+  const thread = encodeURIComponent(created.chatThread.id);
+  const item = p.locator("#threads li", { hasText: "made while loading" });
+  await item.waitFor(); // from chatThreadCreated
+  threads.release();
+  // The old list arrives now. A message afterwards counts as unread only on a thread in the list.
+  await rest(alice, "POST", `/chat/threads/${thread}/messages`, { content: "first", senderDisplayName: "Alice" });
+  await p.waitForSelector('#threads li[data-unread="1"]', { timeout: 10000 });
+  assert.equal(await item.count(), 1);
+
+  // Bob opens the thread; its messages are read before Alice's second message.
+  const messages = await holdRead(p, "/messages", 1);
+  await item.click();
+  await messages.read;
+  await rest(alice, "POST", `/chat/threads/${thread}/messages`, { content: "second", senderDisplayName: "Alice" });
+  await p.locator("#messages li", { hasText: "second" }).waitFor(); // from chatMessageReceived
+  messages.release();
+  await rest(alice, "POST", `/chat/threads/${thread}/messages`, { content: "third", senderDisplayName: "Alice" });
+  await p.locator("#messages li", { hasText: "third" }).waitFor({ timeout: 10000 });
+  // The list read again after the load that "second" overtook brings "first"; each message is
+  // there once, in order, "second" among them.
+  await p.locator("#messages li", { hasText: "first" }).waitFor({ timeout: 10000 });
+  assert.deepEqual(await p.locator("#messages li:not(.system) .body").allTextContents(), ["first", "second", "third"]);
+  await p.context().close();
+});
 
 test("signed out, /demo shows only the sign-in card", async () => {
   const p = await page("");

@@ -9,9 +9,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { SHOTS, launch, createUser, startConfab } from "./helpers.mjs";
+import { SHOTS, launch, createUser, startConfab, rest as restAt } from "./helpers.mjs";
 
-const CHAT = "api-version=2025-03-15";
 let browser, confab, standIn;
 const seen = { translate: [], speech: [] };
 
@@ -53,16 +52,8 @@ after(async () => {
   standIn?.close();
 });
 
-async function rest(user, method, path, body) {
-  const sep = path.includes("?") ? "&" : "?";
-  const res = await fetch(`${confab.url}${path}${sep}${CHAT}`, {
-    method,
-    headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json" },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
+function rest(user, method, path, body) {
+  return restAt(user, method, path, body, confab.url);
 }
 
 async function signIn(user, query = "") {

@@ -42,6 +42,19 @@ export async function createUser(base = BASE) {
   return { id: v.identity.id, token: v.accessToken.token };
 }
 
+/// A chat REST call as `user` (from createUser); throws on a status other than 2xx.
+export async function rest(user, method, path, body, base = BASE) {
+  const sep = path.includes("?") ? "&" : "?";
+  const res = await fetch(`${base}${path}${sep}api-version=2025-03-15`, {
+    method,
+    headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json" },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
 /// Starts a confab of its own (`CONFAB_BIN`, by default the debug build) on free ports with a
 /// fresh data directory (or `data`, to start again on what an earlier one left) and the given
 /// extra flags; resolves once its banner says where it is. `stop({ keep: true })` leaves the
