@@ -187,12 +187,14 @@ impl Store {
     /// one every time, so a thread's changes commit in order); resolves once committed. An
     /// `appending` job writes its messages through [`appends::Appends`], which join the batch's
     /// group; in cluster mode (`locks`) the batch locks the thread's row (see
-    /// `appends::Appends::lock_row`).
+    /// `appends::Appends::lock_row`). A `pure` append promises to run no statement in a batch's
+    /// first attempt (see `writer`).
     pub async fn thread_job<T, F>(
         &self,
         thread: &crate::ids::ThreadId,
         appending: bool,
         locks: bool,
+        pure: bool,
         f: F,
     ) -> Result<T, ApiError>
     where
@@ -204,7 +206,7 @@ impl Store {
     {
         self.may_write()?;
         self.writers[self.writer_of(thread)]
-            .run_thread_job(appending, locks.then(|| thread.clone()), f)
+            .run_thread_job(appending, locks.then(|| thread.clone()), pure, f)
             .await
     }
 

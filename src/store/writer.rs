@@ -26,6 +26,15 @@
 //! Appending jobs (sends) hand their messages to the batch's group in the first attempt, which
 //! writes those of many threads with two statements (see `store::appends`); the group is written
 //! before the next job that is not an append, and before the commit.
+//!
+//! On PostgreSQL a first attempt whose jobs are all *pure* appends (a send that trusts its
+//! actor's hint, with no idempotency record and no webhook subscription to write for: its whole
+//! change is its part of the group) sends no BEGIN and no COMMIT: the group's one statement is
+//! the transaction, which PostgreSQL commits (durably, before it answers) on its own, and which
+//! fails whole if a row had moved. One round trip per batch instead of three. While such jobs
+//! run, a statement on the connection would commit on its own, outside the batch: the
+//! connection refuses it (a job that was not pure after all panics before its statement is
+//! sent; the batch fails with a 503 like any panicking job, and nothing of it is written).
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread;
@@ -53,6 +62,8 @@ trait Job: Send {
     fn appending(&self) -> bool;
     /// Cluster mode: the thread whose row it locks (locked for the whole batch when it starts).
     fn locks(&self) -> Option<&str>;
+    /// Whether, in a first attempt, it runs no statement: its change is all in the group.
+    fn pure(&self) -> bool;
     /// Runs the change on `conn` (in a savepoint of its own if `savepoint`), keeping its
     /// outcome; whether it succeeded.
     fn attempt(&mut self, conn: &mut DbConn, savepoint: bool, appends: Appends<'_>) -> bool;
@@ -64,6 +75,7 @@ struct Pending<T, F> {
     f: F,
     appending: bool,
     locks: Option<crate::ids::ThreadId>,
+    pure: bool,
     outcome: Option<Result<T, ApiError>>,
     tx: oneshot::Sender<Result<T, ApiError>>,
 }
@@ -79,6 +91,10 @@ where
 
     fn locks(&self) -> Option<&str> {
         self.locks.as_ref().map(|t| t.as_str())
+    }
+
+    fn pure(&self) -> bool {
+        self.pure
     }
 
     fn attempt(&mut self, conn: &mut DbConn, savepoint: bool, mut appends: Appends<'_>) -> bool {
@@ -142,29 +158,38 @@ impl Writer {
         F: FnOnce(&mut DbConn) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
-        self.queue(false, None, move |c: &mut DbConn, _: &mut Appends| f(c))
-            .await
+        self.queue(
+            false,
+            None,
+            false,
+            move |c: &mut DbConn, _: &mut Appends| f(c),
+        )
+        .await
     }
 
-    /// A change to one thread: appending or not, and (cluster mode) locking the thread's row
-    /// for the batch (see `Appends::lock_row`).
+    /// A change to one thread: appending or not, (cluster mode) locking the thread's row for
+    /// the batch (see `Appends::lock_row`), and whether it is a pure append (see the module
+    /// documentation: it must then run no statement in a batch's first attempt).
     pub async fn run_thread_job<T, F>(
         &self,
         appending: bool,
         locks: Option<crate::ids::ThreadId>,
+        pure: bool,
         f: F,
     ) -> Result<T, ApiError>
     where
         F: FnOnce(&mut DbConn, &mut Appends) -> Result<T, ApiError> + Clone + Send + 'static,
         T: Send + 'static,
     {
-        self.queue(appending, locks, f).await
+        debug_assert!(!pure || (appending && locks.is_none()));
+        self.queue(appending, locks, pure, f).await
     }
 
     async fn queue<T, F>(
         &self,
         appending: bool,
         locks: Option<crate::ids::ThreadId>,
+        pure: bool,
         f: F,
     ) -> Result<T, ApiError>
     where
@@ -176,6 +201,7 @@ impl Writer {
             f,
             appending,
             locks,
+            pure,
             outcome: None,
             tx,
         });
@@ -218,7 +244,18 @@ impl From<diesel::result::Error> for BatchFailed {
 /// Runs every job of the batch in one transaction and commits it: the first attempt (`safe`
 /// false) with no savepoints and appends grouped, the retry with a savepoint per job and
 /// appends written by each job.
-fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Result<(), BatchFailed> {
+fn run_batch(
+    conn: &mut DbConn,
+    batch: &mut [Box<dyn Job>],
+    safe: bool,
+    guard: &NoStatements,
+) -> Result<(), BatchFailed> {
+    #[cfg(feature = "postgres")]
+    if !safe && matches!(conn, DbConn::Pg(_)) && batch.iter().all(|j| j.pure()) {
+        return run_alone(conn, batch, guard);
+    }
+    #[cfg(not(feature = "postgres"))]
+    let _ = guard;
     conn.transaction::<_, BatchFailed, _>(|c| {
         let mut group: Vec<Append> = Vec::new();
         let mut shared = appends::Batch::default();
@@ -252,6 +289,81 @@ fn run_batch(conn: &mut DbConn, batch: &mut [Box<dyn Job>], safe: bool) -> Resul
         }
         write_group(c, &mut group, &shared.events)
     })
+}
+
+/// PostgreSQL, a first attempt of pure appends only: runs the jobs with no transaction open (the
+/// connection refusing any statement meanwhile), then writes their group and events as one
+/// statement that is its own transaction (see `appends::write_group_alone`).
+#[cfg(feature = "postgres")]
+fn run_alone(
+    conn: &mut DbConn,
+    batch: &mut [Box<dyn Job>],
+    guard: &NoStatements,
+) -> Result<(), BatchFailed> {
+    let mut group: Vec<Append> = Vec::new();
+    let mut shared = appends::Batch::default();
+    let ran = guard.while_armed(|| {
+        for job in batch.iter_mut() {
+            let appends = Appends::in_batch(Some(&mut group), &mut shared);
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job.attempt(conn, false, appends)
+            })) {
+                Ok(true) => {}
+                Ok(false) => return Err(BatchFailed::Job),
+                Err(_) => return Err(BatchFailed::Panic),
+            }
+        }
+        Ok(())
+    });
+    ran?;
+    if group.is_empty() && shared.events.is_empty() {
+        return Ok(());
+    }
+    let DbConn::Pg(pg) = conn else {
+        unreachable!("run_alone is for PostgreSQL connections")
+    };
+    match appends::write_group_alone(pg, &group, &shared.events) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(BatchFailed::Moved),
+        Err(_) => Err(BatchFailed::Job),
+    }
+}
+
+/// PostgreSQL: makes the writer's connection refuse statements while armed (see the module
+/// documentation). The refusal is a panic in diesel's first step of every statement, before
+/// anything is sent: a job that runs a statement while it should not fails, with nothing of
+/// it written.
+#[derive(Clone, Default)]
+struct NoStatements(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl NoStatements {
+    /// Watches `conn` (a new writing connection, after each reconnection too).
+    fn watch(&self, conn: &mut DbConn) {
+        #[cfg(feature = "postgres")]
+        if let DbConn::Pg(pg) = conn {
+            let armed = self.0.clone();
+            pg.set_instrumentation(move |event: diesel::connection::InstrumentationEvent<'_>| {
+                if matches!(
+                    event,
+                    diesel::connection::InstrumentationEvent::StartQuery { .. }
+                ) && armed.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    panic!("a write job declared pure ran a statement outside a transaction");
+                }
+            });
+        }
+        #[cfg(not(feature = "postgres"))]
+        let _ = conn;
+    }
+
+    /// Runs `f` with statements refused.
+    fn while_armed<R>(&self, f: impl FnOnce() -> R) -> R {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.store(true, Relaxed);
+        let r = f();
+        self.0.store(false, Relaxed);
+        r
+    }
 }
 
 /// Writes and empties the group of appends, with `events` (the batch's real-time events, at
@@ -336,6 +448,8 @@ fn run(
     published: std::sync::Arc<std::sync::atomic::AtomicI64>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let guard = NoStatements::default();
+    guard.watch(&mut conn);
     let mut checkpointed = Instant::now();
     // SQLite: the messages rowid up to which thread rows hold their positions (`None`: a
     // full pass is due, as at start: the last run may have stopped up to a second behind)
@@ -368,10 +482,10 @@ fn run(
         let size = batch.len();
         loaded = size > 1;
         let started = Instant::now();
-        let mut outcome = run_batch(&mut conn, &mut batch, false);
+        let mut outcome = run_batch(&mut conn, &mut batch, false, &guard);
         if let Err(why @ (BatchFailed::Job | BatchFailed::Moved)) = &outcome {
             crate::metrics::record_write_batch_retry(matches!(why, BatchFailed::Moved));
-            outcome = run_batch(&mut conn, &mut batch, true);
+            outcome = run_batch(&mut conn, &mut batch, true, &guard);
         }
         let panicked = matches!(outcome, Err(BatchFailed::Panic));
         let status = match outcome {
@@ -403,7 +517,10 @@ fn run(
         // makes the database roll back whatever it held).
         if panicked || (status.is_err() && conn.batch_execute("SELECT 1").is_err()) {
             match reconnect_loop(&rx, &reconnect) {
-                Some(c) => conn = c,
+                Some(c) => {
+                    conn = c;
+                    guard.watch(&mut conn);
+                }
                 None => break,
             }
         }

@@ -263,6 +263,18 @@ fn row_position(c: &mut confab::store::DbConn, id: &str) -> diesel::QueryResult<
 /// test above.
 #[tokio::test]
 async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
+    stale_position_in_a_group(false).await;
+}
+
+/// The same with pure appends, which on PostgreSQL the writer commits with no transaction block
+/// of their own (the group's statement is the transaction): the statement itself must fail
+/// whole, leaving nothing of the fresh thread's send behind before the retry writes it once.
+#[tokio::test]
+async fn a_stale_position_in_a_group_of_pure_sends_is_claimed_again() {
+    stale_position_in_a_group(true).await;
+}
+
+async fn stale_position_in_a_group(pure: bool) {
     use confab::ids::ThreadId;
     use confab::store::appends::{Append, Appends, Position};
     use confab::store::models::Message;
@@ -336,6 +348,7 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
             &fresh,
             true,
             false,
+            pure,
             send("t-fresh", (0, 0, 0), runs[0].clone())
         ),
         // a stale one: the row is at 7
@@ -343,6 +356,7 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
             &moved,
             true,
             false,
+            pure,
             send("t-moved", (0, 0, 0), runs[1].clone())
         ),
     );
@@ -368,6 +382,51 @@ async fn a_stale_position_in_a_group_of_sends_is_claimed_again() {
         .unwrap();
     assert_eq!((t_fresh, t_moved), (1, 8));
     assert_eq!((m_fresh, m_moved), (Some(1), Some(8)));
+}
+
+/// PostgreSQL: a job declared a pure append (see `store::writer`) that runs a statement after
+/// all is refused before the statement is sent, since no transaction is open to hold it: its
+/// caller gets a retryable 503, nothing of it is written, and the writer goes on.
+#[tokio::test]
+async fn a_pure_append_that_runs_a_statement_writes_nothing() {
+    use confab::ids::ThreadId;
+    use confab::store::{connection::SqliteSync, schema::meta, DbConn, Store};
+    use diesel::prelude::*;
+
+    let Some(url) = test_database() else {
+        eprintln!("CONFAB_TEST_DATABASE_URL not set: PostgreSQL-only test skipped");
+        return;
+    };
+    let store = Store::open_with_writers(&url, SqliteSync::Normal, 1).unwrap();
+    let thread = ThreadId::from("t-pure");
+    let insert = |key: &'static str| {
+        move |c: &mut DbConn, _: &mut confab::store::appends::Appends| {
+            diesel::insert_into(meta::table)
+                .values((meta::key.eq(key), meta::value.eq("x")))
+                .execute(c)?;
+            Ok(())
+        }
+    };
+    let e = store
+        .thread_job(&thread, true, false, true, insert("not pure"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, 503, "{e:?}");
+    // the same job, not declared pure, commits in the writer's next batch
+    store
+        .thread_job(&thread, true, false, false, insert("declared"))
+        .await
+        .unwrap();
+    let keys: Vec<String> = store
+        .read(|c| {
+            Ok(meta::table
+                .filter(meta::key.eq_any(["not pure", "declared"]))
+                .select(meta::key)
+                .load(c)?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys, ["declared"]);
 }
 
 /// SQLite: a send does not rewrite its thread's row; the thread stands where its last message

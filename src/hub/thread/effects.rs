@@ -33,6 +33,11 @@ impl Effects {
         }
     }
 
+    /// Whether the job's outbox writes no row whatever it emits (no active subscription).
+    pub(super) fn writes_no_webhooks(&self) -> bool {
+        self.outbox.is_idle()
+    }
+
     /// Publishes `event` to `recipients` once the job has committed.
     pub fn publish(&mut self, recipients: impl Into<Arc<[UserId]>>, event: Arc<Event>) {
         self.realtime.push((recipients.into(), event));

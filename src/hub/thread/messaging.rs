@@ -107,9 +107,12 @@ impl ThreadActor {
         let again = cluster.then(|| cmds.clone());
         let recipients: std::sync::Arc<[crate::ids::UserId]> = current.clone().into();
         let to = recipients.clone();
+        // given the hint, a send runs a statement only to store an idempotency record
+        let quiet = hint.is_some() && cmds.iter().all(|c| c.idem.is_none());
         let commit = self.commit_with(
             true,
             cluster && hint.is_some(),
+            quiet,
             move |c, ob, appends| {
                 let now = now_ms();
                 let start = appends.claim(c, &id, hint)?.ok_or_else(thread_not_found)?;

@@ -368,7 +368,14 @@ impl ThreadActor {
         A: FnOnce(&mut ThreadActor, &T) + 'static,
         N: FnOnce(T) -> R + 'static,
     {
-        self.commit_with(false, false, move |c, ob, _| job(c, ob), after, answer)
+        self.commit_with(
+            false,
+            false,
+            false,
+            move |c, ob, _| job(c, ob),
+            after,
+            answer,
+        )
     }
 
     /// The commit itself, as [`ThreadActor::commit`] describes it. An `appending` job (sends)
@@ -376,10 +383,16 @@ impl ThreadActor {
     /// (see `store::appends`). Cluster mode: a job that `trusts_hint` (sends with the actor's
     /// hint) does not lock the thread's row first in the batch's first attempt; its group's
     /// move checks the membership version instead (`Appends::trust_version`).
+    ///
+    /// `quiet`: an appending job that, given its actor's hint, runs no statement of its own
+    /// (no idempotency record to store). If it has no webhook rows to write either (no active
+    /// subscription) and, in cluster mode, trusts its hint, it is a pure append, which the
+    /// writer may commit without a transaction block of its own (see `store::writer`).
     fn commit_with<T, R, J, A, N>(
         &mut self,
         appending: bool,
         trusts_hint: bool,
+        quiet: bool,
         job: J,
         after: A,
         answer: N,
@@ -404,6 +417,10 @@ impl ThreadActor {
             Some(Some(version)) if trusts_hint => Some(version),
             _ => None,
         };
+        let pure = appending
+            && quiet
+            && effects.writes_no_webhooks()
+            && (expected.is_none() || trusted.is_some());
         let write = move |c: &mut DbConn, appends: &mut Appends| {
             if let Some(expected) = expected {
                 // cluster mode: the thread's writers on all nodes take turns on its row
@@ -432,6 +449,7 @@ impl ThreadActor {
                     &thread,
                     appending,
                     expected.is_some() && trusted.is_none(),
+                    pure,
                     write,
                 )
                 .await

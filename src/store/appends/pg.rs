@@ -196,6 +196,12 @@ impl RunQueryDsl<PgConnection> for InsertMessages {}
 /// rows go in; it returns how many rows moved. Fewer than the group's size leaves the
 /// messages of the others out (no duplicate-key error to tell apart from a moved row), and
 /// the caller rolls the whole transaction back.
+///
+/// Written [`WriteGroup::alone`] (the batch's only statement, run with no BEGIN and COMMIT of
+/// its own: PostgreSQL commits it as an implicit transaction, two round trips fewer), the
+/// statement itself fails when fewer rows moved (`confab_group_moved`, a migration), so that
+/// nothing of it commits; [`MOVED`] names that error. The text is the same either way (one
+/// prepared statement): in a transaction the expected count is -1, which checks nothing.
 pub struct WriteGroup {
     moves: MoveThreads,
     messages: InsertMessages,
@@ -203,11 +209,18 @@ pub struct WriteGroup {
     event_body: Vec<String>,
     event_recipients: Vec<String>,
     event_created_at: Vec<i64>,
+    /// how many rows must move (the group's size), or -1 for no check
+    expect: i64,
 }
 
+/// The start of the error `confab_group_moved` raises.
+pub const MOVED: &str = "confab: a thread moved";
+
 impl WriteGroup {
+    /// The statement run inside the batch's transaction.
     pub fn of(group: &[Append], events: Vec<NewClusterEvent>) -> WriteGroup {
         let mut q = WriteGroup {
+            expect: -1,
             moves: MoveThreads::of(group),
             messages: InsertMessages::of(group),
             event_kind: Vec::with_capacity(events.len()),
@@ -222,6 +235,14 @@ impl WriteGroup {
             q.event_created_at.push(e.created_at);
         }
         q
+    }
+
+    /// The statement run as a transaction of its own: it fails unless every row moved.
+    pub fn alone(group: &[Append], events: Vec<NewClusterEvent>) -> WriteGroup {
+        WriteGroup {
+            expect: group.len() as i64,
+            ..WriteGroup::of(group, events)
+        }
     }
 }
 
@@ -250,7 +271,12 @@ impl QueryFragment<Pg> for WriteGroup {
         // (the condition makes the UPDATE finish, taking its row locks, before the first
         // event row takes its id: a thread's event rows keep commit order, which the
         // relay publishes in; sub-statements of a WITH otherwise run in no set order)
-        out.push_sql(") WHERE (SELECT count(*) FROM moved) >= 0) SELECT count(*) FROM moved");
+        out.push_sql(
+            ") WHERE (SELECT count(*) FROM moved) >= 0) \
+             SELECT confab_group_moved(count(*), ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.expect)?;
+        out.push_sql(") FROM moved");
         Ok(())
     }
 }

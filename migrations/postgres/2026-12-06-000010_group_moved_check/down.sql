@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS confab_group_moved(bigint, bigint);
