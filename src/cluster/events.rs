@@ -311,6 +311,14 @@ fn apply(
     closed
 }
 
+/// The relay's connection commits without waiting for its WAL flush. Its only writes delete
+/// rows the log has acknowledged; should PostgreSQL lose the last of them in a crash, those
+/// rows are published again, and dropped again (JetStream drops a pack it has seen, and every
+/// node applies a row once). Each round's transaction then costs PostgreSQL no flush of its
+/// own (the WAL writer's next flush, or a writer's commit, carries it).
+#[cfg(feature = "postgres")]
+const RELAY_SESSION: &str = "SET synchronous_commit = off";
+
 /// Every node runs the relay; the node holding the relay lock publishes. Its rounds run on the
 /// lock's own connection, one statement each (forget what the last round published, read the
 /// next rows).
@@ -320,7 +328,8 @@ pub fn spawn_relay(bus: Arc<Bus>, db_url: String) {
         // kicks are for the leader: only the leading node listens to them (a round follows
         // the subscription, so kicks sent before it are not missed)
         let mut kicks: Option<async_nats::Subscriber> = None;
-        let lead = Arc::new(std::sync::Mutex::new(Lead::new(db_url, "relay")));
+        let lead = Lead::new(db_url, "relay").with_setup(RELAY_SESSION);
+        let lead = Arc::new(std::sync::Mutex::new(lead));
         // rows the log has acknowledged, deleted at the start of the next round
         let mut published: Vec<i64> = Vec::new();
         loop {

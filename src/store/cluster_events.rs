@@ -108,23 +108,63 @@ pub fn unpacked(row: &ClusterEvent) -> String {
 }
 
 /// The relay's round in one statement: forgets the rows `published` (acknowledged by the log)
-/// and reads the oldest `limit` others, in id order.
+/// and reads the oldest `limit` others, in id order. A prepared statement: the relay runs one
+/// every few milliseconds under load, and parsing and planning it each time (a `sql_query`
+/// is never prepared) was a quarter of its connection's CPU.
 #[cfg(feature = "postgres")]
 pub fn take(
     c: &mut diesel::PgConnection,
     published: &[i64],
     limit: i64,
 ) -> QueryResult<Vec<ClusterEvent>> {
-    use diesel::sql_types::{Array, BigInt};
-    diesel::sql_query(
-        "WITH gone AS (DELETE FROM cluster_events WHERE id = ANY($1)) \
-         SELECT id, kind, body, recipients, created_at FROM cluster_events \
-         WHERE id <> ALL($1) ORDER BY id LIMIT $2",
-    )
-    .bind::<Array<BigInt>, _>(published)
-    .bind::<BigInt, _>(limit)
-    .load(c)
+    Take { published, limit }.load(c)
 }
+
+/// See [`take`].
+#[cfg(feature = "postgres")]
+struct Take<'a> {
+    published: &'a [i64],
+    limit: i64,
+}
+
+#[cfg(feature = "postgres")]
+impl diesel::query_builder::QueryId for Take<'_> {
+    type QueryId = Take<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+#[cfg(feature = "postgres")]
+impl diesel::query_builder::Query for Take<'_> {
+    type SqlType = (
+        diesel::sql_types::BigInt,
+        diesel::sql_types::Text,
+        diesel::sql_types::Text,
+        diesel::sql_types::Text,
+        diesel::sql_types::BigInt,
+    );
+}
+
+#[cfg(feature = "postgres")]
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for Take<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt};
+        out.push_sql("WITH gone AS (DELETE FROM cluster_events WHERE id = ANY(");
+        out.push_bind_param::<Array<BigInt>, _>(&self.published)?;
+        out.push_sql(
+            ")) SELECT id, kind, body, recipients, created_at FROM cluster_events WHERE id <> ALL(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.published)?;
+        out.push_sql(") ORDER BY id LIMIT ");
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl RunQueryDsl<diesel::PgConnection> for Take<'_> {}
 
 #[cfg(test)]
 mod tests {

@@ -189,6 +189,8 @@ fn held_by(conn: &mut PgConnection, mode: Mode) -> String {
 pub struct Lead {
     url: String,
     task: &'static str,
+    /// Run on each new connection of the lock, after the session's usual settings.
+    setup: Option<&'static str>,
     conn: Option<PgConnection>,
     leading: bool,
     /// When the lock's connection was last seen alive.
@@ -203,10 +205,17 @@ impl Lead {
         Lead {
             url,
             task,
+            setup: None,
             conn: None,
             leading: false,
             checked: None,
         }
+    }
+
+    /// Runs `sql` on each connection of the lock when it is made (settings of the leader's work).
+    pub fn with_setup(mut self, sql: &'static str) -> Lead {
+        self.setup = Some(sql);
+        self
     }
 
     /// Runs `f` on the lock's own connection while this node leads (the leader's work need not
@@ -252,8 +261,17 @@ impl Lead {
             self.leading = false;
         }
         if self.conn.is_none() {
+            use diesel::connection::SimpleConnection;
             match connect(&self.url) {
-                Ok(c) => self.conn = Some(c),
+                Ok(mut c) => {
+                    if let Some(sql) = self.setup {
+                        if let Err(e) = c.batch_execute(sql) {
+                            tracing::warn!(task = self.task, error = %e, "cannot configure the leader's connection");
+                            return false;
+                        }
+                    }
+                    self.conn = Some(c)
+                }
                 Err(_) => return false,
             }
         }
