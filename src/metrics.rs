@@ -45,6 +45,7 @@ pub const RESUMES: &str = "confab_realtime_resumes_total";
 pub const WRITER_BATCH_SIZE: &str = "confab_writer_batch_size";
 pub const WRITER_COMMIT_SECONDS: &str = "confab_writer_commit_duration_seconds";
 pub const WRITER_BATCH_RETRIES: &str = "confab_writer_batch_retries_total";
+pub const WRITER_STATEMENT_BATCHES: &str = "confab_writer_statement_batches_total";
 pub const POOL_IN_USE: &str = "confab_db_pool_connections_in_use";
 pub const RATE_LIMITED: &str = "confab_rate_limited_total";
 pub const AUTH_FAILURES: &str = "confab_auth_failures_total";
@@ -191,6 +192,12 @@ fn describe() {
         WRITER_COMMIT_SECONDS,
         Unit::Seconds,
         "Time to run and commit one write batch"
+    );
+    c!(
+        WRITER_STATEMENT_BATCHES,
+        "PostgreSQL: write batches of pure sends committed as one statement, with no \
+         transaction block (a send with no idempotency record and no webhook subscription \
+         for its events)"
     );
     c!(
         WRITER_BATCH_RETRIES,

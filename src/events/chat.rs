@@ -95,6 +95,13 @@ pub enum MessageChange {
     Deleted,
 }
 
+/// The webhook event types a send emits (full names): [`message`] with
+/// [`MessageChange::Received`].
+pub const SEND_EVENT_TYPES: [&str; 2] = [
+    "Microsoft.Communication.ChatMessageReceived",
+    "Microsoft.Communication.ChatMessageReceivedInThread",
+];
+
 /// ChatMessageReceived / Edited / Deleted (and `…InThread`) for a committed message row.
 pub fn message(
     ob: &mut Outbox,
@@ -331,4 +338,44 @@ fn emit_split(
     ob.emit(&t(thread_type), at, || {
         (thread_subject.to_string(), Value::Object(data.clone()))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A send's purity (see `hub::thread`) rests on these being all it emits.
+    #[test]
+    fn a_received_message_emits_the_send_event_types_only() {
+        let mut ob = Outbox {
+            active: std::sync::Arc::new(vec![super::super::Active {
+                key: "all".into(),
+                types: None,
+            }]),
+            events: Vec::new(),
+        };
+        let m = Message {
+            thread_id: "19:t@thread.v2".into(),
+            seq: 3,
+            id: 1_700_000_000_000,
+            kind: "text".into(),
+            content: Some("hi".into()),
+            system: None,
+            sender_id: Some("8:acs:a".into()),
+            sender_display_name: None,
+            metadata: "{}".into(),
+            priority: "normal".into(),
+            created_at: 1_700_000_000_000,
+            version: 1_700_000_000_000,
+            edited_at: None,
+            deleted_at: None,
+            sentiment: None,
+        };
+        let to = [UserId::new("8:acs:a"), UserId::new("8:acs:b")];
+        message(&mut ob, MessageChange::Received, &m, "tx", &to);
+        let mut types: Vec<&str> = ob.events.iter().map(|e| e.event_type.as_str()).collect();
+        types.sort_unstable();
+        types.dedup();
+        assert_eq!(types, SEND_EVENT_TYPES);
+    }
 }

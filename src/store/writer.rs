@@ -28,8 +28,8 @@
 //! before the next job that is not an append, and before the commit.
 //!
 //! On PostgreSQL a first attempt whose jobs are all *pure* appends (a send that trusts its
-//! actor's hint, with no idempotency record and no webhook subscription to write for: its whole
-//! change is its part of the group) sends no BEGIN and no COMMIT: the group's one statement is
+//! actor's hint, with no idempotency record and no webhook subscription that includes its
+//! events: its whole change is its part of the group) sends no BEGIN and no COMMIT: the group's one statement is
 //! the transaction, which PostgreSQL commits (durably, before it answers) on its own, and which
 //! fails whole if a row had moved. One round trip per batch instead of three. While such jobs
 //! run, a statement on the connection would commit on its own, outside the batch: the
@@ -328,7 +328,10 @@ fn run_alone(
         unreachable!("run_alone is for PostgreSQL connections")
     };
     match appends::write_group_alone(pg, &group, &shared.events) {
-        Ok(true) => Ok(()),
+        Ok(true) => {
+            metrics::counter!(crate::metrics::WRITER_STATEMENT_BATCHES).increment(1);
+            Ok(())
+        }
         Ok(false) => Err(BatchFailed::Moved),
         Err(_) => Err(BatchFailed::Job),
     }

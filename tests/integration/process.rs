@@ -902,3 +902,90 @@ async fn the_data_directory_is_private() {
     }
     drop(child);
 }
+
+/// PostgreSQL: a send whose events no webhook subscription includes is still committed as one
+/// statement with no transaction block, even while subscriptions for other events are active;
+/// once a subscription includes its events, sends take a transaction again, and their
+/// deliveries are written and sent.
+#[tokio::test]
+async fn sends_no_subscription_wants_commit_as_one_statement() {
+    use crate::webhooks::{subscribe, Receiver};
+    let Some(url) = test_database() else {
+        eprintln!("CONFAB_TEST_DATABASE_URL not set: PostgreSQL-only test skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let (mut child, base, banner) = serve_with_banner(&[
+        "--data-dir",
+        &d,
+        "--database-url",
+        &url,
+        "--rate-limit-profile",
+        "off",
+        "--webhook-allow-private",
+    ]);
+    let metrics_url = banner
+        .lines()
+        .find_map(|l| l.split("metrics: ").nth(1))
+        .map(|u| u.trim().to_string())
+        .expect("banner prints the metrics URL");
+    let statement_batches = || async {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        series(&text, "confab_writer_statement_batches_total", &[]).unwrap_or(0.0)
+    };
+    let app = app_for(&base, dir);
+    let rx = Receiver::start();
+    subscribe(
+        &app,
+        "threads",
+        json!({ "endpointUrl": rx.url, "includedEventTypes": ["ChatThreadCreated"] }),
+        201,
+    )
+    .await;
+    let a = app.user().await;
+    let b = app.user().await;
+    let t = app.thread(&a, &[&b]).await;
+    for i in 0..5 {
+        app.send(&a, &t, &format!("quiet {i}")).await;
+    }
+    let quiet = statement_batches().await;
+    // the first send may load the thread's position; each later one is pure
+    assert!(quiet >= 4.0, "{quiet} statement batches for 5 sends");
+    rx.events_of("ChatThreadCreated", 1).await;
+
+    subscribe(
+        &app,
+        "messages",
+        json!({ "endpointUrl": rx.url, "includedEventTypes": ["ChatMessageReceivedInThread"] }),
+        201,
+    )
+    .await;
+    for i in 0..3 {
+        app.send(&a, &t, &format!("wanted {i}")).await;
+    }
+    let hits = rx.events_of("ChatMessageReceivedInThread", 3).await;
+    let mut bodies: Vec<String> = hits
+        .iter()
+        .filter(|h| h.event()["eventType"] == "Microsoft.Communication.ChatMessageReceivedInThread")
+        .map(|h| {
+            h.event()["data"]["messageBody"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["wanted 0", "wanted 1", "wanted 2"]);
+    assert_eq!(
+        statement_batches().await,
+        quiet,
+        "a send with a delivery row to write is not committed as a bare statement"
+    );
+    child.kill();
+}

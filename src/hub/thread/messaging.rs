@@ -107,8 +107,10 @@ impl ThreadActor {
         let again = cluster.then(|| cmds.clone());
         let recipients: std::sync::Arc<[crate::ids::UserId]> = current.clone().into();
         let to = recipients.clone();
-        // given the hint, a send runs a statement only to store an idempotency record
-        let quiet = hint.is_some() && cmds.iter().all(|c| c.idem.is_none());
+        // given the hint, a send runs a statement only to store an idempotency record, or
+        // the webhook rows of its events
+        let quiet = (hint.is_some() && cmds.iter().all(|c| c.idem.is_none()))
+            .then_some(&chat::SEND_EVENT_TYPES[..]);
         let commit = self.commit_with(
             true,
             cluster && hint.is_some(),

@@ -371,7 +371,7 @@ impl ThreadActor {
         self.commit_with(
             false,
             false,
-            false,
+            None,
             move |c, ob, _| job(c, ob),
             after,
             answer,
@@ -385,14 +385,15 @@ impl ThreadActor {
     /// move checks the membership version instead (`Appends::trust_version`).
     ///
     /// `quiet`: an appending job that, given its actor's hint, runs no statement of its own
-    /// (no idempotency record to store). If it has no webhook rows to write either (no active
-    /// subscription) and, in cluster mode, trusts its hint, it is a pure append, which the
-    /// writer may commit without a transaction block of its own (see `store::writer`).
+    /// (no idempotency record to store) but the webhook rows of the event types it names. If
+    /// no active subscription includes any of those types (so that it writes no webhook row)
+    /// and, in cluster mode, it trusts its hint, it is a pure append, which the writer may
+    /// commit without a transaction block of its own (see `store::writer`).
     fn commit_with<T, R, J, A, N>(
         &mut self,
         appending: bool,
         trusts_hint: bool,
-        quiet: bool,
+        quiet: Option<&'static [&'static str]>,
         job: J,
         after: A,
         answer: N,
@@ -417,9 +418,9 @@ impl ThreadActor {
             Some(Some(version)) if trusts_hint => Some(version),
             _ => None,
         };
+        // (decided on the job's own outbox: the subscriptions it writes for)
         let pure = appending
-            && quiet
-            && effects.writes_no_webhooks()
+            && quiet.is_some_and(|types| effects.writes_no_webhooks(types))
             && (expected.is_none() || trusted.is_some());
         let write = move |c: &mut DbConn, appends: &mut Appends| {
             if let Some(expected) = expected {
