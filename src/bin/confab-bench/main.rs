@@ -245,6 +245,33 @@ fn start_server(extra: &[String]) -> Result<(OwnServer, String), String> {
     Ok((OwnServer { child, dir, admin }, base))
 }
 
+/// Deletes what the `cluster` run's nodes made on NATS: their event log (`<prefix>_events`) and
+/// node table (`KV_<prefix>_nodes`). Each run has a prefix of its own and a log keeps its
+/// events for the resume window, so runs against a shared NATS would otherwise pile up
+/// streams (20 runs left 451 MB on one).
+#[cfg(feature = "postgres")]
+fn forget_streams(nats_url: &str, prefix: &str) {
+    let servers: Result<Vec<async_nats::ServerAddr>, _> =
+        nats_url.split(',').map(|s| s.trim().parse()).collect();
+    let names = [format!("{prefix}_events"), format!("KV_{prefix}_nodes")];
+    let gone = actix_web::rt::System::new().block_on(async move {
+        let client = async_nats::connect(servers.map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| e.to_string())?;
+        let js = async_nats::jetstream::new(client);
+        for name in &names {
+            js.delete_stream(name)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok::<_, String>(names)
+    });
+    match gone {
+        Ok(names) => eprintln!("confab-bench: deleted {} on {nats_url}", names.join(" and ")),
+        Err(e) => eprintln!("confab-bench: cannot delete the run's streams on {nats_url}: {e}"),
+    }
+}
+
 /// Raises the open-file limit as far as allowed (the server started here inherits it).
 fn raise_nofile() {
     let want = 1 << 20;
@@ -331,6 +358,7 @@ fn main() -> std::process::ExitCode {
         };
         let r = scenarios::cluster(&ctx, &bases, &load);
         drop(own);
+        forget_streams(nats_url, &prefix);
         return match r {
             Ok(()) if !scenarios::failed() => std::process::ExitCode::SUCCESS,
             Ok(()) => {
