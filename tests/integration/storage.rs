@@ -674,3 +674,76 @@ async fn the_sqlite_wal_is_rewound_under_steady_writes() {
         after.wrapping_sub(before)
     );
 }
+
+/// PostgreSQL: a batch's real-time events (one `cluster_events` row, here 20 sends' worth of
+/// JSON, 13 kB) are written compressed in the row itself, not as TOAST chunks that the relay
+/// would delete again, and read back intact.
+#[tokio::test]
+async fn a_batch_of_cluster_events_is_stored_in_its_row() {
+    use confab::store::cluster_events::{self, NewClusterEvent};
+    use confab::store::{connection::SqliteSync, DbConn, Store};
+    use diesel::prelude::*;
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let Some(url) = test_database() else {
+        eprintln!("CONFAB_TEST_DATABASE_URL not set: PostgreSQL-only test skipped");
+        return;
+    };
+    let store = Store::open_with_writers(&url, SqliteSync::Normal, 1).unwrap();
+    let events: Vec<NewClusterEvent> = (0..20)
+        .map(|i| NewClusterEvent {
+            kind: "chatMessageReceived".into(),
+            body: format!(
+                "\"threadId\":\"19:{i:032x}@thread.v2\",\"sender\":{{\"kind\":\"communicationUser\",\
+                 \"rawId\":\"8:acs:{i:036}\",\"communicationUser\":{{\"id\":\"8:acs:{i:036}\"}}}},\
+                 \"senderDisplayName\":\"\",\"id\":\"17965860{i:05}\",\"createdOn\":\
+                 \"2026-12-06T19:41:17.464Z\",\"version\":\"17965860{i:05}\",\"type\":\"text\",\
+                 \"sequenceId\":\"{i}\",\"priority\":\"normal\",\"message\":\"message {i}\",\
+                 \"metadata\":{{}}"
+            ),
+            recipients: format!("[\"8:acs:{:036}\"]", i + 100),
+            created_at: 1,
+        })
+        .collect();
+    let packed_len = cluster_events::packed(&events)[0].body.len();
+    assert!(
+        packed_len > 8_000,
+        "a pack of {packed_len} bytes would fit a page anyway"
+    );
+    let (stored, toast_rows): (Vec<String>, i64) = store
+        .write(move |c| {
+            cluster_events::insert(c, &events)?;
+            let DbConn::Pg(pg) = c else { unreachable!() };
+            let toast: String = diesel::sql_query(
+                "SELECT reltoastrelid::regclass::text AS name FROM pg_class \
+                 WHERE oid = 'cluster_events'::regclass",
+            )
+            .get_result::<ToastName>(pg)?
+            .name;
+            let n = diesel::sql_query(format!("SELECT count(*) AS n FROM {toast}"))
+                .get_result::<Count>(pg)?
+                .n;
+            let bodies = confab::store::schema::cluster_events::table
+                .select(confab::store::schema::cluster_events::body)
+                .load::<String>(c)?;
+            Ok((bodies, n))
+        })
+        .await
+        .unwrap();
+    assert_eq!(toast_rows, 0, "the events went to TOAST");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].len(), packed_len);
+    let parsed: Vec<serde_json::Value> = serde_json::from_str(&stored[0]).unwrap();
+    assert_eq!(parsed.len(), 20);
+    assert!(parsed[19]["body"].as_str().unwrap().contains("message 19"));
+
+    #[derive(QueryableByName)]
+    struct ToastName {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+}

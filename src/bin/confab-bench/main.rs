@@ -267,7 +267,10 @@ fn forget_streams(nats_url: &str, prefix: &str) {
         Ok::<_, String>(names)
     });
     match gone {
-        Ok(names) => eprintln!("confab-bench: deleted {} on {nats_url}", names.join(" and ")),
+        Ok(names) => eprintln!(
+            "confab-bench: deleted {} on {nats_url}",
+            names.join(" and ")
+        ),
         Err(e) => eprintln!("confab-bench: cannot delete the run's streams on {nats_url}: {e}"),
     }
 }

@@ -1,0 +1,9 @@
+ALTER TABLE cluster_events RESET (toast_tuple_target);
+ALTER TABLE cluster_events ALTER COLUMN body SET STORAGE EXTERNAL;
+DO $$
+BEGIN
+    EXECUTE 'ALTER TABLE cluster_events ALTER COLUMN body SET COMPRESSION DEFAULT';
+EXCEPTION WHEN OTHERS THEN
+    NULL;
+END
+$$;
