@@ -87,7 +87,7 @@ fn message_of(n: u64) -> u64 {
 
 impl Bus {
     fn events_stream(&self) -> String {
-        self.name("events")
+        self.name(super::EVENTS)
     }
 
     fn events_subject(&self) -> String {

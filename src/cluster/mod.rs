@@ -256,11 +256,7 @@ impl Bus {
     /// Connects to `url` (comma-separated servers of one NATS cluster), retrying for
     /// [`CONNECT_FOR`]; an error naming the URL after that.
     pub async fn connect(url: &str, prefix: &str, node_id: &str) -> Result<Bus, String> {
-        let servers = url
-            .split(',')
-            .map(|s| s.trim().parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("--nats-url {url:?} is not a NATS URL: {e}"))?;
+        let servers = servers(url)?;
         let deadline = Instant::now() + CONNECT_FOR;
         let mut tries = 0u32;
         let reconnected = Arc::new(tokio::sync::Notify::new());
@@ -326,8 +322,34 @@ impl Bus {
 
     /// A stream or bucket name of this deployment: `<prefix>_<name>`.
     pub fn name(&self, name: &str) -> String {
-        format!("{}_{name}", self.prefix)
+        named(&self.prefix, name)
     }
+}
+
+/// The servers of a `--nats-url` (comma-separated servers of one NATS cluster).
+pub fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(|s| s.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--nats-url {url:?} is not a NATS URL: {e}"))
+}
+
+/// The name of the event log (see `events`) and of the node table's bucket (see `nodes`).
+pub(crate) const EVENTS: &str = "events";
+pub(crate) const NODES: &str = "nodes";
+
+/// A stream or bucket name under `--nats-prefix`: `<prefix>_<name>`.
+fn named(prefix: &str, name: &str) -> String {
+    format!("{prefix}_{name}")
+}
+
+/// The JetStream streams a deployment with `prefix` keeps: its event log, and the stream of its
+/// node table's key-value bucket. Nodes leave both when they stop (they outlive any node).
+pub fn streams(prefix: &str) -> [String; 2] {
+    [
+        named(prefix, EVENTS),
+        nodes::bucket_stream(&named(prefix, NODES)),
+    ]
 }
 
 /// `--nats-prefix`: letters, digits, `-` and `_` (it names streams and buckets), 1–32 chars.
@@ -405,5 +427,9 @@ mod tests {
         for bad in ["", "a.b", "a b", "a*", &"x".repeat(33)] {
             assert!(check_prefix(bad).is_err(), "{bad:?}");
         }
+        // (what confab-bench and CI delete after their runs)
+        assert_eq!(streams("ci42"), ["ci42_events", "KV_ci42_nodes"]);
+        assert_eq!(servers("nats://a:4222, nats://b:4223").unwrap().len(), 2);
+        assert!(servers("nats://a:4222,nats://b:port").is_err());
     }
 }

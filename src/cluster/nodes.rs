@@ -45,14 +45,19 @@ pub struct Nodes {
     live: RwLock<Vec<NodeEntry>>,
 }
 
+/// The stream JetStream keeps a key-value bucket in.
+pub(super) fn bucket_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
 impl Nodes {
     /// Joins the table as `me`; an error if a live node already has its id.
     pub async fn join(bus: Arc<Bus>, me: NodeEntry) -> Result<Arc<Nodes>, String> {
-        let bucket = bus.name("nodes");
+        let bucket = bus.name(super::NODES);
         // The bucket's stream, made here rather than by `create_key_value`, which first asks
         // for account details in a form NATS 2.9 does not send.
         let stream = jetstream::stream::Config {
-            name: format!("KV_{bucket}"),
+            name: bucket_stream(&bucket),
             description: Some("confab: the live nodes of a deployment".into()),
             subjects: vec![format!("$KV.{bucket}.>")],
             max_messages_per_subject: 1,

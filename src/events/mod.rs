@@ -206,11 +206,6 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Whether no subscription is active: nothing emitted is kept, nothing is written.
-    pub fn is_idle(&self) -> bool {
-        self.active.is_empty()
-    }
-
     pub fn wants(&self, event_type: &str) -> bool {
         self.active.iter().any(|a| a.wants(event_type))
     }

@@ -359,6 +359,15 @@ async fn slow_consumer_memory_is_bounded() {
     child.kill();
 }
 
+/// The `/metrics` URL a banner prints (`  dashboard : …   metrics: http://…/metrics`).
+fn metrics_url(banner: &str) -> String {
+    banner
+        .lines()
+        .find_map(|l| l.split("metrics: ").nth(1))
+        .map(|u| u.trim().to_string())
+        .expect("banner prints the metrics URL")
+}
+
 /// A series name, its labels and its expected value.
 type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
 
@@ -403,11 +412,7 @@ async fn metrics_count_the_workload() {
         "--webhook-retry-scale",
         "0.001",
     ]);
-    let metrics_url = banner
-        .lines()
-        .find_map(|l| l.split("metrics: ").nth(1))
-        .map(|u| u.trim().to_string())
-        .expect("banner prints the metrics URL");
+    let metrics_url = metrics_url(&banner);
     let app = app_for(&base, dir);
     // webhooks: 7 messages received and 1 edit; the first attempt fails once
     let rx = crate::webhooks::Receiver::start();
@@ -608,11 +613,9 @@ async fn readyz_is_503_while_draining() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
     let (child, base, banner) = serve_with_banner(&["--data-dir", &d]);
-    let admin = banner
-        .lines()
-        .find_map(|l| l.split("metrics: ").nth(1))
-        .map(|u| u.trim().trim_end_matches("/metrics").to_string())
-        .unwrap();
+    let admin = metrics_url(&banner)
+        .trim_end_matches("/metrics")
+        .to_string();
     assert_eq!(
         reqwest::get(format!("{admin}/readyz"))
             .await
@@ -925,11 +928,7 @@ async fn sends_no_subscription_wants_commit_as_one_statement() {
         "off",
         "--webhook-allow-private",
     ]);
-    let metrics_url = banner
-        .lines()
-        .find_map(|l| l.split("metrics: ").nth(1))
-        .map(|u| u.trim().to_string())
-        .expect("banner prints the metrics URL");
+    let metrics_url = metrics_url(&banner);
     let statement_batches = || async {
         let text = reqwest::get(&metrics_url)
             .await

@@ -251,11 +251,10 @@ fn start_server(extra: &[String]) -> Result<(OwnServer, String), String> {
 /// streams (20 runs left 451 MB on one).
 #[cfg(feature = "postgres")]
 fn forget_streams(nats_url: &str, prefix: &str) {
-    let servers: Result<Vec<async_nats::ServerAddr>, _> =
-        nats_url.split(',').map(|s| s.trim().parse()).collect();
-    let names = [format!("{prefix}_events"), format!("KV_{prefix}_nodes")];
+    let servers = confab::cluster::servers(nats_url);
+    let names = confab::cluster::streams(prefix);
     let gone = actix_web::rt::System::new().block_on(async move {
-        let client = async_nats::connect(servers.map_err(|e| e.to_string())?)
+        let client = async_nats::connect(servers?)
             .await
             .map_err(|e| e.to_string())?;
         let js = async_nats::jetstream::new(client);

@@ -36,7 +36,7 @@ impl Effects {
     /// Whether the job's outbox writes no row for events of `types` (no active subscription
     /// includes any of them).
     pub(super) fn writes_no_webhooks(&self, types: &[&str]) -> bool {
-        self.outbox.is_idle() || types.iter().all(|t| !self.outbox.wants(t))
+        types.iter().all(|t| !self.outbox.wants(t))
     }
 
     /// Publishes `event` to `recipients` once the job has committed.
