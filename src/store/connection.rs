@@ -178,7 +178,9 @@ pub fn migrate(conn: &mut DbConn) -> Result<(), String> {
     let result = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
         #[cfg(feature = "postgres")]
-        DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|_| ()),
+        DbConn::Pg(c) => {
+            super::hold::migrating(c, |c| c.run_pending_migrations(PG_MIGRATIONS).map(|_| ()))?
+        }
     };
     result.map_err(|e| format!("database migration failed: {e}"))
 }

@@ -183,6 +183,48 @@ fn held_by(conn: &mut PgConnection, mode: Mode) -> String {
     format!("{whom} {schema}{seen}. {why}")
 }
 
+/// How often a node waiting for another one's migrations looks again.
+const MIGRATION_POLL: Duration = Duration::from_millis(100);
+
+/// Runs `migrate` while holding this schema's migration lock, so that nodes started together on
+/// a new (or older) database take turns: the first applies the migrations, the others then find
+/// none pending. Unserialized, two nodes both created diesel's own table and the first
+/// migration's types, and one of them failed (`duplicate key value violates unique constraint
+/// "pg_type_typname_nsp_index"`). The lock is taken by polling rather than waiting in a
+/// statement: a waiting statement holds a snapshot, which a migration building an index
+/// `CONCURRENTLY` would wait for in turn. It is released before this returns, whatever
+/// `migrate` gave, so that the connection (which becomes a writer) holds nothing.
+pub fn migrating<T>(
+    conn: &mut PgConnection,
+    migrate: impl FnOnce(&mut PgConnection) -> T,
+) -> Result<T, String> {
+    const KEY: &str = "hashtextextended('confab-migrations:' || COALESCE(current_schema(), ''), 0)";
+    let mut waiting: Option<Instant> = None;
+    loop {
+        let got = diesel::sql_query(format!("SELECT pg_try_advisory_lock({KEY}) AS got"))
+            .get_result::<Got>(conn)
+            .map_err(|e| format!("cannot take the migration lock: {e}"))?
+            .got;
+        if got {
+            break;
+        }
+        if waiting.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            tracing::info!("waiting for another node to finish the database migrations");
+            waiting = Some(Instant::now());
+        }
+        std::thread::sleep(MIGRATION_POLL);
+    }
+    let out = migrate(conn);
+    let released = diesel::sql_query(format!("SELECT pg_advisory_unlock({KEY}) AS got"))
+        .get_result::<Got>(conn)
+        .map_err(|e| format!("cannot release the migration lock: {e}"))?
+        .got;
+    if !released {
+        return Err("the migration lock was not held after the migrations".into());
+    }
+    Ok(out)
+}
+
 /// A lock that elects one node of a cluster for a task (the event relay): taken on its own
 /// connection, held while that connection lives, so a dead leader's successor takes over as
 /// soon as PostgreSQL drops the connection.

@@ -342,18 +342,39 @@ impl Store {
                      PostgreSQL database, which every node of the deployment reports; \
                      leave --resource-id unset or give the stored one"
                 ))),
-                (stored, wanted) => {
+                (Some(_), wanted) => {
                     let id = wanted.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                    if stored.is_some() {
-                        diesel::update(meta::table.filter(meta::key.eq("resource_id")))
-                            .set(meta::value.eq(&id))
-                            .execute(c)?;
-                    } else {
-                        diesel::insert_into(meta::table)
-                            .values((meta::key.eq("resource_id"), meta::value.eq(&id)))
-                            .execute(c)?;
-                    }
+                    diesel::update(meta::table.filter(meta::key.eq("resource_id")))
+                        .set(meta::value.eq(&id))
+                        .execute(c)?;
                     Ok(Ok(id))
+                }
+                (None, wanted) => {
+                    // Nodes started together on a new database race here: the first one's id
+                    // is stored, and every other node reports that one (or refuses, with a
+                    // --resource-id of its own, as after any first start).
+                    let id = wanted
+                        .clone()
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                    diesel::sql_query(
+                        "INSERT INTO meta (key, value) VALUES ('resource_id', $1) \
+                         ON CONFLICT (key) DO NOTHING",
+                    )
+                    .bind::<diesel::sql_types::Text, _>(&id)
+                    .execute(c)?;
+                    let stored: String = meta::table
+                        .filter(meta::key.eq("resource_id"))
+                        .select(meta::value)
+                        .first(c)?;
+                    Ok(match wanted {
+                        Some(w) if w != stored && !replace => Err(format!(
+                            "--resource-id {w} differs from the resource id {stored} that \
+                             another node of the deployment stored in this PostgreSQL \
+                             database as they started; leave --resource-id unset or give \
+                             the stored one"
+                        )),
+                        _ => Ok(stored),
+                    })
                 }
             }
         })

@@ -301,6 +301,61 @@ async fn start_up_rules_and_the_node_table() {
     drop_streams(&nats, &prefix).await;
 }
 
+/// Three nodes started at the same moment on a new database (a deployment's first boot, or
+/// every unit of `deploy/cluster` starting at once) all start: one applies the migrations while
+/// the others wait for it, and all report the one resource id stored. Unserialized, two of the
+/// three exited with "duplicate key value violates unique constraint".
+#[tokio::test]
+async fn nodes_started_together_on_a_new_database() {
+    let Some((db, nats, prefix)) = services("nodes_started_together_on_a_new_database") else {
+        return;
+    };
+    let starts: Vec<_> = ["t1", "t2", "t3"]
+        .into_iter()
+        .map(|id| {
+            let args: Vec<String> = cluster_args(&db, &nats, &prefix, id)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                start(&args)
+            })
+        })
+        .collect();
+    let nodes: Vec<Node> = starts
+        .into_iter()
+        .map(|h| h.join().unwrap().expect("every node starts"))
+        .collect();
+    let resource = |n: &Node| {
+        n.banner
+            .lines()
+            .find_map(|l| l.split("resourceId:").nth(1))
+            .map(|r| r.trim().to_string())
+            .expect("resourceId in the banner")
+    };
+    let first = resource(&nodes[0]);
+    assert!(!first.is_empty());
+    for n in &nodes[1..] {
+        assert_eq!(resource(n), first, "{}", n.banner);
+    }
+    // and they serve as one: created on the last node, read on the first
+    let apps: Vec<TestApp> = nodes.iter().map(client_of).collect();
+    let owner = apps[2].user().await;
+    let t = apps[2].thread(&owner, &[]).await;
+    let r = apps[0]
+        .chat(
+            &owner,
+            reqwest::Method::GET,
+            &format!("/chat/threads/{}", enc(&t)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    drop(nodes);
+    drop_streams(&nats, &prefix).await;
+}
+
 /// A client of one node (the same keys everywhere: a token from one node works on all).
 fn client_of(node: &Node) -> TestApp {
     TestApp {
