@@ -11,9 +11,11 @@ use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_confab");
 
-/// PostgreSQL and NATS for a cluster test: a fresh schema's URL, the NATS URL and a fresh
-/// prefix; `None` (the test skips) unless both are configured.
-fn services(test: &str) -> Option<(String, String, String)> {
+/// PostgreSQL and NATS for a cluster test: a fresh schema's URL, the NATS URL, a fresh prefix
+/// and the guard that deletes that prefix's streams when the test ends (passed or failed; bind
+/// it to a named variable declared before the nodes, so that it is dropped after them); `None`
+/// (the test skips) unless both are configured.
+fn services(test: &str) -> Option<(String, String, String, Streams)> {
     let db = std::env::var("CONFAB_TEST_DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty());
@@ -23,7 +25,11 @@ fn services(test: &str) -> Option<(String, String, String)> {
     match (db, nats) {
         (Some(db), Some(nats)) => {
             let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-            Some((postgres_schema(&db), nats, prefix))
+            let streams = Streams {
+                nats: nats.clone(),
+                prefix: prefix.clone(),
+            };
+            Some((postgres_schema(&db), nats, prefix, streams))
         }
         _ => {
             eprintln!(
@@ -178,6 +184,33 @@ pub async fn metric(node: &Node, name: &str) -> Option<f64> {
 }
 
 /// Removes what a test made on NATS (best effort).
+/// Deletes a test's stream and node bucket from the shared NATS when dropped, so that a test
+/// that fails leaves nothing behind either.
+pub struct Streams {
+    nats: String,
+    prefix: String,
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        let (nats, prefix) = (self.nats.clone(), self.prefix.clone());
+        // (on a thread and a runtime of its own: the test's runtime may be ending, or absent)
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), drop_streams(&nats, &prefix))
+                            .await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
 async fn drop_streams(nats: &str, prefix: &str) {
     let Ok(client) = async_nats::connect(nats).await else {
         return;
@@ -208,7 +241,9 @@ fn cluster_mode_needs_postgres() {
 /// NATS unreachable at start: retried for 30 s, then exit 2 naming the URL.
 #[test]
 fn unreachable_nats_at_start_exits_2_after_30_s() {
-    let Some((db, _nats, prefix)) = services("unreachable_nats_at_start_exits_2_after_30_s") else {
+    let Some((db, _nats, prefix, _streams)) =
+        services("unreachable_nats_at_start_exits_2_after_30_s")
+    else {
         return;
     };
     // a port nothing listens on
@@ -235,7 +270,7 @@ fn unreachable_nats_at_start_exits_2_after_30_s() {
 /// line, `confab_cluster_nodes`, `confab_cluster_bus_connected`, `/readyz`.
 #[tokio::test]
 async fn start_up_rules_and_the_node_table() {
-    let Some((db, nats, prefix)) = services("start_up_rules_and_the_node_table") else {
+    let Some((db, nats, prefix, _streams)) = services("start_up_rules_and_the_node_table") else {
         return;
     };
     let mut a = start(&cluster_args(&db, &nats, &prefix, "node-a")).expect("node a");
@@ -298,7 +333,6 @@ async fn start_up_rules_and_the_node_table() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("without --nats-url holds"), "{err}");
     drop(solo);
-    drop_streams(&nats, &prefix).await;
 }
 
 /// Three nodes started at the same moment on a new database (a deployment's first boot, or
@@ -307,7 +341,8 @@ async fn start_up_rules_and_the_node_table() {
 /// three exited with "duplicate key value violates unique constraint".
 #[tokio::test]
 async fn nodes_started_together_on_a_new_database() {
-    let Some((db, nats, prefix)) = services("nodes_started_together_on_a_new_database") else {
+    let Some((db, nats, prefix, _streams)) = services("nodes_started_together_on_a_new_database")
+    else {
         return;
     };
     let starts: Vec<_> = ["t1", "t2", "t3"]
@@ -353,7 +388,6 @@ async fn nodes_started_together_on_a_new_database() {
         .await;
     assert_eq!(r.status(), 200);
     drop(nodes);
-    drop_streams(&nats, &prefix).await;
 }
 
 /// A client of one node (the same keys everywhere: a token from one node works on all).
@@ -420,7 +454,7 @@ async fn burst(apps: &[TestApp], senders: &[User], thread: &str, per: usize) {
 async fn three_nodes_answer_as_one() {
     use reqwest::Method;
     use serde_json::{json, Value};
-    let Some((db, nats, prefix)) = services("three_nodes_answer_as_one") else {
+    let Some((db, nats, prefix, _streams)) = services("three_nodes_answer_as_one") else {
         return;
     };
     let nodes = three_nodes(&db, &nats, &prefix);
@@ -615,7 +649,6 @@ async fn three_nodes_answer_as_one() {
         assert_eq!(r.status(), 401);
     }
     drop(nodes);
-    drop_streams(&nats, &prefix).await;
 }
 
 /// §9.2.7: every node dispatches, yet each event reaches a subscription once in normal
@@ -624,7 +657,8 @@ async fn three_nodes_answer_as_one() {
 #[tokio::test]
 async fn webhooks_are_delivered_once_by_a_cluster() {
     use serde_json::json;
-    let Some((db, nats, prefix)) = services("webhooks_are_delivered_once_by_a_cluster") else {
+    let Some((db, nats, prefix, _streams)) = services("webhooks_are_delivered_once_by_a_cluster")
+    else {
         return;
     };
     let nodes: Vec<Node> = ["w1", "w2", "w3"]
@@ -661,7 +695,6 @@ async fn webhooks_are_delivered_once_by_a_cluster() {
     ids.dedup();
     assert_eq!(ids.len(), n, "event ids are unique");
     drop(nodes);
-    drop_streams(&nats, &prefix).await;
 }
 
 /// §9.2.4 on the fast path of sends: a node's actor that wrote the thread last trusts where it
@@ -673,7 +706,9 @@ async fn webhooks_are_delivered_once_by_a_cluster() {
 async fn a_send_trusting_a_moved_membership_is_refused() {
     use reqwest::Method;
     use serde_json::json;
-    let Some((db, nats, prefix)) = services("a_send_trusting_a_moved_membership_is_refused") else {
+    let Some((db, nats, prefix, _streams)) =
+        services("a_send_trusting_a_moved_membership_is_refused")
+    else {
         return;
     };
     let nodes: Vec<Node> = ["trust-a", "trust-b"]
@@ -723,7 +758,6 @@ async fn a_send_trusting_a_moved_membership_is_refused() {
         .iter()
         .any(|m| m["content"]["message"] == "still here?"));
     drop(nodes);
-    drop_streams(&nats, &prefix).await;
 }
 
 /// §9.2.7, a dead node's attempt: node A's attempt hangs at the endpoint and A is killed with
@@ -733,7 +767,8 @@ async fn a_send_trusting_a_moved_membership_is_refused() {
 #[tokio::test]
 async fn a_dead_nodes_webhook_attempt_is_taken_over() {
     use serde_json::json;
-    let Some((db, nats, prefix)) = services("a_dead_nodes_webhook_attempt_is_taken_over") else {
+    let Some((db, nats, prefix, _streams)) = services("a_dead_nodes_webhook_attempt_is_taken_over")
+    else {
         return;
     };
     let mut a = hook_node(&db, &nats, &prefix, "hook-a");
@@ -787,7 +822,6 @@ async fn a_dead_nodes_webhook_attempt_is_taken_over() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(rx.notifications().len(), 2, "{:#?}", rx.notifications());
     drop(b);
-    drop_streams(&nats, &prefix).await;
 }
 
 /// §9.2.3 and 4: 4 senders on 3 nodes into one thread; each member has a WebSocket on every
@@ -798,7 +832,8 @@ async fn a_dead_nodes_webhook_attempt_is_taken_over() {
 async fn events_reach_every_node_once_in_order() {
     use crate::realtime::Ws;
     use serde_json::Value;
-    let Some((db, nats, prefix)) = services("events_reach_every_node_once_in_order") else {
+    let Some((db, nats, prefix, _streams)) = services("events_reach_every_node_once_in_order")
+    else {
         return;
     };
     let nodes = three_nodes(&db, &nats, &prefix);
@@ -888,7 +923,6 @@ async fn events_reach_every_node_once_in_order() {
         started.elapsed()
     );
     drop(nodes);
-    drop_streams(&nats, &prefix).await;
 }
 
 /// §10 in cluster mode: read markers, unread counts, previews and translations behave the same
@@ -903,7 +937,8 @@ async fn extensions_behave_the_same_on_every_node() {
     use crate::realtime::Ws;
     use crate::standins::{Mode, Standin};
     use serde_json::{json, Value};
-    let Some((db, nats, prefix)) = services("extensions_behave_the_same_on_every_node") else {
+    let Some((db, nats, prefix, _streams)) = services("extensions_behave_the_same_on_every_node")
+    else {
         return;
     };
     let s = Standin::start(Mode::Libre);
@@ -1011,7 +1046,6 @@ async fn extensions_behave_the_same_on_every_node() {
     }
     assert!(asked(3), "each node translated the edited version once");
     drop(nodes);
-    drop_streams(&nats, &prefix).await;
 }
 
 /// §9.2.6: a node is killed (SIGKILL) during a burst. Its sender moves to another node (the
@@ -1023,7 +1057,7 @@ async fn extensions_behave_the_same_on_every_node() {
 async fn a_node_dies_during_a_burst() {
     use crate::realtime::Ws;
     use std::time::Instant;
-    let Some((db, nats, prefix)) = services("a_node_dies_during_a_burst") else {
+    let Some((db, nats, prefix, _streams)) = services("a_node_dies_during_a_burst") else {
         return;
     };
     // the first node is the relay's leader (it started first)
@@ -1183,7 +1217,6 @@ async fn a_node_dies_during_a_burst() {
     seqs.sort();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
     drop(nodes);
-    drop_streams(&nats, &prefix).await;
 }
 
 /// A NATS server of the test's own, on a free port, with JetStream in a temporary directory;
@@ -1259,7 +1292,7 @@ impl Drop for OwnNats {
 #[tokio::test]
 async fn nats_goes_away_and_comes_back() {
     use crate::realtime::Ws;
-    let Some((db, _shared, prefix)) = services("nats_goes_away_and_comes_back") else {
+    let Some((db, _shared, prefix, _streams)) = services("nats_goes_away_and_comes_back") else {
         return;
     };
     let Some(mut nats) = OwnNats::start() else {
