@@ -183,6 +183,12 @@ fn held_by(conn: &mut PgConnection, mode: Mode) -> String {
     format!("{whom} {schema}{seen}. {why}")
 }
 
+/// The key of the advisory lock that one node at a time holds for `task` in this schema (the
+/// event relay, the migrations), apart from the database lock's [`KEY`].
+fn task_key(task: &str) -> String {
+    format!("hashtextextended('confab-{task}:' || current_schema(), 0)")
+}
+
 /// How often a node waiting for another one's migrations looks again.
 const MIGRATION_POLL: Duration = Duration::from_millis(100);
 
@@ -198,10 +204,10 @@ pub fn migrating<T>(
     conn: &mut PgConnection,
     migrate: impl FnOnce(&mut PgConnection) -> T,
 ) -> Result<T, String> {
-    const KEY: &str = "hashtextextended('confab-migrations:' || COALESCE(current_schema(), ''), 0)";
+    let key = task_key("migrations");
     let mut waiting: Option<Instant> = None;
     loop {
-        let got = diesel::sql_query(format!("SELECT pg_try_advisory_lock({KEY}) AS got"))
+        let got = diesel::sql_query(format!("SELECT pg_try_advisory_lock({key}) AS got"))
             .get_result::<Got>(conn)
             .map_err(|e| format!("cannot take the migration lock: {e}"))?
             .got;
@@ -215,7 +221,7 @@ pub fn migrating<T>(
         std::thread::sleep(MIGRATION_POLL);
     }
     let out = migrate(conn);
-    let released = diesel::sql_query(format!("SELECT pg_advisory_unlock({KEY}) AS got"))
+    let released = diesel::sql_query(format!("SELECT pg_advisory_unlock({key}) AS got"))
         .get_result::<Got>(conn)
         .map_err(|e| format!("cannot release the migration lock: {e}"))?
         .got;
@@ -321,8 +327,8 @@ impl Lead {
             return false;
         };
         let q = format!(
-            "SELECT pg_try_advisory_lock(hashtextextended('confab-{}:' || current_schema(), 0)) AS got",
-            self.task
+            "SELECT pg_try_advisory_lock({}) AS got",
+            task_key(self.task)
         );
         match diesel::sql_query(q).get_result::<Got>(c) {
             Ok(g) => self.leading = g.got,

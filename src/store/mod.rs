@@ -329,30 +329,18 @@ impl Store {
         use schema::meta;
         let replace = self.backend == Backend::Sqlite;
         self.write(move |c| {
-            let stored: Option<String> = meta::table
-                .filter(meta::key.eq("resource_id"))
-                .select(meta::value)
-                .first(c)
-                .optional()?;
-            match (stored, wanted) {
-                (Some(s), None) => Ok(Ok(s)),
-                (Some(s), Some(w)) if s == w => Ok(Ok(s)),
-                (Some(s), Some(w)) if !replace => Ok(Err(format!(
-                    "--resource-id {w} differs from the resource id {s} stored in this \
-                     PostgreSQL database, which every node of the deployment reports; \
-                     leave --resource-id unset or give the stored one"
-                ))),
-                (Some(_), wanted) => {
-                    let id = wanted.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                    diesel::update(meta::table.filter(meta::key.eq("resource_id")))
-                        .set(meta::value.eq(&id))
-                        .execute(c)?;
-                    Ok(Ok(id))
-                }
-                (None, wanted) => {
+            let read = |c: &mut DbConn| {
+                meta::table
+                    .filter(meta::key.eq("resource_id"))
+                    .select(meta::value)
+                    .first::<String>(c)
+                    .optional()
+            };
+            let stored = match read(c)? {
+                Some(s) => s,
+                None => {
                     // Nodes started together on a new database race here: the first one's id
-                    // is stored, and every other node reports that one (or refuses, with a
-                    // --resource-id of its own, as after any first start).
+                    // is stored, and every node goes on with that one, as after any first start.
                     let id = wanted
                         .clone()
                         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -362,19 +350,22 @@ impl Store {
                     )
                     .bind::<diesel::sql_types::Text, _>(&id)
                     .execute(c)?;
-                    let stored: String = meta::table
-                        .filter(meta::key.eq("resource_id"))
-                        .select(meta::value)
-                        .first(c)?;
-                    Ok(match wanted {
-                        Some(w) if w != stored && !replace => Err(format!(
-                            "--resource-id {w} differs from the resource id {stored} that \
-                             another node of the deployment stored in this PostgreSQL \
-                             database as they started; leave --resource-id unset or give \
-                             the stored one"
-                        )),
-                        _ => Ok(stored),
-                    })
+                    read(c)?.unwrap_or(id)
+                }
+            };
+            match wanted {
+                None => Ok(Ok(stored)),
+                Some(w) if w == stored => Ok(Ok(stored)),
+                Some(w) if !replace => Ok(Err(format!(
+                    "--resource-id {w} differs from the resource id {stored} stored in this \
+                     PostgreSQL database, which every node of the deployment reports; \
+                     leave --resource-id unset or give the stored one"
+                ))),
+                Some(w) => {
+                    diesel::update(meta::table.filter(meta::key.eq("resource_id")))
+                        .set(meta::value.eq(&w))
+                        .execute(c)?;
+                    Ok(Ok(w))
                 }
             }
         })
