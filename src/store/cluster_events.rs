@@ -62,34 +62,45 @@ pub fn packed(events: &[NewClusterEvent]) -> Vec<NewClusterEvent> {
     events.chunks(PACK_MAX).map(pack).collect()
 }
 
-/// One row carrying `events`.
+/// One row carrying `events`. The strings are escaped straight into the body, not copied into
+/// a `serde_json::Value` and a string of their own first (packing was a seventh of the
+/// cluster writers' CPU).
 fn pack(events: &[NewClusterEvent]) -> NewClusterEvent {
-    let mut body = String::with_capacity(events.iter().map(|e| e.body.len() + 96).sum());
-    body.push('[');
+    // (a body is JSON text, so about one byte in six is a quote that gains a backslash)
+    let size: usize = events.iter().map(|e| e.body.len() * 7 / 6 + 96).sum();
+    let mut body: Vec<u8> = Vec::with_capacity(size);
+    body.push(b'[');
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
-            body.push(',');
+            body.push(b',');
         }
-        body.push_str("{\"kind\":");
-        body.push_str(&serde_json::Value::from(e.kind.as_str()).to_string());
-        body.push_str(",\"body\":");
-        body.push_str(&serde_json::Value::from(e.body.as_str()).to_string());
-        body.push_str(",\"recipients\":");
+        body.extend_from_slice(b"{\"kind\":");
+        escape_into(&mut body, &e.kind);
+        body.extend_from_slice(b",\"body\":");
+        escape_into(&mut body, &e.body);
+        body.extend_from_slice(b",\"recipients\":");
         // (a JSON array of user ids, as written by the callers)
-        body.push_str(if e.recipients.is_empty() {
-            "[]"
+        body.extend_from_slice(if e.recipients.is_empty() {
+            b"[]"
         } else {
-            &e.recipients
+            e.recipients.as_bytes()
         });
-        body.push('}');
+        body.push(b'}');
     }
-    body.push(']');
+    body.push(b']');
     NewClusterEvent {
         kind: PACK.to_string(),
-        body,
+        // (only valid UTF-8 went in: the strings' own bytes, escaped, and ASCII)
+        body: String::from_utf8(body).unwrap_or_default(),
         recipients: "[]".to_string(),
         created_at: events.iter().map(|e| e.created_at).min().unwrap_or(0),
     }
+}
+
+/// Appends `s` as a JSON string literal.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    // (writing a `str` into a `Vec` cannot fail)
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// The events a row carries as a JSON array (see [`PACK`]): its body if packed, else the one
