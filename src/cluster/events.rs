@@ -283,24 +283,22 @@ fn apply(
     match unseen(seen, payload, rows) {
         Ok(events) => {
             for (i, w) in events.into_iter().enumerate() {
-                let recipients: Vec<UserId> = w.recipients.iter().map(UserId::new).collect();
+                let recipients: Vec<UserId> =
+                    w.recipients.iter().map(|r| UserId::new(&**r)).collect();
                 if w.kind == CLOSE_USER {
                     for u in &recipients {
                         on_close(u);
                         users.close_user(u, crate::hub::queue::CloseReason::Revoked);
                     }
-                    closed.push(w.body);
+                    closed.push(serde_json::from_str(w.body.get()).unwrap_or_default());
                     continue;
                 }
                 match realtime::kind_of(&w.kind) {
-                    Some(kind) => {
-                        let event = Arc::new(Event {
-                            kind,
-                            body: w.body,
-                            lang: None,
-                        });
+                    Some(kind) if w.body.get().starts_with('"') => {
+                        let event = Event::from_literal(kind, w.body.get());
                         users.publish_at(&recipients, &event, position(seq, i));
                     }
+                    Some(_) => tracing::warn!(kind = %w.kind, seq, "event body is not a string"),
                     None => tracing::warn!(kind = %w.kind, seq, "unknown event kind in the log"),
                 }
             }

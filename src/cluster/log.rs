@@ -5,7 +5,10 @@
 // (the relay, and so packing, needs PostgreSQL)
 #![cfg_attr(not(feature = "postgres"), allow(dead_code))]
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::events::SHIFT;
 use crate::store::cluster_events;
@@ -25,13 +28,17 @@ pub(super) const ROWS_FORMAT: &str = "rows";
 /// first, and a round publishes at most 512 rows.
 pub(super) const REMEMBERED_ROWS: usize = 64 * 1024;
 
-/// An event as it travels on JetStream: each log message is a JSON array of them
-/// (`store::cluster_events` writes them so).
-#[derive(Serialize, Deserialize)]
-pub(super) struct Wire {
-    pub kind: String,
-    pub body: String,
-    pub recipients: Vec<String>,
+/// An event as it travels on JetStream (`store::cluster_events` writes them so), read in
+/// place from the log message: its body stays the JSON string literal it is there (see
+/// `realtime::Event::from_literal`), so a node decodes only the bodies it writes frames of.
+#[derive(Deserialize)]
+pub(super) struct Wire<'a> {
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow)]
+    pub body: &'a RawValue,
+    #[serde(borrow)]
+    pub recipients: Vec<Cow<'a, str>>,
 }
 
 /// What a log message carries: several rows (each named), or (written by an earlier version)
@@ -43,9 +50,10 @@ pub(super) enum Rows {
 
 /// A row of a [`Rows::Packed`] log message.
 #[derive(Deserialize)]
-pub(super) struct RowWire {
+pub(super) struct RowWire<'a> {
     row: i64,
-    events: Vec<Wire>,
+    #[serde(borrow)]
+    events: Vec<Wire<'a>>,
 }
 
 /// The ids of the last [`REMEMBERED_ROWS`] rows applied.
@@ -72,7 +80,11 @@ impl Seen {
 }
 
 /// The events of a log message's rows not applied before.
-pub(super) fn unseen(seen: &mut Seen, payload: &[u8], rows: Rows) -> serde_json::Result<Vec<Wire>> {
+pub(super) fn unseen<'a>(
+    seen: &mut Seen,
+    payload: &'a [u8],
+    rows: Rows,
+) -> serde_json::Result<Vec<Wire<'a>>> {
     Ok(match rows {
         Rows::Packed => serde_json::from_slice::<Vec<RowWire>>(payload)?
             .into_iter()
@@ -163,8 +175,11 @@ mod tests {
         }
     }
 
-    fn bodies(events: &[Wire]) -> Vec<&str> {
-        events.iter().map(|w| w.body.as_str()).collect()
+    fn bodies(events: &[Wire]) -> Vec<String> {
+        events
+            .iter()
+            .map(|w| serde_json::from_str(w.body.get()).unwrap())
+            .collect()
     }
 
     #[test]

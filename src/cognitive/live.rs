@@ -75,7 +75,7 @@ pub fn start(translator: Arc<Translator>, users: &Arc<Users>) {
 
 /// The message a message event carries: its cache key (without the language), text and kind.
 fn source(event: &Event) -> Option<(CacheKey, String, bool)> {
-    let d: Value = serde_json::from_str(&format!("{{{}}}", event.body)).ok()?;
+    let d: Value = serde_json::from_str(&format!("{{{}}}", event.body())).ok()?;
     let text = d["message"].as_str()?.to_string();
     if text.is_empty() {
         return None;

@@ -1,8 +1,9 @@
 //! The ten real-time event types (contract §6.4), built from committed rows. Each `data` is
 //! serialized once; the per-recipient `recipient` member is added by the frame header.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -15,8 +16,14 @@ use crate::store::models::Message;
 pub struct Event {
     /// `chatMessageReceived`, `participantsAdded`, …
     pub kind: &'static str,
-    /// The `data` members except `recipient`, serialized once: `"threadId":…,"id":…`.
-    pub body: String,
+    /// The `data` members except `recipient`, serialized once: `"threadId":…,"id":…`; see
+    /// [`Event::body`].
+    body: OnceLock<String>,
+    /// Cluster mode: the body as the JSON string literal it travelled in on the event log,
+    /// until it is decoded (then the decoded body takes its place). Every node keeps every
+    /// user's events for resuming, but only a node where a recipient is connected writes
+    /// frames of them: the others never decode it.
+    literal: Mutex<Option<Box<str>>>,
     /// Only for the sessions that asked for this language (`?lang=`, CONTRACT §10.3):
     /// `chatMessageTranslated`. `None`: for every session.
     pub lang: Option<Arc<str>>,
@@ -41,9 +48,41 @@ impl Event {
         }
         Arc::new(Event {
             kind,
-            body,
+            body: OnceLock::from(body),
+            literal: Mutex::new(None),
             lang: None,
         })
+    }
+
+    /// An event whose body is the JSON string literal `literal` (quotes included), as the
+    /// cluster's event log carries it; it is decoded when first needed.
+    pub fn from_literal(kind: &'static str, literal: &str) -> Arc<Event> {
+        Arc::new(Event {
+            kind,
+            body: OnceLock::new(),
+            literal: Mutex::new(Some(literal.into())),
+            lang: None,
+        })
+    }
+
+    /// The `data` members except `recipient`: `"threadId":…,"id":…`.
+    pub fn body(&self) -> &str {
+        // (one initializer runs, once: the literal is taken and dropped once decoded)
+        self.body.get_or_init(|| match self.literal.lock().take() {
+            Some(literal) => serde_json::from_str(&literal).unwrap_or_else(|e| {
+                tracing::warn!(kind = self.kind, error = %e, "unreadable event body");
+                String::new()
+            }),
+            None => String::new(),
+        })
+    }
+
+    /// The bytes the body takes (as decoded, or as its literal until then).
+    pub fn size(&self) -> usize {
+        match self.body.get() {
+            Some(b) => b.len(),
+            None => self.literal.lock().as_ref().map_or(0, |l| l.len()),
+        }
     }
 
     /// An event only the recipient's sessions in language `lang` receive.
@@ -63,16 +102,17 @@ impl Event {
 
     /// The frame for `recipient` at `cursor`: `{"type","cursor","data":{"recipient",…}}`.
     pub fn frame(&self, cursor: &str, recipient_json: &str) -> String {
-        let mut s = String::with_capacity(self.body.len() + recipient_json.len() + 64);
+        let body = self.body();
+        let mut s = String::with_capacity(body.len() + recipient_json.len() + 64);
         s.push_str("{\"type\":\"");
         s.push_str(self.kind);
         s.push_str("\",\"cursor\":\"");
         s.push_str(cursor);
         s.push_str("\",\"data\":{\"recipient\":");
         s.push_str(recipient_json);
-        if !self.body.is_empty() {
+        if !body.is_empty() {
             s.push(',');
-            s.push_str(&self.body);
+            s.push_str(body);
         }
         s.push_str("}}");
         s
@@ -403,6 +443,32 @@ mod tests {
         let d = data(&e);
         assert_eq!(d["threadId"], "t");
         assert_eq!(d["version"], "5");
-        assert_eq!(Event::new("typingIndicatorReceived", json!({})).body, "");
+        assert_eq!(Event::new("typingIndicatorReceived", json!({})).body(), "");
+    }
+
+    #[test]
+    fn an_event_from_the_log_decodes_its_body_once_and_frames_as_the_original() {
+        let made = message_received(&message());
+        // the body as the cluster's event log carries it: a JSON string literal
+        let literal = serde_json::to_string(made.body()).unwrap();
+        let e = Event::from_literal("chatMessageReceived", &literal);
+        assert_eq!(
+            e.size(),
+            literal.len(),
+            "charged as the literal until decoded"
+        );
+        assert_eq!(
+            e.frame("c.1", "{\"rawId\":\"8:acs:r\"}"),
+            made.frame("c.1", "{\"rawId\":\"8:acs:r\"}")
+        );
+        assert_eq!(
+            e.size(),
+            made.body().len(),
+            "the decoded body took its place"
+        );
+        assert!(e.literal.lock().is_none());
+        // a literal that is not a string decodes to no members rather than failing a frame
+        let bad = Event::from_literal("chatMessageReceived", "12");
+        assert_eq!(bad.body(), "");
     }
 }

@@ -83,7 +83,7 @@ pub struct RingLimits {
 /// What one event costs in a ring: the entry, and this ring's share of the event's body, which
 /// is allocated once and shared by the rings of all its `recipients`.
 fn ring_cost(e: &Event, recipients: usize) -> usize {
-    64 + e.body.len() / recipients.max(1)
+    64 + e.size() / recipients.max(1)
 }
 
 /// How long a long-poll's `?lang=` keeps translations coming for its user after the poll.
@@ -346,6 +346,8 @@ impl Users {
         let now = Instant::now();
         let translatable = self.translate.get().is_some()
             && matches!(event.kind, "chatMessageReceived" | "chatMessageEdited");
+        // (looked up in the registry once per event, not once per recipient)
+        metrics::counter!(crate::metrics::EVENTS_DELIVERED).increment(recipients.len() as u64);
         for user in recipients {
             let mut map = self.shard(user).lock();
             let s = self.stream(&mut map, user);
@@ -366,7 +368,6 @@ impl Users {
                     .retain(|(_, o)| !o.wants(event) || o.push(frame.clone()));
             }
             s.notify.notify_waiters();
-            metrics::counter!(crate::metrics::EVENTS_DELIVERED).increment(1);
             if translatable {
                 let langs = Self::languages(s, now);
                 drop(map);

@@ -71,7 +71,7 @@ pub(super) fn rows(realtime: &[(Arc<[UserId]>, Arc<Event>)]) -> Vec<NewClusterEv
         .iter()
         .map(|(to, e)| NewClusterEvent {
             kind: e.kind.to_string(),
-            body: e.body.clone(),
+            body: e.body().to_string(),
             recipients: serde_json::to_string(&to[..]).unwrap_or_else(|_| "[]".into()),
             created_at: now,
         })
