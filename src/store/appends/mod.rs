@@ -23,6 +23,17 @@ use super::DbConn;
 use crate::error::ApiError;
 use crate::ids::ThreadId;
 
+/// Pushes each bind parameter of a hand-written statement, separated by commas (`pg`, `sqlite`).
+macro_rules! binds {
+    ($out:ident, $ty0:ty => $v0:expr $(, $ty:ty => $v:expr)* $(,)?) => {{
+        $out.push_bind_param::<$ty0, _>($v0)?;
+        $(
+            $out.push_sql(", ");
+            $out.push_bind_param::<$ty, _>($v)?;
+        )*
+    }};
+}
+
 /// Where a thread's messages stand: its last (sequenceId, message id, createdOn).
 pub type Position = (i64, i64, i64);
 
@@ -278,11 +289,12 @@ fn insert_messages(c: &mut DbConn, group: &[Append]) -> QueryResult<()> {
 /// batch is run again job by job (see `store::writer`), so no statement needs its own undo.
 mod sqlite {
     use diesel::prelude::*;
-    use diesel::sql_types::BigInt;
-    use diesel::sqlite::SqliteConnection;
+    use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    use diesel::sqlite::{Sqlite, SqliteConnection};
 
     use super::{Append, Message};
-    use crate::store::schema::{messages, threads};
+    use crate::store::schema::threads;
 
     /// How many of `group`'s threads are live. A thread's position needs no check here: its
     /// sequence ids have no gaps, so a stale `from` hands out a sequence id that a message
@@ -308,10 +320,54 @@ mod sqlite {
     pub fn insert_messages(c: &mut SqliteConnection, group: &[Append]) -> QueryResult<()> {
         let rows: Vec<&Message> = group.iter().flat_map(|a| &a.messages).collect();
         for m in &rows {
-            diesel::insert_into(messages::table).values(*m).execute(c)?;
+            InsertMessage(m).execute(c)?;
         }
         count_sent(c, &rows)
     }
+
+    /// One message row, in SQL text that never changes, so that diesel finds its prepared
+    /// statement by type. (`insert_into(messages).values(&Message)` leaves the `None` columns
+    /// out of its text, so diesel wrote and hashed the text again for every row to find the
+    /// statement: about a tenth of the writer's CPU per send.) The columns left out had no
+    /// default but NULL, which is what a `None` binds here.
+    struct InsertMessage<'a>(&'a Message);
+
+    impl QueryId for InsertMessage<'_> {
+        type QueryId = InsertMessage<'static>;
+        const HAS_STATIC_QUERY_ID: bool = true;
+    }
+
+    impl QueryFragment<Sqlite> for InsertMessage<'_> {
+        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+            let m = self.0;
+            out.push_sql(
+                "INSERT INTO messages (thread_id, seq, id, kind, content, system, sender_id, \
+                 sender_display_name, metadata, priority, created_at, version, edited_at, \
+                 deleted_at, sentiment) VALUES (",
+            );
+            binds!(out,
+                Text => &m.thread_id,
+                BigInt => &m.seq,
+                BigInt => &m.id,
+                Text => &m.kind,
+                Nullable<Text> => &m.content,
+                Nullable<Text> => &m.system,
+                Nullable<Text> => &m.sender_id,
+                Nullable<Text> => &m.sender_display_name,
+                Text => &m.metadata,
+                Text => &m.priority,
+                BigInt => &m.created_at,
+                BigInt => &m.version,
+                Nullable<BigInt> => &m.edited_at,
+                Nullable<BigInt> => &m.deleted_at,
+                Nullable<BigInt> => &m.sentiment,
+            );
+            out.push_sql(")");
+            Ok(())
+        }
+    }
+
+    impl RunQueryDsl<SqliteConnection> for InsertMessage<'_> {}
 
     /// The Usage page's count of messages sent (`usage_hours`), in the same transaction: one
     /// statement per hour the rows fall in. (PostgreSQL counts them with a statement-level

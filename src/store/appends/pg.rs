@@ -15,17 +15,6 @@ use diesel::sql_types::{Array, BigInt, Nullable, Text};
 
 use super::{Append, NewClusterEvent};
 
-/// Pushes each bind parameter, separated by commas.
-macro_rules! binds {
-    ($out:ident, $ty0:ty => $v0:expr $(, $ty:ty => $v:expr)* $(,)?) => {{
-        $out.push_bind_param::<$ty0, _>($v0)?;
-        $(
-            $out.push_sql(", ");
-            $out.push_bind_param::<$ty, _>($v)?;
-        )*
-    }};
-}
-
 pub struct MoveThreads {
     id: Vec<String>,
     from: [Vec<i64>; 3],
