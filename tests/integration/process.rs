@@ -346,7 +346,9 @@ async fn slow_consumer_memory_is_bounded() {
             assert_eq!(fast.event().await["type"], "chatMessageReceived");
         }
     };
-    send(300).await; // warm up caches, fill the ring and the slow client's buffers
+    // warm up caches (20 MB: more than the SQLite writer's 16 MiB page cache holds), fill the
+    // ring and the slow client's buffers
+    send(1000).await;
     let before = rss_kib(child.id());
     send(1500).await; // 30 MB more
     let after = rss_kib(child.id());
