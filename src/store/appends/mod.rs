@@ -34,6 +34,11 @@ macro_rules! binds {
     }};
 }
 
+/// The columns of a `messages` row, in the order both backends' inserts bind them.
+const MESSAGE_COLUMNS: &str = "thread_id, seq, id, kind, content, system, sender_id, \
+     sender_display_name, metadata, priority, created_at, version, edited_at, deleted_at, \
+     sentiment";
+
 /// Where a thread's messages stand: its last (sequenceId, message id, createdOn).
 pub type Position = (i64, i64, i64);
 
@@ -340,11 +345,9 @@ mod sqlite {
     impl QueryFragment<Sqlite> for InsertMessage<'_> {
         fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
             let m = self.0;
-            out.push_sql(
-                "INSERT INTO messages (thread_id, seq, id, kind, content, system, sender_id, \
-                 sender_display_name, metadata, priority, created_at, version, edited_at, \
-                 deleted_at, sentiment) VALUES (",
-            );
+            out.push_sql("INSERT INTO messages (");
+            out.push_sql(super::MESSAGE_COLUMNS);
+            out.push_sql(") VALUES (");
             binds!(out,
                 Text => &m.thread_id,
                 BigInt => &m.seq,

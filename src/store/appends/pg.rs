@@ -136,14 +136,10 @@ impl QueryId for InsertMessages {
 }
 
 impl InsertMessages {
-    const COLUMNS: &'static str = "thread_id, seq, id, kind, content, system, sender_id, \
-         sender_display_name, metadata, priority, created_at, version, edited_at, \
-         deleted_at, sentiment";
-
     /// The INSERT; with `only_moved`, of the rows whose thread is in the CTE `moved`.
     fn walk<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, only_moved: bool) -> QueryResult<()> {
         out.push_sql("INSERT INTO messages (");
-        out.push_sql(Self::COLUMNS);
+        out.push_sql(super::MESSAGE_COLUMNS);
         out.push_sql(") SELECT * FROM unnest(");
         binds!(out,
             Array<Text> => &self.thread_id,
@@ -163,7 +159,7 @@ impl InsertMessages {
             Array<Nullable<BigInt>> => &self.sentiment,
         );
         out.push_sql(") AS u(");
-        out.push_sql(Self::COLUMNS);
+        out.push_sql(super::MESSAGE_COLUMNS);
         out.push_sql(")");
         if only_moved {
             out.push_sql(" WHERE u.thread_id IN (SELECT id FROM moved)");
