@@ -57,9 +57,30 @@ pub fn insert(c: &mut DbConn, events: &[NewClusterEvent]) -> QueryResult<usize> 
     Ok(events.len())
 }
 
-/// The rows carrying `events`, in order (as few as possible: one for any transaction's worth).
+/// Bytes of events' bodies and recipients at most in one packed row (an event bigger than that
+/// goes alone). The relay publishes a row in one log message, and NATS refuses a message over
+/// its `max_payload` (1 MiB by default): a row over it could never be published, and would
+/// hold up every event after it. A batch of big messages (28 KiB each, or many recipients)
+/// passes 1 MiB at about 35 sends.
+pub const PACK_BYTES: usize = 128 * 1024;
+
+/// The rows carrying `events`, in order: as few as possible, each within [`PACK_MAX`] events
+/// and [`PACK_BYTES`] (one for a transaction of ordinary size).
 pub fn packed(events: &[NewClusterEvent]) -> Vec<NewClusterEvent> {
-    events.chunks(PACK_MAX).map(pack).collect()
+    let mut rows = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in events.iter().enumerate() {
+        let size = e.body.len() + e.recipients.len();
+        if i > start && (i - start == PACK_MAX || bytes + size > PACK_BYTES) {
+            rows.push(pack(&events[start..i]));
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < events.len() {
+        rows.push(pack(&events[start..]));
+    }
+    rows
 }
 
 /// One row carrying `events`. The strings are escaped straight into the body, not copied into
@@ -211,5 +232,37 @@ mod tests {
         let parsed: Vec<serde_json::Value> = serde_json::from_str(&unpacked(&old)).unwrap();
         assert_eq!(parsed[0]["kind"], "closeUser");
         assert_eq!(parsed[0]["recipients"][0], "8:acs:x");
+    }
+
+    #[test]
+    fn big_events_spread_over_rows_within_the_bound() {
+        let event = |n: usize, size: usize| NewClusterEvent {
+            kind: "chatMessageReceived".into(),
+            body: format!("{{\"n\":{n},\"c\":\"{}\"}}", "x".repeat(size)),
+            recipients: r#"["8:acs:a","8:acs:b"]"#.into(),
+            created_at: 1,
+        };
+        // a transaction of ordinary size is one row
+        let small: Vec<_> = (0..500).map(|n| event(n, 100)).collect();
+        assert_eq!(packed(&small).len(), 1);
+        // 100 sends of 28 KiB: 2.8 MiB, which NATS would refuse as one message
+        let big: Vec<_> = (0..100).map(|n| event(n, 28 * 1024)).collect();
+        let rows = packed(&big);
+        assert!(rows.len() >= 22, "{} rows", rows.len());
+        let mut n = 0;
+        for row in &rows {
+            assert!(row.body.len() < 2 * PACK_BYTES, "{} bytes", row.body.len());
+            let parsed: Vec<serde_json::Value> = serde_json::from_str(&row.body).unwrap();
+            for p in parsed {
+                let body: serde_json::Value =
+                    serde_json::from_str(p["body"].as_str().unwrap()).unwrap();
+                assert_eq!(body["n"], n, "in order, none lost");
+                n += 1;
+            }
+        }
+        assert_eq!(n, 100);
+        // an event bigger than the bound goes alone
+        let huge = [event(0, 10), event(1, PACK_BYTES + 1), event(2, 10)];
+        assert_eq!(packed(&huge).len(), 3);
     }
 }

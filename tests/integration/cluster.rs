@@ -925,6 +925,66 @@ async fn events_reach_every_node_once_in_order() {
     drop(nodes);
 }
 
+/// A batch of big messages reaches the other nodes: the events of one commit are split over
+/// log messages that NATS accepts (1 MiB each at most by default), where one row of them all
+/// could never be published and held up every event after it.
+#[tokio::test]
+async fn a_batch_of_big_messages_crosses_nodes() {
+    use crate::realtime::Ws;
+    let Some((db, nats, prefix, _streams)) = services("a_batch_of_big_messages_crosses_nodes")
+    else {
+        return;
+    };
+    let nodes = three_nodes(&db, &nats, &prefix);
+    let apps: Vec<TestApp> = nodes.iter().map(client_of).collect();
+    let owner = apps[0].user().await;
+    let reader = apps[0].user().await;
+    let t = apps[0].thread(&owner, &[&reader]).await;
+    let mut ws = Ws::connect(&apps[1], &reader, None).await;
+    // 96 sends of 28,000 bytes at once through one node: its thread actor and writer commit
+    // most of them together, 2.6 MB of events
+    let n = 96;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (base, token, t) = (apps[0].base.clone(), owner.token.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let content = format!("{i:02} {}", "x".repeat(27_997));
+            let r = reqwest::Client::new()
+                .post(format!(
+                    "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
+                    enc(&t)
+                ))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({ "content": content }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < n {
+        let e = ws.event().await;
+        if e["type"] != "chatMessageReceived" {
+            continue;
+        }
+        let content = e["data"]["message"].as_str().unwrap_or_default();
+        assert_eq!(
+            content.len(),
+            28_000,
+            "{}",
+            &content[..content.len().min(80)]
+        );
+        got.insert(content[..2].to_string());
+    }
+    assert_eq!(got.len(), n);
+    ws.nothing_for(300).await;
+    drop(nodes);
+}
+
 /// §10 in cluster mode: read markers, unread counts, previews and translations behave the same
 /// on every node. A reader on two nodes sees what was sent on a third; its read receipt on one
 /// node moves the marker for every node (`readMarkerUpdated` on both sessions, the counts on
