@@ -17,11 +17,13 @@
 //!   hand-over may publish rows again: every node remembers the ids of the rows it applied and
 //!   applies a row once (JetStream itself drops a message whose very set of rows it has seen).
 //! - **Never invented**: nothing but committed rows is published.
-//! - **Packed**: a transaction's events are one row, and a relay round publishes consecutive
-//!   rows together, up to 16 a log message (a JetStream message costs the server a write and
-//!   every node a delivery, whatever it carries). Under load rounds are spaced
-//!   ([`RELAY_SPACING`]) and follow each other without kicks; a node kicks the relay (NATS
-//!   core, heard by the leader only) at most once per spacing.
+//! - **Packed**: a transaction's events are one row (a big one's, rows of up to
+//!   `cluster_events::PACK_BYTES`), and a relay round publishes consecutive rows together, up
+//!   to 16 a log message (a JetStream message costs the server a write and every node a
+//!   delivery, whatever it carries), compressed while every live node reads that
+//!   (`log::LZ4_FORMAT`). Under load rounds are spaced ([`RELAY_SPACING`]) and follow each
+//!   other without kicks; a node kicks the relay (NATS core, heard by the leader only) at most
+//!   once per spacing.
 //! - **Cursors**: the `i`-th event of the log message at stream sequence `seq` has `n` =
 //!   `seq << 16 | i` ([`position`]), so it is the same on every node and increases along every
 //!   user's stream (not consecutively, as §9.2.3 allows); the epoch names the stream (from its
@@ -38,7 +40,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{consumer, stream};
 use futures_util::{FutureExt, StreamExt};
 
-use super::log::{packs, unseen, Rows, Seen, FORMAT_HEADER, ROWS_FORMAT};
+use super::log::{
+    compress, packs, uncompress, unseen, Rows, Seen, FORMAT_HEADER, LZ4_FORMAT, ROWS_FORMAT,
+};
 use super::Bus;
 use crate::hub::realtime::{self, Event};
 use crate::hub::users::Users;
@@ -211,13 +215,29 @@ pub async fn consume(
                                     let header = |name: &str| {
                                         m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str())
                                     };
-                                    let rows = match header(FORMAT_HEADER) {
-                                        Some(ROWS_FORMAT) => Rows::Packed,
-                                        _ => Rows::One(header("Nats-Msg-Id").and_then(|v| v.parse().ok())),
+                                    let unpacked;
+                                    let (payload, rows) = match header(FORMAT_HEADER) {
+                                        Some(ROWS_FORMAT) => (Ok(&m.payload[..]), Rows::Packed),
+                                        Some(LZ4_FORMAT) => {
+                                            unpacked = uncompress(&m.payload);
+                                            (unpacked.as_deref(), Rows::Packed)
+                                        }
+                                        _ => (
+                                            Ok(&m.payload[..]),
+                                            Rows::One(header("Nats-Msg-Id").and_then(|v| v.parse().ok())),
+                                        ),
                                     };
-                                    let read = apply(&users, &on_close, &mut seen, &m.payload, rows, seq);
-                                    for nonce in read {
-                                        confirm_closed(&bus, &nonce);
+                                    match payload {
+                                        Ok(payload) => {
+                                            let read = apply(&users, &on_close, &mut seen, payload, rows, seq);
+                                            for nonce in read {
+                                                confirm_closed(&bus, &nonce);
+                                            }
+                                        }
+                                        Err(e) => {
+                                            tracing::warn!(seq, error = %e, "unreadable event in the log");
+                                            users.skip_to(end_of(seq));
+                                        }
                                     }
                                 }
                             }
@@ -421,13 +441,21 @@ async fn relay_once(
     .ok_or("no longer leading")?
     .map_err(|e| format!("cannot read committed events: {e}"))?;
     let mut acks = Vec::new();
+    // compressed only while every live node reads it (see `nodes::Nodes::refresh`)
+    let lz4 = bus.log_lz4.load(std::sync::atomic::Ordering::Relaxed);
     for pack in packs(&rows) {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(FORMAT_HEADER, ROWS_FORMAT);
+        let payload = if lz4 {
+            headers.insert(FORMAT_HEADER, LZ4_FORMAT);
+            compress(pack.payload.as_bytes()).into()
+        } else {
+            headers.insert(FORMAT_HEADER, ROWS_FORMAT);
+            pack.payload.into()
+        };
         headers.insert("Nats-Msg-Id", pack.id.as_str());
         let ack = bus
             .jetstream
-            .publish_with_headers(bus.events_subject(), headers, pack.payload.into())
+            .publish_with_headers(bus.events_subject(), headers, payload)
             .await
             .map_err(|e| format!("publish: {e}"))?;
         acks.push(ack);

@@ -23,6 +23,16 @@ pub(super) const MESSAGE_BYTES: usize = 256 * 1024;
 pub(super) const FORMAT_HEADER: &str = "Confab-Format";
 /// Several rows: `[{"row":<id>,"events":[<Wire>…]},…]`.
 pub(super) const ROWS_FORMAT: &str = "rows";
+/// [`ROWS_FORMAT`] compressed: an LZ4 block after its uncompressed size (4 bytes, little
+/// endian). A relay writes it only while every live node reads it (see `nodes::Nodes`): the
+/// events of a log message, JSON with the same keys again and again, shrink about fourfold,
+/// and every byte of a log message is written by JetStream and read by every node.
+pub(super) const LZ4_FORMAT: &str = "rows-lz4";
+/// The formats this version reads beyond the first ones (a node's entry in the node table
+/// lists them; a relay writes a format only while every live node lists it).
+pub const READS: &[&str] = &[LZ4_FORMAT];
+/// The largest uncompressed log message a node accepts: what the relay gathers, with room.
+const UNPACKED_MAX: usize = 4 * MESSAGE_BYTES;
 /// Row ids a node remembers having applied: a row published twice (a hand-over, a lost
 /// acknowledgement) is applied once. A second copy comes within a round or two of the
 /// first, and a round publishes at most 512 rows.
@@ -151,6 +161,26 @@ pub(super) fn packs(rows: &[cluster_events::ClusterEvent]) -> Vec<Pack> {
     out
 }
 
+/// A log message's payload in [`LZ4_FORMAT`].
+pub(super) fn compress(payload: &[u8]) -> Vec<u8> {
+    lz4_flex::compress_prepend_size(payload)
+}
+
+/// The payload of a log message in [`LZ4_FORMAT`], uncompressed; an error for a damaged one
+/// or one that says it is larger than a relay makes (nothing that large is allocated).
+pub(super) fn uncompress(payload: &[u8]) -> Result<Vec<u8>, String> {
+    let size = payload
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("compressed log message without its size")?;
+    if size > UNPACKED_MAX {
+        return Err(format!(
+            "compressed log message of {size} bytes, over {UNPACKED_MAX}"
+        ));
+    }
+    lz4_flex::decompress_size_prepended(payload).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +256,46 @@ mod tests {
         // and is applied when it names none
         let events = unseen(&mut seen, old.as_bytes(), Rows::One(None)).unwrap();
         assert_eq!(bodies(&events), ["m4"]);
+    }
+
+    #[test]
+    fn compressed_messages_carry_the_same_rows() {
+        let rows: Vec<_> = (1..=16)
+            .map(|id| {
+                row(
+                    id,
+                    &[&format!("{{\"id\":\"{id}\",\"text\":\"hello there\"}}")],
+                )
+            })
+            .collect();
+        let pack = packs(&rows).remove(0);
+        let packed = compress(pack.payload.as_bytes());
+        assert!(
+            packed.len() * 2 < pack.payload.len(),
+            "{} bytes compressed to {}",
+            pack.payload.len(),
+            packed.len()
+        );
+        let back = uncompress(&packed).unwrap();
+        assert_eq!(back, pack.payload.as_bytes());
+        let mut seen = Seen::default();
+        let events = unseen(&mut seen, &back, Rows::Packed).unwrap();
+        assert_eq!(bodies(&events).len(), 16);
+        assert_eq!(bodies(&events)[2], r#"{"id":"3","text":"hello there"}"#);
+    }
+
+    #[test]
+    fn damaged_or_oversized_compressed_messages_are_refused() {
+        let packed = compress(packs(&[row(1, &["m1"])]).remove(0).payload.as_bytes());
+        assert!(
+            uncompress(&packed[..packed.len() - 3]).is_err(),
+            "cut short"
+        );
+        assert!(uncompress(&packed[..2]).is_err(), "no size");
+        let mut huge = packed.clone();
+        huge[..4].copy_from_slice(&(UNPACKED_MAX as u32 + 1).to_le_bytes());
+        let err = uncompress(&huge).unwrap_err();
+        assert!(err.contains("over"), "{err}");
     }
 
     #[test]

@@ -175,6 +175,7 @@ impl Cluster {
             sessions,
             thread_actors,
             heartbeat_at: now,
+            reads: log::READS.iter().map(|f| f.to_string()).collect(),
         };
         let table = nodes::Nodes::join(self.bus.clone(), me).await?;
         let _ = self.nodes.set(table.clone());
@@ -250,6 +251,9 @@ pub struct Bus {
     kick_pending: std::sync::atomic::AtomicBool,
     /// When the last kick was sent.
     last_kick: std::sync::Mutex<Option<Instant>>,
+    /// Every live node reads compressed log messages (`log::LZ4_FORMAT`): the relay writes
+    /// them. Set from the node table at each heartbeat; false until this node has joined it.
+    pub(crate) log_lz4: std::sync::atomic::AtomicBool,
 }
 
 impl Bus {
@@ -312,6 +316,7 @@ impl Bus {
             reconnected,
             kick_pending: Default::default(),
             last_kick: Default::default(),
+            log_lz4: Default::default(),
         })
     }
 

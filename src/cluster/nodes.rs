@@ -34,6 +34,15 @@ pub struct NodeEntry {
     pub thread_actors: usize,
     /// Epoch ms of this put.
     pub heartbeat_at: i64,
+    /// Formats of the event log this node reads beyond the first ones (`log::READS`); none
+    /// for a node of an earlier version, whose entry has no such field.
+    #[serde(default)]
+    pub reads: Vec<String>,
+}
+
+/// Whether `nodes` (not none) all read the event log's `format`.
+pub fn all_read(nodes: &[NodeEntry], format: &str) -> bool {
+    !nodes.is_empty() && nodes.iter().all(|n| n.reads.iter().any(|f| f == format))
 }
 
 /// This node's view of the table.
@@ -151,6 +160,11 @@ impl Nodes {
         }
         found.sort_by(|a, b| a.id.cmp(&b.id));
         metrics::gauge!(crate::metrics::CLUSTER_NODES).set(found.len() as f64);
+        // a node of an earlier version in the table: the relay writes what it reads
+        let lz4 = all_read(&found, super::log::LZ4_FORMAT);
+        self.bus
+            .log_lz4
+            .store(lz4, std::sync::atomic::Ordering::Relaxed);
         *self.live.write() = found;
     }
 
@@ -158,5 +172,31 @@ impl Nodes {
     pub async fn leave(&self) {
         let id = self.me.read().id.clone();
         let _ = self.kv.purge(&id).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_of_an_earlier_version_keeps_the_log_uncompressed() {
+        // an entry as a node before compressed log messages puts it
+        let old: NodeEntry = serde_json::from_str(
+            r#"{"id":"n1","address":"http://a","startedAt":1,"sessions":0,"threadActors":0,"heartbeatAt":2}"#,
+        )
+        .unwrap();
+        assert!(old.reads.is_empty());
+        let new = NodeEntry {
+            id: "n2".into(),
+            reads: vec!["rows-lz4".into()],
+            ..old.clone()
+        };
+        // and an earlier version reads a new entry (unknown fields are ignored)
+        let back: serde_json::Value = serde_json::to_value(&new).unwrap();
+        assert_eq!(back["reads"][0], "rows-lz4");
+        assert!(all_read(&[new.clone(), new.clone()], "rows-lz4"));
+        assert!(!all_read(&[new.clone(), old], "rows-lz4"));
+        assert!(!all_read(&[], "rows-lz4"), "no table read yet");
     }
 }

@@ -985,6 +985,96 @@ async fn a_batch_of_big_messages_crosses_nodes() {
     drop(nodes);
 }
 
+/// The event log's messages are compressed only while every live node reads them: with a
+/// node of an earlier version in the node table (an entry without `reads`, as such a node puts
+/// it) the relay publishes plain rows, and compressed ones again once that node has left. A
+/// member on another node gets every message either way.
+#[tokio::test]
+async fn the_log_is_compressed_only_when_every_node_reads_it() {
+    use crate::realtime::Ws;
+    let Some((db, nats, prefix, _streams)) =
+        services("the_log_is_compressed_only_when_every_node_reads_it")
+    else {
+        return;
+    };
+    let n1 = start(&cluster_args(&db, &nats, &prefix, "n1")).expect("node n1");
+    let n2 = start(&cluster_args(&db, &nats, &prefix, "n2")).expect("node n2");
+    let apps = [client_of(&n1), client_of(&n2)];
+    let owner = apps[0].user().await;
+    let reader = apps[0].user().await;
+    let t = apps[0].thread(&owner, &[&reader]).await;
+    let mut ws = Ws::connect(&apps[1], &reader, None).await;
+    let js = async_nats::jetstream::new(async_nats::connect(&nats).await.unwrap());
+    let table = js.get_key_value(format!("{prefix}_nodes")).await.unwrap();
+    let log = js.get_stream(format!("{prefix}_events")).await.unwrap();
+    let subject = format!("{prefix}.events");
+    // what the relay publishes a send as, once both nodes see `nodes` entries
+    async fn format_of_a_send(
+        app: &TestApp,
+        ws: &mut Ws,
+        nodes: &[&Node],
+        live: f64,
+        who: (&User, &str),
+        log: &async_nats::jetstream::stream::Stream,
+        subject: &str,
+    ) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for node in nodes {
+            while metric(node, "confab_cluster_nodes").await != Some(live) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the node table never showed {live}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // (a heartbeat reads the table after the metric's: let both pass)
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let id = app.send(who.0, who.1, &format!("{live} nodes")).await;
+        loop {
+            let e = ws.event().await;
+            if e["type"] == "chatMessageReceived" {
+                assert_eq!(e["data"]["id"], id.as_str(), "{e}");
+                break;
+            }
+        }
+        let m = log.get_last_raw_message_by_subject(subject).await.unwrap();
+        let format = m
+            .headers
+            .get("Confab-Format")
+            .map(|v| v.as_str().to_string());
+        format.unwrap_or_default()
+    }
+    let nodes = [&n1, &n2];
+    let with_two = format_of_a_send(&apps[0], &mut ws, &nodes, 2.0, (&owner, &t), &log, &subject);
+    assert_eq!(with_two.await, "rows-lz4");
+    // a node of an earlier version joins: its entry, put every heartbeat as it would
+    let old = serde_json::json!({
+        "id": "old", "address": "http://127.0.0.1:9", "startedAt": 1, "sessions": 0,
+        "threadActors": 0, "heartbeatAt": 1
+    });
+    let beating = {
+        let table = table.clone();
+        tokio::spawn(async move {
+            loop {
+                let body = serde_json::to_vec(&old).unwrap();
+                table.put("old", body.into()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let with_old = format_of_a_send(&apps[0], &mut ws, &nodes, 3.0, (&owner, &t), &log, &subject);
+    assert_eq!(with_old.await, "rows");
+    // it leaves
+    beating.abort();
+    let _ = beating.await;
+    table.purge("old").await.unwrap();
+    let after = format_of_a_send(&apps[0], &mut ws, &nodes, 2.0, (&owner, &t), &log, &subject);
+    assert_eq!(after.await, "rows-lz4");
+    ws.nothing_for(300).await;
+    drop((n1, n2));
+}
+
 /// §10 in cluster mode: read markers, unread counts, previews and translations behave the same
 /// on every node. A reader on two nodes sees what was sent on a third; its read receipt on one
 /// node moves the marker for every node (`readMarkerUpdated` on both sessions, the counts on
