@@ -25,8 +25,9 @@ pub(super) const FORMAT_HEADER: &str = "Confab-Format";
 pub(super) const ROWS_FORMAT: &str = "rows";
 /// [`ROWS_FORMAT`] compressed: an LZ4 block after its uncompressed size (4 bytes, little
 /// endian). A relay writes it only while every live node reads it (see `nodes::Nodes`): the
-/// events of a log message, JSON with the same keys again and again, shrink about fourfold,
-/// and every byte of a log message is written by JetStream and read by every node.
+/// events of a log message, JSON with the same keys again and again, shrink about sevenfold
+/// (a send run's bus traffic: 9.5 MB/s in and 28.5 out, 1.2 and 3.7 compressed), and every
+/// byte of a log message is written by JetStream and read by every node.
 pub(super) const LZ4_FORMAT: &str = "rows-lz4";
 /// The formats this version reads beyond the first ones (a node's entry in the node table
 /// lists them; a relay writes a format only while every live node lists it).
