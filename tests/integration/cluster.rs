@@ -944,27 +944,10 @@ async fn a_batch_of_big_messages_crosses_nodes() {
     // 96 sends of 28,000 bytes at once through one node: its thread actor and writer commit
     // most of them together, 2.6 MB of events
     let n = 96;
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let (base, token, t) = (apps[0].base.clone(), owner.token.clone(), t.clone());
-        tasks.push(tokio::spawn(async move {
-            let content = format!("{i:02} {}", "x".repeat(27_997));
-            let r = reqwest::Client::new()
-                .post(format!(
-                    "{base}/chat/threads/{}/messages?api-version={CHAT_V}",
-                    enc(&t)
-                ))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({ "content": content }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    let contents: Vec<String> = (0..n)
+        .map(|i| format!("{i:02} {}", "x".repeat(27_997)))
+        .collect();
+    futures_util::future::join_all(contents.iter().map(|c| apps[0].send(&owner, &t, c))).await;
     let mut got = std::collections::BTreeSet::new();
     while got.len() < n {
         let e = ws.event().await;
