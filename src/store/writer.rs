@@ -63,6 +63,7 @@ trait Job: Send {
     /// Cluster mode: the thread whose row it locks (locked for the whole batch when it starts).
     fn locks(&self) -> Option<&str>;
     /// Whether, in a first attempt, it runs no statement: its change is all in the group.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     fn pure(&self) -> bool;
     /// Runs the change on `conn` (in a savepoint of its own if `savepoint`), keeping its
     /// outcome; whether it succeeded.
@@ -342,6 +343,7 @@ fn run_alone(
 /// anything is sent: a job that runs a statement while it should not fails, with nothing of
 /// it written.
 #[derive(Clone, Default)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 struct NoStatements(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 impl NoStatements {
@@ -365,6 +367,7 @@ impl NoStatements {
     }
 
     /// Runs `f` with statements refused.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     fn while_armed<R>(&self, f: impl FnOnce() -> R) -> R {
         use std::sync::atomic::Ordering::Relaxed;
         self.0.store(true, Relaxed);

@@ -433,7 +433,6 @@ fn main() -> std::process::ExitCode {
             page_size,
             readers,
         } => scenarios::inbox(&ctx, chat_threads, page_size, readers),
-        #[cfg(feature = "postgres")]
         Scenario::Dashboard {
             chat_threads,
             rounds,
@@ -466,6 +465,7 @@ fn main() -> std::process::ExitCode {
                 _ => Err("dashboard: give --admin-url and --database-url with --url".into()),
             }
         }
+        #[cfg(feature = "postgres")]
         Scenario::PgCeiling { .. } | Scenario::Cluster { .. } => {
             unreachable!("run before any server is started")
         }
