@@ -303,11 +303,9 @@ fn apply(
     match unseen(seen, payload, rows) {
         Ok(events) => {
             for (i, w) in events.into_iter().enumerate() {
-                let recipients: Vec<UserId> =
-                    w.recipients.iter().map(|r| UserId::new(&**r)).collect();
                 if w.kind == CLOSE_USER {
-                    for u in &recipients {
-                        on_close(u);
+                    for u in &w.recipients {
+                        on_close(&UserId::new(&**u));
                         users.close_user(u, crate::hub::queue::CloseReason::Revoked);
                     }
                     closed.push(serde_json::from_str(w.body.get()).unwrap_or_default());
@@ -315,6 +313,7 @@ fn apply(
                 }
                 match realtime::kind_of(&w.kind) {
                     Some(kind) if w.body.get().starts_with('"') => {
+                        let recipients: Vec<&str> = w.recipients.iter().map(|r| &**r).collect();
                         let event = Event::from_literal(kind, w.body.get());
                         users.publish_at(&recipients, &event, position(seq, i));
                     }

@@ -7,7 +7,7 @@
 //! waiters. An event's payload is serialized once ([`Event::body`]); only the small header
 //! (type, cursor, recipient) is formatted per recipient.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,6 +51,8 @@ impl Cursor {
 }
 
 struct Stream {
+    /// Whose stream it is.
+    user: Box<str>,
     /// Last `n` handed out.
     head: u64,
     /// The newest `n` whose event is no longer in the ring (or the node's origin, for a user
@@ -114,8 +116,9 @@ pub struct Users {
     /// Cluster mode: the latest position of a stream forgotten by `sweep`; a stream made again
     /// for that user cannot vouch for anything before it.
     swept: AtomicU64,
-    shards: Vec<Mutex<HashMap<String, Stream>>>,
-    hasher: std::collections::hash_map::RandomState,
+    shards: Vec<Mutex<Shard>>,
+    /// Hashes a user id once per lookup: the hash picks the shard and the stream in it.
+    hasher: hashbrown::DefaultHashBuilder,
     ring: RingLimits,
     next_session: AtomicU64,
     /// Set when a translator is configured.
@@ -147,7 +150,7 @@ impl Users {
             origin: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             swept: AtomicU64::new(0),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: Default::default(),
             ring,
             next_session: AtomicU64::new(1),
@@ -159,33 +162,55 @@ impl Users {
         &self.epoch
     }
 
-    fn shard(&self, user: &str) -> &Mutex<HashMap<String, Stream>> {
-        &self.shards[self.hasher.hash_one(user) as usize % SHARDS]
+    fn key<'u>(&self, user: &'u str) -> Key<'u> {
+        Key {
+            user,
+            hash: self.hasher.hash_one(user),
+        }
+    }
+
+    fn shard(&self, key: &Key) -> &Mutex<Shard> {
+        // (bits the table itself does not use at any size it reaches: its buckets come from
+        // the low bits and its tags from the top seven)
+        &self.shards[(key.hash >> 32) as usize % SHARDS]
     }
 
     fn cursor(&self, n: u64) -> String {
         format!("{}.{n}", self.epoch)
     }
 
-    fn stream<'a>(&self, map: &'a mut HashMap<String, Stream>, user: &str) -> &'a mut Stream {
-        let origin = self
-            .origin
-            .load(Ordering::Acquire)
-            .max(self.swept.load(Ordering::Acquire));
-        map.entry(user.to_string()).or_insert_with(|| Stream {
-            head: origin,
-            floor: origin,
-            ring: VecDeque::new(),
-            ring_bytes: 0,
-            sessions: Vec::new(),
-            poll_langs: Vec::new(),
-            notify: Arc::new(Notify::new()),
-            polls: 0,
-            recipient_json: serde_json::to_string(&Cim::from_raw(user))
-                .unwrap_or_default()
-                .into(),
-            last_used: Instant::now(),
-        })
+    /// The stream of `key`'s user, made if there is none (the caller holds its shard's lock).
+    fn stream<'a>(&self, shard: &'a mut Shard, key: &Key) -> &'a mut Stream {
+        let hasher = &self.hasher;
+        shard
+            .0
+            .entry(
+                key.hash,
+                |s| *s.user == *key.user,
+                |s| hasher.hash_one(&*s.user),
+            )
+            .or_insert_with(|| {
+                let start = self
+                    .origin
+                    .load(Ordering::Acquire)
+                    .max(self.swept.load(Ordering::Acquire));
+                Stream {
+                    user: key.user.into(),
+                    head: start,
+                    floor: start,
+                    ring: VecDeque::new(),
+                    ring_bytes: 0,
+                    sessions: Vec::new(),
+                    poll_langs: Vec::new(),
+                    notify: Arc::new(Notify::new()),
+                    polls: 0,
+                    recipient_json: serde_json::to_string(&Cim::from_raw(key.user))
+                        .unwrap_or_default()
+                        .into(),
+                    last_used: Instant::now(),
+                }
+            })
+            .into_mut()
     }
 
     /// Whether `after` can be resumed: same epoch, and every event after it is in the ring.
@@ -247,8 +272,9 @@ impl Users {
         heartbeat_secs: u64,
     ) -> (u64, Attached) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let mut map = self.shard(user).lock();
-        let s = self.stream(&mut map, user);
+        let k = self.key(user);
+        let mut map = self.shard(&k).lock();
+        let s = self.stream(&mut map, &k);
         self.expire(s, Instant::now());
         s.last_used = Instant::now();
         let from = self.resumable(s, after);
@@ -298,8 +324,8 @@ impl Users {
     }
 
     pub fn detach(&self, user: &str, session: u64) {
-        let mut map = self.shard(user).lock();
-        if let Some(s) = map.get_mut(user) {
+        let k = self.key(user);
+        if let Some(s) = self.shard(&k).lock().get_mut(&k) {
             s.sessions.retain(|(id, _)| *id != session);
             s.last_used = Instant::now();
         }
@@ -307,9 +333,10 @@ impl Users {
 
     /// Live sessions of a user (WebSocket and SSE).
     pub fn session_count(&self, user: &str) -> usize {
-        self.shard(user)
+        let k = self.key(user);
+        self.shard(&k)
             .lock()
-            .get(user)
+            .get_mut(&k)
             .map_or(0, |s| s.sessions.len())
     }
 
@@ -317,7 +344,7 @@ impl Users {
     pub fn sessions_total(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().values().map(|s| s.sessions.len()).sum::<usize>())
+            .map(|s| s.lock().0.iter().map(|s| s.sessions.len()).sum::<usize>())
             .sum()
     }
 
@@ -326,8 +353,9 @@ impl Users {
         self.deliver(recipients, event, None);
     }
 
-    /// Cluster mode: delivers the event at position `n` of the cluster's event log.
-    pub fn publish_at(&self, recipients: &[UserId], event: &Arc<Event>, n: u64) {
+    /// Cluster mode: delivers the event at position `n` of the cluster's event log (the
+    /// recipients as the log message has them: no copy of each is made).
+    pub fn publish_at(&self, recipients: &[&str], event: &Arc<Event>, n: u64) {
         self.deliver(recipients, event, Some(n));
         self.applied.fetch_max(n, Ordering::AcqRel);
     }
@@ -342,15 +370,21 @@ impl Users {
         self.applied.fetch_max(n, Ordering::AcqRel);
     }
 
-    fn deliver(&self, recipients: &[UserId], event: &Arc<Event>, at: Option<u64>) {
+    fn deliver<U: std::ops::Deref<Target = str>>(
+        &self,
+        recipients: &[U],
+        event: &Arc<Event>,
+        at: Option<u64>,
+    ) {
         let now = Instant::now();
         let translatable = self.translate.get().is_some()
             && matches!(event.kind, "chatMessageReceived" | "chatMessageEdited");
         // (looked up in the registry once per event, not once per recipient)
         metrics::counter!(crate::metrics::EVENTS_DELIVERED).increment(recipients.len() as u64);
         for user in recipients {
-            let mut map = self.shard(user).lock();
-            let s = self.stream(&mut map, user);
+            let k = self.key(user);
+            let mut map = self.shard(&k).lock();
+            let s = self.stream(&mut map, &k);
             s.head = at.unwrap_or(s.head + 1);
             let n = s.head;
             let cost = ring_cost(event, recipients.len());
@@ -367,12 +401,16 @@ impl Users {
                 s.sessions
                     .retain(|(_, o)| !o.wants(event) || o.push(frame.clone()));
             }
-            s.notify.notify_waiters();
+            if s.polls > 0 {
+                // (only a long-poll waits on it, and one counts in `polls` from before it
+                // looks until after it stopped waiting)
+                s.notify.notify_waiters();
+            }
             if translatable {
                 let langs = Self::languages(s, now);
                 drop(map);
                 if let (false, Some(hook)) = (langs.is_empty(), self.translate.get()) {
-                    hook(user, langs, event);
+                    hook(&UserId::new(k.user), langs, event);
                 }
             }
         }
@@ -395,8 +433,8 @@ impl Users {
 
     /// Closes every session of `user` (revocation, deletion).
     pub fn close_user(&self, user: &str, reason: CloseReason) {
-        let mut map = self.shard(user).lock();
-        if let Some(s) = map.get_mut(user) {
+        let k = self.key(user);
+        if let Some(s) = self.shard(&k).lock().get_mut(&k) {
             for (_, o) in s.sessions.drain(..) {
                 o.close(reason);
             }
@@ -406,7 +444,7 @@ impl Users {
     /// Closes every session (shutdown).
     pub fn close_all(&self, reason: CloseReason) {
         for shard in &self.shards {
-            for s in shard.lock().values_mut() {
+            for s in shard.lock().0.iter_mut() {
                 for (_, o) in s.sessions.drain(..) {
                     o.close(reason);
                 }
@@ -416,8 +454,9 @@ impl Users {
 
     /// Starts a long-poll; false when the user already has `max` polls running.
     pub fn begin_poll(&self, user: &str, max: usize) -> bool {
-        let mut map = self.shard(user).lock();
-        let s = self.stream(&mut map, user);
+        let k = self.key(user);
+        let mut map = self.shard(&k).lock();
+        let s = self.stream(&mut map, &k);
         if s.polls >= max {
             return false;
         }
@@ -426,7 +465,8 @@ impl Users {
     }
 
     pub fn end_poll(&self, user: &str) {
-        if let Some(s) = self.shard(user).lock().get_mut(user) {
+        let k = self.key(user);
+        if let Some(s) = self.shard(&k).lock().get_mut(&k) {
             s.polls = s.polls.saturating_sub(1);
             s.last_used = Instant::now();
         }
@@ -435,9 +475,12 @@ impl Users {
     /// Events after `after` for a long-poll: `(attached, events)` where events are
     /// `(cursor, frame)`. When nothing is pending, also returns a `Notified` future registered
     /// *before* the lock is released, so no event can fall between the check and the wait.
+    /// Called between [`Users::begin_poll`] and [`Users::end_poll`]: events wake the waiters
+    /// of a user only while that user has polls running.
     pub fn poll(&self, user: &str, after: &Option<Cursor>, lang: Option<&Arc<str>>) -> PollState {
-        let mut map = self.shard(user).lock();
-        let s = self.stream(&mut map, user);
+        let k = self.key(user);
+        let mut map = self.shard(&k).lock();
+        let s = self.stream(&mut map, &k);
         self.expire(s, Instant::now());
         s.last_used = Instant::now();
         if let Some(l) = lang {
@@ -477,7 +520,7 @@ impl Users {
     pub fn sweep(&self) {
         let now = Instant::now();
         for shard in &self.shards {
-            shard.lock().retain(|_, s| {
+            shard.lock().0.retain(|s| {
                 self.expire(s, now);
                 let keep = !(s.sessions.is_empty()
                     && s.polls == 0
@@ -489,6 +532,22 @@ impl Users {
                 keep
             });
         }
+    }
+}
+
+/// A user id and its hash (see [`Users::key`]).
+struct Key<'u> {
+    user: &'u str,
+    hash: u64,
+}
+
+/// One shard of the streams, keyed by user id.
+#[derive(Default)]
+struct Shard(hashbrown::HashTable<Stream>);
+
+impl Shard {
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Stream> {
+        self.0.find_mut(key.hash, |s| *s.user == *key.user)
     }
 }
 
