@@ -17,7 +17,7 @@ fn users() -> Users {
     Users::new(RingLimits {
         events: 1000,
         ttl: Duration::from_secs(600),
-        bytes: 256 * 1024,
+        bytes: 64 * 1024,
     })
 }
 

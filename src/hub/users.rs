@@ -162,17 +162,17 @@ impl Users {
         &self.epoch
     }
 
-    fn key<'u>(&self, user: &'u str) -> Key<'u> {
-        Key {
+    /// The shard that holds `user`'s stream, locked, and the key to find it there with: the
+    /// id is hashed once, for both.
+    fn lock<'u>(&self, user: &'u str) -> (parking_lot::MutexGuard<'_, Shard>, Key<'u>) {
+        let key = Key {
             user,
             hash: self.hasher.hash_one(user),
-        }
-    }
-
-    fn shard(&self, key: &Key) -> &Mutex<Shard> {
+        };
         // (bits the table itself does not use at any size it reaches: its buckets come from
         // the low bits and its tags from the top seven)
-        &self.shards[(key.hash >> 32) as usize % SHARDS]
+        let shard = self.shards[(key.hash >> 32) as usize % SHARDS].lock();
+        (shard, key)
     }
 
     fn cursor(&self, n: u64) -> String {
@@ -272,8 +272,7 @@ impl Users {
         heartbeat_secs: u64,
     ) -> (u64, Attached) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let k = self.key(user);
-        let mut map = self.shard(&k).lock();
+        let (mut map, k) = self.lock(user);
         let s = self.stream(&mut map, &k);
         self.expire(s, Instant::now());
         s.last_used = Instant::now();
@@ -324,8 +323,8 @@ impl Users {
     }
 
     pub fn detach(&self, user: &str, session: u64) {
-        let k = self.key(user);
-        if let Some(s) = self.shard(&k).lock().get_mut(&k) {
+        let (mut map, k) = self.lock(user);
+        if let Some(s) = map.get_mut(&k) {
             s.sessions.retain(|(id, _)| *id != session);
             s.last_used = Instant::now();
         }
@@ -333,11 +332,8 @@ impl Users {
 
     /// Live sessions of a user (WebSocket and SSE).
     pub fn session_count(&self, user: &str) -> usize {
-        let k = self.key(user);
-        self.shard(&k)
-            .lock()
-            .get_mut(&k)
-            .map_or(0, |s| s.sessions.len())
+        let (map, k) = self.lock(user);
+        map.get(&k).map_or(0, |s| s.sessions.len())
     }
 
     /// Live sessions of every user (WebSocket and SSE).
@@ -382,8 +378,7 @@ impl Users {
         // (looked up in the registry once per event, not once per recipient)
         metrics::counter!(crate::metrics::EVENTS_DELIVERED).increment(recipients.len() as u64);
         for user in recipients {
-            let k = self.key(user);
-            let mut map = self.shard(&k).lock();
+            let (mut map, k) = self.lock(user);
             let s = self.stream(&mut map, &k);
             s.head = at.unwrap_or(s.head + 1);
             let n = s.head;
@@ -433,8 +428,8 @@ impl Users {
 
     /// Closes every session of `user` (revocation, deletion).
     pub fn close_user(&self, user: &str, reason: CloseReason) {
-        let k = self.key(user);
-        if let Some(s) = self.shard(&k).lock().get_mut(&k) {
+        let (mut map, k) = self.lock(user);
+        if let Some(s) = map.get_mut(&k) {
             for (_, o) in s.sessions.drain(..) {
                 o.close(reason);
             }
@@ -454,8 +449,7 @@ impl Users {
 
     /// Starts a long-poll; false when the user already has `max` polls running.
     pub fn begin_poll(&self, user: &str, max: usize) -> bool {
-        let k = self.key(user);
-        let mut map = self.shard(&k).lock();
+        let (mut map, k) = self.lock(user);
         let s = self.stream(&mut map, &k);
         if s.polls >= max {
             return false;
@@ -465,8 +459,8 @@ impl Users {
     }
 
     pub fn end_poll(&self, user: &str) {
-        let k = self.key(user);
-        if let Some(s) = self.shard(&k).lock().get_mut(&k) {
+        let (mut map, k) = self.lock(user);
+        if let Some(s) = map.get_mut(&k) {
             s.polls = s.polls.saturating_sub(1);
             s.last_used = Instant::now();
         }
@@ -478,8 +472,7 @@ impl Users {
     /// Called between [`Users::begin_poll`] and [`Users::end_poll`]: events wake the waiters
     /// of a user only while that user has polls running.
     pub fn poll(&self, user: &str, after: &Option<Cursor>, lang: Option<&Arc<str>>) -> PollState {
-        let k = self.key(user);
-        let mut map = self.shard(&k).lock();
+        let (mut map, k) = self.lock(user);
         let s = self.stream(&mut map, &k);
         self.expire(s, Instant::now());
         s.last_used = Instant::now();
@@ -546,6 +539,10 @@ struct Key<'u> {
 struct Shard(hashbrown::HashTable<Stream>);
 
 impl Shard {
+    fn get(&self, key: &Key) -> Option<&Stream> {
+        self.0.find(key.hash, |s| *s.user == *key.user)
+    }
+
     fn get_mut(&mut self, key: &Key) -> Option<&mut Stream> {
         self.0.find_mut(key.hash, |s| *s.user == *key.user)
     }
