@@ -95,6 +95,13 @@ pub enum Scenario {
         /// two-member threads of the send phase
         #[arg(long = "chat-threads", default_value_t = 1000)]
         chat_threads: usize,
+        /// The send phase alone, on nodes that share nothing but the PostgreSQL server: each a
+        /// standalone confab on a schema of its own (`apart0`, `apart1`, …, made afresh), no
+        /// NATS, each sender's identity and threads on the node it sends through. What that
+        /// many processes reach on this machine when they coordinate nothing: with the same
+        /// flags, the ceiling of any cluster design here
+        #[arg(long)]
+        apart: bool,
     },
     /// GET /livez over keep-alive: the HTTP stack's ceiling
     Noop {
@@ -313,6 +320,7 @@ fn main() -> std::process::ExitCode {
         light_rate,
         send_senders,
         chat_threads,
+        apart,
     } = &cli.scenario
     {
         let prefix = format!("bench{}", std::process::id());
@@ -321,7 +329,7 @@ fn main() -> std::process::ExitCode {
         for i in 0..*nodes {
             let mut args = common.server_args.clone();
             let id = format!("bench-{i}");
-            for a in [
+            let cluster_args = [
                 "--database-url",
                 database_url,
                 "--nats-url",
@@ -330,8 +338,17 @@ fn main() -> std::process::ExitCode {
                 &prefix,
                 "--node-id",
                 &id,
-            ] {
-                args.push(a.to_string());
+            ];
+            if *apart {
+                match scenarios::apart_schema(database_url, i) {
+                    Ok(url) => args.extend(["--database-url".to_string(), url]),
+                    Err(e) => {
+                        eprintln!("confab-bench: {e}");
+                        return std::process::ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                args.extend(cluster_args.iter().map(|a| a.to_string()));
             }
             match start_server(&args) {
                 Ok((s, base)) => {
@@ -345,9 +362,14 @@ fn main() -> std::process::ExitCode {
             }
         }
         eprintln!(
-            "confab-bench: {} nodes {} on {nats_url}",
+            "confab-bench: {} nodes {} {}",
             bases.len(),
-            bases.join(" ")
+            bases.join(" "),
+            if *apart {
+                "apart (a schema each, no NATS)".to_string()
+            } else {
+                format!("on {nats_url}")
+            }
         );
         common.url = Some(bases[0].clone());
         let ctx = scenarios::Ctx::new(&common);
@@ -358,9 +380,15 @@ fn main() -> std::process::ExitCode {
             send_senders: *send_senders,
             chat_threads: *chat_threads,
         };
-        let r = scenarios::cluster(&ctx, &bases, &load);
+        let r = if *apart {
+            scenarios::apart(&ctx, &bases, &load)
+        } else {
+            scenarios::cluster(&ctx, &bases, &load)
+        };
         drop(own);
-        forget_streams(nats_url, &prefix);
+        if !*apart {
+            forget_streams(nats_url, &prefix);
+        }
         return match r {
             Ok(()) if !scenarios::failed() => std::process::ExitCode::SUCCESS,
             Ok(()) => {

@@ -16,7 +16,7 @@ mod sessions;
 mod throughput;
 
 #[cfg(feature = "postgres")]
-pub use cluster::{cluster, ClusterLoad};
+pub use cluster::{apart, apart_schema, cluster, ClusterLoad};
 pub use connections::connections;
 pub use dashboard::{dashboard, DashboardLoad};
 pub use fanout::fanout;
