@@ -313,9 +313,8 @@ fn apply(
                 }
                 match realtime::kind_of(&w.kind) {
                     Some(kind) if w.body.get().starts_with('"') => {
-                        let recipients: Vec<&str> = w.recipients.iter().map(|r| &**r).collect();
                         let event = Event::from_literal(kind, w.body.get());
-                        users.publish_at(&recipients, &event, position(seq, i));
+                        users.publish_at(&w.recipients, &event, position(seq, i));
                     }
                     Some(_) => tracing::warn!(kind = %w.kind, seq, "event body is not a string"),
                     None => tracing::warn!(kind = %w.kind, seq, "unknown event kind in the log"),

@@ -184,11 +184,7 @@ impl Users {
         let hasher = &self.hasher;
         shard
             .0
-            .entry(
-                key.hash,
-                |s| *s.user == *key.user,
-                |s| hasher.hash_one(&*s.user),
-            )
+            .entry(key.hash, |s| key.is(s), |s| hasher.hash_one(&*s.user))
             .or_insert_with(|| {
                 let start = self
                     .origin
@@ -351,7 +347,12 @@ impl Users {
 
     /// Cluster mode: delivers the event at position `n` of the cluster's event log (the
     /// recipients as the log message has them: no copy of each is made).
-    pub fn publish_at(&self, recipients: &[&str], event: &Arc<Event>, n: u64) {
+    pub fn publish_at<U: std::ops::Deref<Target = str>>(
+        &self,
+        recipients: &[U],
+        event: &Arc<Event>,
+        n: u64,
+    ) {
         self.deliver(recipients, event, Some(n));
         self.applied.fetch_max(n, Ordering::AcqRel);
     }
@@ -528,10 +529,17 @@ impl Users {
     }
 }
 
-/// A user id and its hash (see [`Users::key`]).
+/// A user id and its hash (see [`Users::lock`]).
 struct Key<'u> {
     user: &'u str,
     hash: u64,
+}
+
+impl Key<'_> {
+    /// Whether `s` is this user's stream.
+    fn is(&self, s: &Stream) -> bool {
+        *s.user == *self.user
+    }
 }
 
 /// One shard of the streams, keyed by user id.
@@ -540,11 +548,11 @@ struct Shard(hashbrown::HashTable<Stream>);
 
 impl Shard {
     fn get(&self, key: &Key) -> Option<&Stream> {
-        self.0.find(key.hash, |s| *s.user == *key.user)
+        self.0.find(key.hash, |s| key.is(s))
     }
 
     fn get_mut(&mut self, key: &Key) -> Option<&mut Stream> {
-        self.0.find_mut(key.hash, |s| *s.user == *key.user)
+        self.0.find_mut(key.hash, |s| key.is(s))
     }
 }
 
