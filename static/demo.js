@@ -268,11 +268,14 @@ function previewOf(type, message) {
 }
 
 /// A new message moves its thread up, replaces its preview and, unless the thread is open,
-/// counts as unread when somebody else sent it.
+/// counts as unread when somebody else sent it. A list read after the message was committed
+/// already counts it (its lastMessage is this message or a newer one) even when the event comes
+/// after the list: such an event changes nothing, or the badge would count the message twice.
 function newMessageInList(d) {
   state.changes.threads++;
   const t = state.threads.get(d.threadId);
   if (!t) return;
+  if (t.lastMessage && Number(t.lastMessage.sequenceId) >= Number(d.sequenceId)) return;
   t.lastMessageReceivedOn = d.createdOn;
   if (d.type === "text" || d.type === "html") {
     t.lastMessage = {

@@ -120,6 +120,59 @@ test("what changes while a list is loading stays on /demo: a new thread, a new m
   await p.context().close();
 });
 
+test("a message the thread list already counts is not counted again when its event comes after the list", async () => {
+  const alice = await createUser();
+  const bob = await createUser();
+  const created = await rest(alice, "POST", "/chat/threads", {
+    topic: "counted once",
+    participants: [{ communicationIdentifier: { rawId: alice.id } }, { communicationIdentifier: { rawId: bob.id } }],
+  });
+  const thread = encodeURIComponent(created.chatThread.id);
+  const p = await page("");
+  // Messages reach the page over its WebSocket only when the test lets them.
+  const held = [];
+  let holding = true, client;
+  await p.routeWebSocket(/\/realtime\?/, (ws) => {
+    client = ws;
+    const server = ws.connectToServer();
+    server.onMessage((m) => {
+      if (holding && JSON.parse(m).type === "chatMessageReceived") held.push(m);
+      else ws.send(m);
+    });
+  });
+  // Bob signs in: once his session is open the page lists his threads again (nothing to resume
+  // from). That list is asked for only after Alice's message is committed, so it counts the
+  // message; the message's event reaches the page after the list.
+  let letAsk, asking;
+  const gate = new Promise((r) => { letAsk = r; });
+  const asked = new Promise((r) => { asking = r; });
+  let lists = 0;
+  await p.route((url) => url.pathname.endsWith("/chat/threads") && url.searchParams.has("maxPageSize"), async (route) => {
+    if (route.request().method() === "GET" && ++lists === 2) { asking(); await gate; }
+    await route.continue();
+  });
+  await p.fill("#token", bob.token);
+  await p.click("#token-form button");
+  await asked;
+  await rest(alice, "POST", `/chat/threads/${thread}/messages`, { content: "one", senderDisplayName: "Alice" });
+  letAsk();
+  const item = p.locator("#threads li", { hasText: "counted once" });
+  await p.waitForSelector('#threads li[data-unread="1"]', { timeout: 10000 }); // from the list
+  for (let waited = 0; held.length === 0; waited += 10) { // the event, held on its way
+    assert.ok(waited < 10000, "the message's event reached the page's WebSocket");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal(JSON.parse(held[0]).data.message, "one");
+  holding = false;
+  for (const m of held.splice(0)) client.send(m);
+  // A second message after the late event: the badge counts two, not three.
+  await rest(alice, "POST", `/chat/threads/${thread}/messages`, { content: "two", senderDisplayName: "Alice" });
+  await item.locator(".preview", { hasText: "Alice: two" }).waitFor({ timeout: 10000 });
+  assert.equal(await item.getAttribute("data-unread"), "2");
+  assert.equal(await item.locator(".badge").textContent(), "2");
+  await p.context().close();
+});
+
 test("signed out, /demo shows only the sign-in card", async () => {
   const p = await page("");
   assert.ok(await p.isVisible("#signin"));
