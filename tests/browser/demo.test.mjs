@@ -63,15 +63,22 @@ async function conversation(transport) {
 test("two users chat on /demo over WebSocket", async () => { await conversation("websocket"); });
 test("two users chat on /demo over long-poll (?transport=poll)", async () => { await conversation("poll"); });
 
-/// Holds the page's `nth` answer to GET `path` (read from confab when asked) until `release()`:
-/// the list the page gets is older than the events that come meanwhile.
-async function holdRead(p, path, nth) {
+/// Holds the page's `nth` GET of the list at `path` until `release()`. By default confab is asked
+/// at once and only its answer held (`read` resolves once it is read): the list the page gets is
+/// older than the events that come meanwhile. With `{ asking: true }` the request itself waits
+/// (`read` resolves once the page asks): the list is read after what the test does meanwhile.
+async function holdRead(p, path, nth, { asking = false } = {}) {
   let release, listed;
   const gate = new Promise((r) => { release = r; });
   const read = new Promise((r) => { listed = r; });
   let count = 0;
   await p.route((url) => url.pathname.endsWith(path) && url.searchParams.has("maxPageSize"), async (route) => {
     if (route.request().method() !== "GET" || ++count !== nth) return route.continue();
+    if (asking) {
+      listed();
+      await gate;
+      return route.continue();
+    }
     const response = await route.fetch();
     listed();
     await gate;
@@ -143,19 +150,12 @@ test("a message the thread list already counts is not counted again when its eve
   // Bob signs in: once his session is open the page lists his threads again (nothing to resume
   // from). That list is asked for only after Alice's message is committed, so it counts the
   // message; the message's event reaches the page after the list.
-  let letAsk, asking;
-  const gate = new Promise((r) => { letAsk = r; });
-  const asked = new Promise((r) => { asking = r; });
-  let lists = 0;
-  await p.route((url) => url.pathname.endsWith("/chat/threads") && url.searchParams.has("maxPageSize"), async (route) => {
-    if (route.request().method() === "GET" && ++lists === 2) { asking(); await gate; }
-    await route.continue();
-  });
+  const threads = await holdRead(p, "/chat/threads", 2, { asking: true });
   await p.fill("#token", bob.token);
   await p.click("#token-form button");
-  await asked;
+  await threads.read;
   await rest(alice, "POST", `/chat/threads/${thread}/messages`, { content: "one", senderDisplayName: "Alice" });
-  letAsk();
+  threads.release();
   const item = p.locator("#threads li", { hasText: "counted once" });
   await p.waitForSelector('#threads li[data-unread="1"]', { timeout: 10000 }); // from the list
   for (let waited = 0; held.length === 0; waited += 10) { // the event, held on its way

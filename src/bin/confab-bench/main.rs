@@ -328,17 +328,6 @@ fn main() -> std::process::ExitCode {
         let mut bases = Vec::new();
         for i in 0..*nodes {
             let mut args = common.server_args.clone();
-            let id = format!("bench-{i}");
-            let cluster_args = [
-                "--database-url",
-                database_url,
-                "--nats-url",
-                nats_url,
-                "--nats-prefix",
-                &prefix,
-                "--node-id",
-                &id,
-            ];
             if *apart {
                 match scenarios::apart_schema(database_url, i) {
                     Ok(url) => args.extend(["--database-url".to_string(), url]),
@@ -348,7 +337,20 @@ fn main() -> std::process::ExitCode {
                     }
                 }
             } else {
-                args.extend(cluster_args.iter().map(|a| a.to_string()));
+                let id = format!("bench-{i}");
+                args.extend(
+                    [
+                        "--database-url",
+                        database_url,
+                        "--nats-url",
+                        nats_url,
+                        "--nats-prefix",
+                        &prefix,
+                        "--node-id",
+                        &id,
+                    ]
+                    .map(String::from),
+                );
             }
             match start_server(&args) {
                 Ok((s, base)) => {
