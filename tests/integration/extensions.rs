@@ -298,6 +298,11 @@ async fn unread_counts_previews_and_read_markers() {
     assert_eq!(item["unreadCount"], 0, "{item}");
     let last = &item["lastMessage"];
     assert_eq!(last["id"], two.as_str());
+    // the message's own sequenceId, a string as in ChatMessage (the demo page compares it with
+    // the sequenceId of a late chatMessageReceived so as not to count a message twice)
+    let seq = &get_message(&app, &b, &t, &two).await["sequenceId"];
+    assert!(seq.is_string(), "{seq}");
+    assert_eq!(&last["sequenceId"], seq);
     assert_eq!(last["type"], "html");
     assert_eq!(last["preview"], "Hello world & friends");
     assert_eq!(last["senderDisplayName"], "Ann");
